@@ -1,0 +1,98 @@
+"""Validation of a study's configuration before any job runs.
+
+The JSON Schema (workflow/schemas/config.schema.yaml) checks keys, types and ranges and fills
+defaults; the checks here are the ones a schema cannot express (cross references, sizes).
+Every failure is one message naming the config key and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alignfuse.datasets import SPLITS, available_pairs
+from alignfuse.errors import AlignfuseError
+
+SCHEMA_NAME = "workflow/schemas/config.schema.yaml"
+
+
+def key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
+def schema_error_message(error) -> str:
+    """One line from a jsonschema ValidationError: the key, what is wrong, what the key means."""
+    message = f"config key '{key_path(error.absolute_path)}': {error.message}"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if description:
+        message += f" ({description})"
+    return message + f". Allowed keys and values are listed in {SCHEMA_NAME}."
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Check ``config`` in place (defaults filled) and return it; raise AlignfuseError if it is bad."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path))
+    except WorkflowError as exc:
+        cause = next((a for a in exc.args if isinstance(a, jsonschema.ValidationError)), None)
+        raise AlignfuseError(schema_error_message(cause) if cause else str(exc)) from None
+    check_semantics(config)
+    return config
+
+
+def check_semantics(config: dict) -> None:
+    dataset = config["dataset"]
+    kind = dataset["kind"]
+    encoders = config["encoders"]
+
+    for name, encoder in encoders.items():
+        library = encoder["library"]
+        if (library == "synthetic") != (kind == "synthetic"):
+            raise AlignfuseError(
+                f"config key 'encoders.{name}.library': '{library}' cannot encode a {kind} dataset; "
+                + ("use library: synthetic" if kind == "synthetic" else "use torchvision, open_clip or python")
+            )
+        if library != "synthetic" and not encoder.get("model"):
+            raise AlignfuseError(f"config key 'encoders.{name}.model' is required for library '{library}'")
+        if library == "python" and ":" not in encoder["model"]:
+            raise AlignfuseError(
+                f"config key 'encoders.{name}.model': '{encoder['model']}' must be 'module:function'"
+            )
+        if "rotation" in encoder and library != "synthetic":
+            raise AlignfuseError(f"config key 'encoders.{name}.rotation' applies to synthetic encoders only")
+
+    for name, backbone in config["backbones"].items():
+        for modality in ("image", "text"):
+            if backbone[modality] not in encoders:
+                raise AlignfuseError(
+                    f"config key 'backbones.{name}.{modality}': encoder '{backbone[modality]}' is not "
+                    f"defined under 'encoders' (defined: {', '.join(sorted(encoders))})"
+                )
+
+    if kind == "synthetic":
+        split = dataset["synthetic"]["split"]
+        if abs(sum(split[s] for s in SPLITS) - 1) > 1e-9:
+            raise AlignfuseError("config key 'dataset.synthetic.split': train + dev + test must sum to 1")
+    else:
+        for which, path in dataset["flickr8k"]["archives"].items():
+            if path is not None and not Path(path).is_file():
+                raise AlignfuseError(
+                    f"config key 'dataset.flickr8k.archives.{which}': {path} is not a file; "
+                    "give the path of the archive you downloaded, or null to download it"
+                )
+
+    train_pairs = available_pairs(dataset, "train")
+    too_large = [n for n in config["scales"] if n > train_pairs]
+    if too_large:
+        raise AlignfuseError(
+            f"config key 'scales': {too_large} exceed the {train_pairs} training pairs that dataset "
+            f"'{dataset['name']}' provides; use scales of at most {train_pairs}"
+        )
+    for name, spec in config["methods"].items():
+        if name == "xattn" and spec["dim"] % spec["heads"]:
+            raise AlignfuseError(
+                f"config key 'methods.xattn.dim': {spec['dim']} is not divisible by heads={spec['heads']}"
+            )

@@ -1,0 +1,52 @@
+"""The condition grid of a study and the config slice each job uses.
+
+A condition is (backbone, alignment, method, training pairs); its job trains every seed. The
+slices returned here become rule ``params``, so a job reruns only when its own slice changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Condition:
+    backbone: str
+    alignment: str
+    method: str
+    n: int
+
+
+def conditions(config: dict) -> list[Condition]:
+    return [
+        Condition(b, a, m, n)
+        for b, a, m, n in itertools.product(
+            config["backbones"], config["alignments"], config["methods"], config["scales"]
+        )
+    ]
+
+
+def run_path(dataset: str, condition: Condition, suffix: str = "") -> str:
+    c = condition
+    return f"results/runs/{dataset}/{c.backbone}@{c.alignment}/{c.method}/n{c.n}{suffix}.parquet"
+
+
+def method_training(config: dict, method: str) -> dict:
+    """The global training settings with the method's own overrides applied."""
+    return {**config["training"], **config["methods"][method].get("training", {})}
+
+
+def train_slice(config: dict, method: str) -> dict:
+    """Everything a training job of ``method`` depends on besides its input files."""
+    head = {k: v for k, v in config["methods"][method].items() if k != "training"}
+    return {
+        "method": method,
+        "head": head,
+        "training": method_training(config, method),
+        "seeds": list(config["seeds"]),
+    }
+
+
+def encoder_slice(config: dict, encoder: str) -> dict:
+    return {"name": encoder, **config["encoders"][encoder]}

@@ -1,0 +1,120 @@
+"""Parquet files of the workflow's data contracts, written atomically.
+
+A file only appears under its final name once it is complete, so an interrupted job never leaves
+an output that looks finished. Embedding files hold an id column and an ``emb`` column of
+``fixed_size_list<float32, d>``; provenance goes into the schema metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alignfuse.errors import AlignfuseError
+
+METADATA_KEY = b"alignfuse"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def with_metadata(schema: pa.Schema, metadata: dict | None) -> pa.Schema:
+    if not metadata:
+        return schema
+    return schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The provenance a writer stored in the file's schema metadata (empty if none)."""
+    raw = (pq.read_metadata(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(with_metadata(table.schema, metadata).metadata), tmp)
+
+
+def write_frame(frame, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write a pandas DataFrame (index dropped) atomically."""
+    write_table(pa.Table.from_pandas(frame, preserve_index=False), path, metadata)
+
+
+def embedding_schema(id_column: str, dim: int) -> pa.Schema:
+    return pa.schema([(id_column, pa.string()), ("emb", pa.list_(pa.float32(), dim))])
+
+
+def embedding_batch(schema: pa.Schema, ids, emb: np.ndarray) -> pa.RecordBatch:
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    dim = schema.field("emb").type.list_size
+    if emb.ndim != 2 or emb.shape[1] != dim:
+        raise ValueError(f"embeddings of shape {emb.shape} do not match dimension {dim}")
+    values = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim)
+    return pa.RecordBatch.from_arrays([pa.array(list(ids), pa.string()), values], schema=schema)
+
+
+class EmbeddingWriter:
+    """Streams embedding batches into one Parquet file; memory stays independent of file size.
+
+    ``metadata`` may still be updated while writing (e.g. counts of skipped images): it goes
+    into the file's footer when the writer closes.
+    """
+
+    def __init__(self, path: str | os.PathLike, id_column: str, dim: int, metadata: dict | None = None):
+        self.path = Path(path)
+        self.metadata = dict(metadata or {})
+        self.schema = embedding_schema(id_column, dim)
+        self._atomic = atomic_path(self.path)
+        self._writer = None
+
+    def __enter__(self) -> EmbeddingWriter:
+        self._writer = pq.ParquetWriter(self._atomic.__enter__(), self.schema)
+        return self
+
+    def write(self, ids, emb: np.ndarray) -> None:
+        self._writer.write_batch(embedding_batch(self.schema, ids, emb))
+
+    def __exit__(self, *exc) -> bool:
+        self._writer.add_key_value_metadata({METADATA_KEY: json.dumps(self.metadata, sort_keys=True)})
+        self._writer.close()
+        return self._atomic.__exit__(*exc)
+
+
+def write_embeddings(path, id_column: str, ids, emb: np.ndarray, metadata: dict | None = None) -> None:
+    with EmbeddingWriter(path, id_column, emb.shape[1], metadata) as writer:
+        writer.write(ids, emb)
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ids, float32 matrix [rows, d]) of an embedding file, reading only those columns."""
+    path = Path(path)
+    if not path.exists():
+        raise AlignfuseError(f"{path}: feature file not found; run the workflow's features stage first")
+    schema = pq.read_schema(path)
+    if "emb" not in schema.names or not pa.types.is_fixed_size_list(schema.field("emb").type):
+        raise AlignfuseError(f"{path}: no fixed-size 'emb' column; it is not an alignfuse feature file")
+    id_column = schema.names[0]
+    table = pq.read_table(path, columns=[id_column, "emb"])
+    dim = schema.field("emb").type.list_size
+    emb = table.column("emb").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    return table.column(id_column).to_numpy(zero_copy_only=False).astype(str), emb.astype(np.float32, copy=False)
