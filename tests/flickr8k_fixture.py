@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-COLOURS = {"red": (200, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 200), "yellow": (220, 200, 40)}
+COLOURS = {
+    "red": (200, 30, 30),
+    "green": (30, 170, 60),
+    "blue": (30, 60, 200),
+    "yellow": (220, 200, 40),
+}
 SHAPES = ("square", "circle", "stripe")
 STRAY = "2258277193_586949ec62.jpg.1"
 
@@ -108,9 +113,15 @@ def make_flickr8k_archives(
             if name in corrupt:
                 data = data[: len(data) // 3]
             zf.writestr(f"Flicker8k_Dataset/{name}", data)
-            zf.writestr(f"__MACOSX/Flicker8k_Dataset/._{name}", b"\x00\x05\x16\x07mac resource fork")
-            token_lines += [f"{name}#{k}\t{c}" for k, c in enumerate(captions_for(colour, shape, rng))]
-    token_lines += [f"{STRAY}#{k}\tA stray caption of an image that is not in the archive ." for k in range(5)]
+            zf.writestr(
+                f"__MACOSX/Flicker8k_Dataset/._{name}", b"\x00\x05\x16\x07mac resource fork"
+            )
+            token_lines += [
+                f"{name}#{k}\t{c}" for k, c in enumerate(captions_for(colour, shape, rng))
+            ]
+    token_lines += [
+        f"{STRAY}#{k}\tA stray caption of an image that is not in the archive ." for k in range(5)
+    ]
     text_zip = directory / "Flickr8k_text.zip"
     with zipfile.ZipFile(text_zip, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("Flickr8k.token.txt", "\n".join(token_lines) + "\n")

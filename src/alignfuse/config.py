@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignfuse.datasets import SPLITS, available_pairs
+from alignfuse.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.errors import AlignfuseError
 
 SCHEMA_NAME = "workflow/schemas/config.schema.yaml"
@@ -23,8 +23,8 @@ def schema_error_message(error) -> str:
     """One line from a jsonschema ValidationError: the key, what is wrong, what the key means."""
     message = f"config key '{key_path(error.absolute_path)}': {error.message}"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
-    if description:
-        message += f" ({description})"
+    if description and error.absolute_path:
+        message += f" ({' '.join(description.split())})"
     return message + f". Allowed keys and values are listed in {SCHEMA_NAME}."
 
 
@@ -37,8 +37,10 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     try:
         validate(config, str(schema_path))
     except WorkflowError as exc:
-        cause = next((a for a in exc.args if isinstance(a, jsonschema.ValidationError)), None)
-        raise AlignfuseError(schema_error_message(cause) if cause else str(exc)) from None
+        cause = exc.__cause__ or exc.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        raise AlignfuseError(schema_error_message(cause)) from None
     check_semantics(config)
     return config
 
@@ -53,16 +55,24 @@ def check_semantics(config: dict) -> None:
         if (library == "synthetic") != (kind == "synthetic"):
             raise AlignfuseError(
                 f"config key 'encoders.{name}.library': '{library}' cannot encode a {kind} dataset; "
-                + ("use library: synthetic" if kind == "synthetic" else "use torchvision, open_clip or python")
+                + (
+                    "use library: synthetic"
+                    if kind == "synthetic"
+                    else "use torchvision, open_clip or python"
+                )
             )
         if library != "synthetic" and not encoder.get("model"):
-            raise AlignfuseError(f"config key 'encoders.{name}.model' is required for library '{library}'")
+            raise AlignfuseError(
+                f"config key 'encoders.{name}.model' is required for library '{library}'"
+            )
         if library == "python" and ":" not in encoder["model"]:
             raise AlignfuseError(
                 f"config key 'encoders.{name}.model': '{encoder['model']}' must be 'module:function'"
             )
         if "rotation" in encoder and library != "synthetic":
-            raise AlignfuseError(f"config key 'encoders.{name}.rotation' applies to synthetic encoders only")
+            raise AlignfuseError(
+                f"config key 'encoders.{name}.rotation' applies to synthetic encoders only"
+            )
 
     for name, backbone in config["backbones"].items():
         for modality in ("image", "text"):
@@ -75,7 +85,10 @@ def check_semantics(config: dict) -> None:
     if kind == "synthetic":
         split = dataset["synthetic"]["split"]
         if abs(sum(split[s] for s in SPLITS) - 1) > 1e-9:
-            raise AlignfuseError("config key 'dataset.synthetic.split': train + dev + test must sum to 1")
+            raise AlignfuseError(
+                "config key 'dataset.synthetic.split': train + dev + test must sum to 1"
+            )
+        check_synthetic(dataset["synthetic"])
     else:
         for which, path in dataset["flickr8k"]["archives"].items():
             if path is not None and not Path(path).is_file():

@@ -33,6 +33,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600; results are shared with collaborators, so honour the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -52,7 +56,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 def write_table(table: pa.Table, path: str | os.PathLike, metadata: dict | None = None) -> None:
     with atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(with_metadata(table.schema, metadata).metadata), tmp)
+        pq.write_table(
+            table.replace_schema_metadata(with_metadata(table.schema, metadata).metadata), tmp
+        )
 
 
 def write_frame(frame, path: str | os.PathLike, metadata: dict | None = None) -> None:
@@ -80,7 +86,9 @@ class EmbeddingWriter:
     into the file's footer when the writer closes.
     """
 
-    def __init__(self, path: str | os.PathLike, id_column: str, dim: int, metadata: dict | None = None):
+    def __init__(
+        self, path: str | os.PathLike, id_column: str, dim: int, metadata: dict | None = None
+    ):
         self.path = Path(path)
         self.metadata = dict(metadata or {})
         self.schema = embedding_schema(id_column, dim)
@@ -95,12 +103,16 @@ class EmbeddingWriter:
         self._writer.write_batch(embedding_batch(self.schema, ids, emb))
 
     def __exit__(self, *exc) -> bool:
-        self._writer.add_key_value_metadata({METADATA_KEY: json.dumps(self.metadata, sort_keys=True)})
+        self._writer.add_key_value_metadata(
+            {METADATA_KEY: json.dumps(self.metadata, sort_keys=True)}
+        )
         self._writer.close()
         return self._atomic.__exit__(*exc)
 
 
-def write_embeddings(path, id_column: str, ids, emb: np.ndarray, metadata: dict | None = None) -> None:
+def write_embeddings(
+    path, id_column: str, ids, emb: np.ndarray, metadata: dict | None = None
+) -> None:
     with EmbeddingWriter(path, id_column, emb.shape[1], metadata) as writer:
         writer.write(ids, emb)
 
@@ -109,12 +121,18 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, float32 matrix [rows, d]) of an embedding file, reading only those columns."""
     path = Path(path)
     if not path.exists():
-        raise AlignfuseError(f"{path}: feature file not found; run the workflow's features stage first")
+        raise AlignfuseError(
+            f"{path}: feature file not found; run the workflow's features stage first"
+        )
     schema = pq.read_schema(path)
     if "emb" not in schema.names or not pa.types.is_fixed_size_list(schema.field("emb").type):
-        raise AlignfuseError(f"{path}: no fixed-size 'emb' column; it is not an alignfuse feature file")
+        raise AlignfuseError(
+            f"{path}: no fixed-size 'emb' column; it is not an alignfuse feature file"
+        )
     id_column = schema.names[0]
     table = pq.read_table(path, columns=[id_column, "emb"])
     dim = schema.field("emb").type.list_size
     emb = table.column("emb").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-    return table.column(id_column).to_numpy(zero_copy_only=False).astype(str), emb.astype(np.float32, copy=False)
+    return table.column(id_column).to_numpy(zero_copy_only=False).astype(str), emb.astype(
+        np.float32, copy=False
+    )

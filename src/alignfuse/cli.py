@@ -1,0 +1,218 @@
+"""The ``alignfuse`` command: one subcommand per workflow rule, each a thin call into a module.
+
+Subcommands import their modules lazily, so a job pays only for what it runs. Errors a user can
+cause print one line (no traceback) and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from alignfuse.errors import AlignfuseError
+from alignfuse.figures import FIGURES
+
+
+def json_arg(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def label_arg(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def synth_captions(args) -> None:
+    from alignfuse.synthetic import write_captions
+
+    write_captions(args.config, args.out)
+
+
+def synth_features(args) -> None:
+    from alignfuse.synthetic import write_features
+
+    write_features(args.config, args.encoder, args.rotation, args.image_out, args.text_out)
+
+
+def download(args) -> None:
+    from alignfuse.download import fetch_archive
+
+    fetch_archive(args.url, args.out, md5=args.md5, sha256=args.sha256, local=args.local)
+
+
+def captions(args) -> None:
+    from alignfuse.flickr8k import write_captions
+
+    write_captions(args.text_zip, args.images_zip, args.out, on_malformed=args.on_malformed)
+
+
+def pairs(args) -> None:
+    from alignfuse.pairs import write_pairs
+
+    write_pairs(args.captions, args.out_dir, args.seed)
+
+
+def fetch_weights(args) -> None:
+    from alignfuse.encoders import fetch_weights
+
+    print(fetch_weights(args.encoder))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(args.encoder, sort_keys=True) + "\n")
+
+
+def features(args) -> None:
+    from alignfuse.features import extract_features
+
+    extract_features(
+        args.encoder,
+        args.modality,
+        args.captions,
+        args.out,
+        images_zip=args.images_zip,
+        device=args.device,
+        workers=args.workers,
+        on_bad_image=args.on_bad_image,
+        tokens_out=args.tokens_out,
+    )
+
+
+def train(args) -> None:
+    from alignfuse.parquet import write_frame
+    from alignfuse.training import train_condition
+
+    runs, curves = train_condition(
+        args.image_features, args.text_features, args.pairs_dir, args.n, args.spec, args.threads
+    )
+    labels = dict(args.label) | {"method": args.spec["method"]}
+    for frame in (runs, curves):
+        for position, (key, value) in enumerate(labels.items()):
+            frame.insert(position, key, value)
+    metadata = {"spec": args.spec, "n": args.n}
+    write_frame(curves, args.curves_out, metadata)
+    write_frame(runs, args.out, metadata)
+
+
+def aggregate(args) -> None:
+    from alignfuse.analysis import collect_runs, write_tables
+
+    write_tables(collect_runs(args.runs), args.out_dir)
+
+
+def figure(args) -> None:
+    import importlib
+
+    import pandas as pd
+
+    from alignfuse.figures.style import save_figure
+
+    module, function = FIGURES[args.name].split(":")
+    plot = getattr(importlib.import_module(module), function)
+    save_figure(plot(pd.read_parquet(args.runs), args.study), args.out, args.dpi)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alignfuse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth-captions", help="write the synthetic dataset's captions table")
+    p.add_argument("--config", type=json_arg, required=True, help="dataset.synthetic as JSON")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=synth_captions)
+
+    p = sub.add_parser(
+        "synth-features", help="write one synthetic encoder's image and text features"
+    )
+    p.add_argument("--config", type=json_arg, required=True, help="dataset.synthetic as JSON")
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--rotation", type=float, required=True)
+    p.add_argument("--image-out", type=Path, required=True)
+    p.add_argument("--text-out", type=Path, required=True)
+    p.set_defaults(func=synth_features)
+
+    p = sub.add_parser("download", help="download (or link a local copy of) a checksummed archive")
+    p.add_argument("--url", required=True)
+    p.add_argument("--md5")
+    p.add_argument("--sha256")
+    p.add_argument("--local", type=Path, help="an archive you already have; skips the download")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=download)
+
+    p = sub.add_parser("captions", help="parse Flickr8k captions and official splits")
+    p.add_argument("--text-zip", type=Path, required=True)
+    p.add_argument("--images-zip", type=Path)
+    p.add_argument("--on-malformed", choices=["error", "skip"], default="error")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=captions)
+
+    p = sub.add_parser("pairs", help="balanced matching pairs per split (nested training prefixes)")
+    p.add_argument("--captions", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=pairs)
+
+    p = sub.add_parser("fetch-weights", help="download an encoder's weights into the library cache")
+    p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")
+    p.add_argument("--out", type=Path, help="marker file recording the spec once fetched")
+    p.set_defaults(func=fetch_weights)
+
+    p = sub.add_parser("features", help="encode images or captions to a Parquet feature file")
+    p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")
+    p.add_argument("--modality", choices=["image", "text"], required=True)
+    p.add_argument("--captions", type=Path, required=True)
+    p.add_argument("--images-zip", type=Path)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
+    p.add_argument("--tokens-out", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=features)
+
+    p = sub.add_parser("train", help="train every seed of one fusion condition")
+    p.add_argument("--image-features", type=Path, required=True)
+    p.add_argument("--text-features", type=Path, required=True)
+    p.add_argument("--pairs-dir", type=Path, required=True)
+    p.add_argument(
+        "--n", type=int, required=True, help="training pairs (a prefix of train.parquet)"
+    )
+    p.add_argument("--spec", type=json_arg, required=True, help="method, head, training, seeds")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--label", type=label_arg, action="append", default=[], help="KEY=VALUE column")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--curves-out", type=Path, required=True)
+    p.set_defaults(func=train)
+
+    p = sub.add_parser("aggregate", help="collect run files into tables with means and 95% CIs")
+    p.add_argument("--runs", type=Path, nargs="+", required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=aggregate)
+
+    p = sub.add_parser("figure", help="draw one figure from the runs table")
+    p.add_argument("name", choices=sorted(FIGURES))
+    p.add_argument("--runs", type=Path, required=True, help="results/tables/runs.parquet")
+    p.add_argument("--study", default="study")
+    p.add_argument("--dpi", type=int, default=200)
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="one path per format")
+    p.set_defaults(func=figure)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AlignfuseError as exc:
+        print(f"alignfuse {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Scaling figure: test accuracy against training pairs, the paper's headline comparison.
+
+Bands are the 95% Student t intervals of ``analysis.summarize`` (mean ± ci95 across seeds), not a
+bootstrap, so every band matches the number in ``summary.md``; a condition with one seed has none.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator, PercentFormatter
+
+from alignfuse.analysis import summarize
+from alignfuse.errors import AlignfuseError
+from alignfuse.figures.style import (
+    REFERENCE_COLOUR,
+    alignment_linestyles,
+    apply_style,
+    method_palette,
+)
+
+CHANCE = 0.5
+
+
+def plot(runs: pd.DataFrame, study: str) -> Figure:
+    """One panel per backbone, one line per method (line style per alignment when several).
+
+    Applies the shared style (global rcParams) first, so the figure looks the same from any caller.
+    """
+    if runs.empty:
+        raise AlignfuseError(f"study {study!r}: no runs to plot; the runs table is empty")
+    datasets = sorted(runs["dataset"].unique())
+    if len(datasets) > 1:
+        raise AlignfuseError(
+            f"study {study!r}: runs span datasets {', '.join(datasets)}; plot one dataset at a time"
+        )
+    apply_style()
+    summary = summarize(runs)
+    backbones = sorted(summary["backbone"].unique())
+    colours = method_palette(summary["method"])
+    linestyles = alignment_linestyles(summary["alignment"])
+    scales = sorted(summary["n_train"].unique())
+
+    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(backbones), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, backbone in zip(axes, backbones, strict=True):
+        panel = summary[summary["backbone"] == backbone]
+        for (method, alignment), line in panel.groupby(["method", "alignment"], sort=True):
+            x = line["n_train"]
+            mean, half = line["test_accuracy_mean"], line["test_accuracy_ci95"]
+            colour = colours[method]
+            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
+            ax.plot(
+                x, mean, color=colour, linestyle=linestyles[alignment], marker="o", label=method
+            )
+        ax.axhline(CHANCE, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_chance")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(scales, labels=[str(n) for n in scales])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_title(backbone)
+        ax.set_xlabel("training pairs")
+    axes[0].set_ylabel("test accuracy")
+    fig.suptitle(f"{study}: test accuracy vs training pairs ({datasets[0]})")
+
+    method_handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items()]
+    method_handles.append(
+        Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
+    )
+    fig.legend(handles=method_handles, title="method", loc="outside right upper")
+    if len(linestyles) > 1:
+        style_handles = [
+            Line2D([], [], color="black", linestyle=s, label=a) for a, s in linestyles.items()
+        ]
+        fig.legend(handles=style_handles, title="alignment", loc="outside right lower")
+    return fig

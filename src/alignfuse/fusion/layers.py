@@ -1,0 +1,84 @@
+"""Building blocks shared by attention-based heads: pseudo-tokens and a cross-attention block.
+
+Cached features are pooled vectors. Attention over a single key is degenerate (its softmax weight
+is always 1, so the output ignores the query), so each vector is cut into k chunks that act as
+tokens. Attention is written with einsum so that a head runs under ``torch.func.vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alignfuse.errors import AlignfuseError
+
+
+def split_tokens(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Cut [..., d] into [..., k, ceil(d/k)] chunks in order, zero-padding the last ones."""
+    d = x.shape[-1]
+    chunk = math.ceil(d / k)
+    x = F.pad(x, (0, k * chunk - d))
+    return x.reshape(*x.shape[:-1], k, chunk)
+
+
+def merge_tokens(tokens: torch.Tensor, d: int) -> torch.Tensor:
+    """Inverse of :func:`split_tokens`: [..., k, c] back to the first d values [..., d]."""
+    return tokens.flatten(-2)[..., :d]
+
+
+class PseudoTokens(nn.Module):
+    """A pooled vector as k tokens of width ``dim``: chunks, one shared projection, positions.
+
+    The position embedding tells the attention which chunk a token came from; without it,
+    chunks that hold different feature coordinates would be interchangeable.
+    """
+
+    def __init__(self, d: int, tokens: int, dim: int):
+        super().__init__()
+        self.tokens = tokens
+        self.proj = nn.Linear(math.ceil(d / tokens), dim)
+        self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(split_tokens(x, self.tokens)) + self.pos
+
+
+class CrossAttentionBlock(nn.Module):
+    """Post-norm transformer block whose queries attend to another sequence's keys/values.
+
+    x = LN(q + Drop(MHA(q, kv))); x = LN(x + Drop(FFN(x))). Dropout acts on the sublayer outputs.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float = 0.1):
+        super().__init__()
+        if dim % heads:
+            raise AlignfuseError(
+                f"cross-attention: dim={dim} is not divisible by heads={heads}; "
+                "choose dim and heads in the method's config so that heads divides dim"
+            )
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim)
+        )
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def attention(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Multi-head scaled dot-product attention: [.., Lq, d], [.., Lk, d] -> [.., Lq, d]."""
+        q, k, v = self.q(queries), self.k(context), self.v(context)
+        q, k, v = (t.unflatten(-1, (self.heads, -1)) for t in (q, k, v))  # [..., L, h, dh]
+        scores = torch.einsum("...qhd,...khd->...hqk", q, k) / math.sqrt(q.shape[-1])
+        y = torch.einsum("...hqk,...khd->...qhd", scores.softmax(dim=-1), v)
+        return self.out(y.flatten(-2))
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(queries + self.drop(self.attention(queries, context)))
+        return self.norm2(x + self.drop(self.ffn(x)))

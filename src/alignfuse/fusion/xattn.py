@@ -1,0 +1,61 @@
+"""Cross-attention fusion: tokens of one modality attend to tokens of the other.
+
+Attention scores are bilinear in the two modalities (q_i . k_j = x_i^T W_q^T W_k y_j), the
+O(d_image * d_text) capacity the paper contrasts with concatenation. Pooled features are cut into
+pseudo-tokens (see :mod:`alignfuse.fusion.layers`) so that the softmax has keys to choose between.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alignfuse.errors import AlignfuseError
+from alignfuse.fusion.layers import CrossAttentionBlock, PseudoTokens
+
+DIRECTIONS = ("txt2img", "img2txt", "bidir")
+
+
+class CrossAttentionHead(nn.Module):
+    """Pseudo-tokens per modality -> cross-attention block(s) -> mean over queries -> MLP -> 2.
+
+    ``direction``: "txt2img" (text queries image tokens, as in BLIP), "img2txt" (image queries
+    text) or "bidir" (both, each pooled, pooled vectors concatenated).
+    """
+
+    def __init__(
+        self,
+        d_image: int,
+        d_text: int,
+        tokens: int = 8,
+        dim: int = 256,
+        heads: int = 4,
+        ffn: int = 512,
+        dropout: float = 0.1,
+        direction: str = "txt2img",
+    ):
+        super().__init__()
+        if direction not in DIRECTIONS:
+            raise AlignfuseError(
+                f"cross-attention: unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}"
+            )
+        self.direction = direction
+        self.image_tokens = PseudoTokens(d_image, tokens, dim)
+        self.text_tokens = PseudoTokens(d_text, tokens, dim)
+        self.blocks = nn.ModuleDict(
+            {
+                name: CrossAttentionBlock(dim, heads, ffn, dropout)
+                for name in DIRECTIONS[:2]
+                if direction in (name, "bidir")
+            }
+        )
+        width = dim * len(self.blocks)
+        self.classifier = nn.Sequential(
+            nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 2)
+        )
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        img, txt = self.image_tokens(image), self.text_tokens(text)
+        queries = {"txt2img": (txt, img), "img2txt": (img, txt)}
+        pooled = [block(*queries[name]).mean(dim=-2) for name, block in self.blocks.items()]
+        return self.classifier(torch.cat(pooled, dim=-1))

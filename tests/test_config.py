@@ -1,0 +1,226 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alignfuse.config import validate_config
+from alignfuse.errors import AlignfuseError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.fixture
+def paper() -> dict:
+    return load("config.yaml")
+
+
+@pytest.fixture
+def synthetic() -> dict:
+    return load("workflow/presets/synthetic.yaml")
+
+
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "workflow/presets/synthetic.yaml", "workflow/presets/smoke.yaml"]
+)
+def test_shipped_configs_are_valid(name):
+    validate_config(load(name), SCHEMA)
+
+
+def test_defaults_are_filled(synthetic):
+    config = validate_config(synthetic, SCHEMA)
+    assert config["methods"]["concat"]["dropout"] == 0.1
+    assert config["methods"]["xattn"]["heads"] == 4
+    assert config["training"]["batch_size"] == 128
+    assert config["alignments"] == ["raw"]
+    assert config["figures"]["formats"] == ["pdf", "png"]
+
+
+def test_paper_config_matches_the_paper(paper):
+    config = validate_config(paper, SCHEMA)
+    assert config["scales"] == [2048, 4096, 8192, 16384]
+    assert len(config["seeds"]) >= 5
+    assert config["methods"]["concat"]["hidden"] == [256, 128]
+    assert set(config["backbones"]) == {"resnet18", "clip"}
+    assert config["backbones"]["resnet18"]["text"] == config["backbones"]["clip"]["text"]
+
+
+def set_key(config: dict, path: str, value) -> dict:
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return config
+
+
+def drop_key(config: dict, path: str) -> dict:
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    del node[last]
+    return config
+
+
+MALFORMED = [
+    # (description, config transform, expected fragments of the message)
+    (
+        "unknown top-level key",
+        lambda c: set_key(c, "epochs", 5),
+        ["(top level)", "'epochs' was unexpected"],
+    ),
+    (
+        "unknown training key",
+        lambda c: set_key(c, "training.learning_rate", 0.1),
+        ["training", "learning_rate"],
+    ),
+    (
+        "wrong type",
+        lambda c: set_key(c, "training.max_epochs", "ten"),
+        ["training.max_epochs", "not of type 'integer'"],
+    ),
+    (
+        "negative learning rate",
+        lambda c: set_key(c, "training.lr", -0.001),
+        ["training.lr", "-0.001"],
+    ),
+    ("zero seeds", lambda c: set_key(c, "seeds", []), ["'seeds'", "should be non-empty"]),
+    ("odd scale", lambda c: set_key(c, "scales", [1000, 1001]), ["scales.1", "multiple of 2"]),
+    ("duplicate seeds", lambda c: set_key(c, "seeds", [0, 0]), ["'seeds'", "non-unique"]),
+    (
+        "unknown method",
+        lambda c: set_key(c, "methods.lstm", {}),
+        ["'methods'", "'lstm' was unexpected"],
+    ),
+    (
+        "unknown alignment",
+        lambda c: set_key(c, "alignments", ["warped"]),
+        ["alignments.0", "'warped'"],
+    ),
+    (
+        "unknown dataset kind",
+        lambda c: set_key(c, "dataset.kind", "coco"),
+        ["dataset.kind", "'coco'"],
+    ),
+    (
+        "missing backbones",
+        lambda c: drop_key(c, "backbones"),
+        ["(top level)", "'backbones' is a required property"],
+    ),
+    (
+        "bad checksum",
+        lambda c: set_key(c, "dataset.flickr8k.text.md5", "xyz"),
+        ["dataset.flickr8k.text.md5", "'xyz'"],
+    ),
+    (
+        "dropout of one",
+        lambda c: set_key(c, "methods.concat.dropout", 1.0),
+        ["methods.concat.dropout", "1.0"],
+    ),
+    (
+        "method training override with a typo",
+        lambda c: set_key(c, "methods.xattn.training", {"lrr": 1}),
+        ["methods.xattn.training", "'lrr' was unexpected"],
+    ),
+    (
+        "bad on_bad_image",
+        lambda c: set_key(c, "dataset.flickr8k.on_bad_image", "ignore"),
+        ["dataset.flickr8k.on_bad_image", "'ignore'"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("description", "transform", "fragments"), MALFORMED, ids=[m[0] for m in MALFORMED]
+)
+def test_schema_rejects_malformed_config_naming_the_key(paper, description, transform, fragments):
+    with pytest.raises(AlignfuseError) as info:
+        validate_config(transform(paper), SCHEMA)
+    message = str(info.value)
+    assert message.startswith("config key '")
+    assert "config.schema.yaml" in message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message
+
+
+SEMANTIC = [
+    (
+        "scale larger than the available pairs",
+        lambda c: set_key(c, "scales", [2048, 65536]),
+        ["'scales'", "[65536]", "60000 training pairs"],
+    ),
+    (
+        "backbone naming an unknown encoder",
+        lambda c: set_key(c, "backbones.clip.text", "bert"),
+        ["backbones.clip.text", "'bert'", "clip, resnet18"],
+    ),
+    (
+        "encoder without a model",
+        lambda c: drop_key(c, "encoders.resnet18.model"),
+        ["encoders.resnet18.model", "required"],
+    ),
+    (
+        "plug-in encoder that is not module:function",
+        lambda c: set_key(c, "encoders.clip", {"library": "python", "model": "mymodule"}),
+        ["encoders.clip.model", "module:function"],
+    ),
+    (
+        "missing local archive",
+        lambda c: set_key(c, "dataset.flickr8k.archives.images", "does/not/exist.zip"),
+        ["dataset.flickr8k.archives.images", "does/not/exist.zip", "not a file"],
+    ),
+    (
+        "synthetic encoder on a real dataset",
+        lambda c: set_key(c, "encoders.clip", {"library": "synthetic"}),
+        ["encoders.clip.library", "flickr8k"],
+    ),
+    (
+        "attention width not divisible by heads",
+        lambda c: set_key(c, "methods.xattn.dim", 250),
+        ["methods.xattn.dim", "heads=4"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("description", "transform", "fragments"), SEMANTIC, ids=[s[0] for s in SEMANTIC]
+)
+def test_semantic_checks_name_the_key(paper, description, transform, fragments):
+    with pytest.raises(AlignfuseError) as info:
+        validate_config(transform(paper), SCHEMA)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_synthetic_scale_limit_follows_the_generator(synthetic):
+    # 4000 images, 75% train, 5 captions, one negative per positive: 30000 pairs.
+    validate_config(set_key(synthetic, "scales", [30000]), SCHEMA)
+    with pytest.raises(AlignfuseError, match="30000 training pairs"):
+        validate_config(set_key(synthetic, "scales", [30002]), SCHEMA)
+
+
+def test_synthetic_split_must_sum_to_one(synthetic):
+    bad = set_key(synthetic, "dataset.synthetic.split", {"train": 0.5, "dev": 0.2, "test": 0.2})
+    with pytest.raises(AlignfuseError, match="dataset.synthetic.split"):
+        validate_config(bad, SCHEMA)
+
+
+def test_rotation_is_only_for_synthetic_encoders(paper):
+    bad = set_key(paper, "encoders.clip.rotation", 0.5)
+    with pytest.raises(AlignfuseError, match="encoders.clip.rotation"):
+        validate_config(bad, SCHEMA)
+
+
+def test_synthetic_subspaces_must_fit_before_any_job_runs(synthetic):
+    bad = set_key(synthetic, "dataset.synthetic.latent_dim", 600)
+    with pytest.raises(AlignfuseError, match=r"dataset\.synthetic\.latent_dim"):
+        validate_config(bad, SCHEMA)

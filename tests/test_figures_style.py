@@ -1,0 +1,76 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+
+from alignfuse.errors import AlignfuseError
+from alignfuse.figures.style import (
+    METHOD_COLOURS,
+    PALETTE,
+    alignment_linestyles,
+    method_palette,
+    save_figure,
+)
+
+PDF_MAGIC = b"%PDF-"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def small_figure():
+    fig, ax = plt.subplots(figsize=(2, 1.5), layout="constrained")
+    ax.plot([1, 2, 3], [0.5, 0.7, 0.6], label="concat")
+    ax.set_title("a title")
+    fig.legend(loc="outside right upper")
+    return fig
+
+
+def test_palette_is_the_same_across_calls_and_method_orders():
+    methods = ["xattn", "gated", "concat", "bilinear", "film"]
+    palette = method_palette(methods)
+    assert palette == method_palette(reversed(methods)) == method_palette(methods + methods)
+    assert list(palette) == sorted(methods)
+    assert len(set(palette.values())) == len(methods)
+    assert set(palette.values()) <= set(PALETTE)
+
+
+def test_known_methods_keep_their_colour_in_any_company():
+    for company in ([], ["gated"], ["a", "b", "c", "d", "e", "f"]):
+        palette = method_palette(["concat", "xattn", *company])
+        assert palette["concat"] == METHOD_COLOURS["concat"]
+        assert palette["xattn"] == METHOD_COLOURS["xattn"]
+
+
+def test_alignments_take_distinct_line_styles_with_raw_solid():
+    styles = alignment_linestyles(["rot0.5", "raw", "contrastive", "raw"])
+    assert list(styles) == ["raw", "contrastive", "rot0.5"]
+    assert styles["raw"] == "solid"
+    assert len(set(styles.values())) == 3
+
+
+def test_save_figure_writes_pdf_and_png_and_no_temporary_files(tmp_path):
+    fig = small_figure()
+    outputs = [tmp_path / "out" / "fig.pdf", tmp_path / "out" / "fig.png"]
+    save_figure(fig, outputs, dpi=72)
+    assert outputs[0].read_bytes().startswith(PDF_MAGIC)
+    assert outputs[1].read_bytes().startswith(PNG_MAGIC)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fig.pdf", "fig.png"]
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_saving_a_figure_twice_gives_identical_bytes(tmp_path):
+    fig = small_figure()
+    first = [tmp_path / "a.pdf", tmp_path / "a.png"]
+    second = [tmp_path / "b.pdf", tmp_path / "b.png"]
+    save_figure(fig, first, dpi=72)
+    save_figure(fig, second, dpi=72)
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_an_unknown_format_writes_nothing_and_names_the_file(tmp_path):
+    outputs = [tmp_path / "fig.pdf", tmp_path / "fig.jpeg"]
+    with pytest.raises(AlignfuseError, match=r"fig\.jpeg: unsupported figure format"):
+        save_figure(small_figure(), outputs, dpi=72)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,85 @@
+"""Pseudo-token split and the cross-attention block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alignfuse.errors import AlignfuseError
+from alignfuse.fusion.layers import CrossAttentionBlock, PseudoTokens, merge_tokens, split_tokens
+
+
+def block(**kwargs) -> CrossAttentionBlock:
+    torch.manual_seed(0)
+    return CrossAttentionBlock(
+        **{"dim": 16, "heads": 4, "ffn": 32, "dropout": 0.1, **kwargs}
+    ).eval()
+
+
+def test_split_tokens_zero_pads_to_k_equal_chunks():
+    x = torch.arange(1.0, 11.0).expand(3, 10)
+    tokens = split_tokens(x, 4)
+    assert tokens.shape == (3, 4, 3)
+    assert tokens[0, 0].tolist() == [1.0, 2.0, 3.0]
+    assert tokens[0, 3].tolist() == [10.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(("d", "k"), [(512, 8), (10, 4), (5, 8), (7, 1)])
+def test_split_then_merge_round_trips(d, k):
+    x = torch.randn(2, 5, d)
+    assert torch.equal(merge_tokens(split_tokens(x, k), d), x)
+
+
+def test_pseudo_tokens_carry_chunk_identity():
+    torch.manual_seed(0)
+    embed = PseudoTokens(d=8, tokens=4, dim=16)
+    out = embed(torch.zeros(2, 8))
+    assert out.shape == (2, 4, 16)
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_block_maps_queries_to_queries_shape():
+    assert block()(torch.randn(3, 5, 16), torch.randn(3, 7, 16)).shape == (3, 5, 16)
+
+
+def test_block_is_invariant_to_permuting_keys_and_values():
+    queries, context = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    perm = torch.randperm(7)
+    torch.testing.assert_close(block()(queries, context), block()(queries, context[:, perm]))
+
+
+def test_block_is_equivariant_to_permuting_queries():
+    queries, context = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    perm = torch.randperm(5)
+    torch.testing.assert_close(
+        block()(queries, context)[:, perm], block()(queries[:, perm], context)
+    )
+
+
+def test_attention_output_depends_on_the_query_when_there_are_several_keys():
+    attend = block().attention
+    context = torch.randn(1, 4, 16)
+    assert not torch.allclose(
+        attend(torch.randn(1, 1, 16), context), attend(torch.randn(1, 1, 16), context)
+    )
+
+
+def test_with_a_single_key_attention_ignores_the_query():
+    attend = block().attention
+    context = torch.randn(1, 1, 16)
+    torch.testing.assert_close(
+        attend(torch.randn(1, 1, 16), context), attend(torch.randn(1, 1, 16), context)
+    )
+
+
+def test_block_runs_under_vmap_with_per_sample_randomness():
+    module = block().train()
+    out = torch.vmap(module, randomness="different")(
+        torch.randn(2, 3, 5, 16), torch.randn(2, 3, 7, 16)
+    )
+    assert out.shape == (2, 3, 5, 16)
+
+
+def test_dim_not_divisible_by_heads_is_a_config_error():
+    with pytest.raises(AlignfuseError, match="heads"):
+        CrossAttentionBlock(dim=10, heads=4, ffn=8)

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import yaml
+
+from alignfuse import grid
+from alignfuse.config import validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paper_config() -> dict:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    return validate_config(config, ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def test_grid_is_the_product_of_backbones_alignments_methods_and_scales():
+    config = paper_config()
+    conditions = grid.conditions(config)
+    assert len(conditions) == 2 * 1 * 2 * 4
+    assert grid.Condition("clip", "raw", "xattn", 16384) in conditions
+
+
+def test_run_path_follows_the_design_contract():
+    path = grid.run_path("flickr8k", grid.Condition("clip", "raw", "concat", 2048))
+    assert path == "results/runs/flickr8k/clip@raw/concat/n2048.parquet"
+
+
+def test_method_overrides_apply_to_that_method_only():
+    config = paper_config()
+    config["methods"]["xattn"]["training"] = {"lr": 0.0003}
+    assert grid.train_slice(config, "xattn")["training"]["lr"] == 0.0003
+    assert grid.train_slice(config, "concat")["training"]["lr"] == 0.001
+
+
+def test_train_slice_holds_what_a_training_job_depends_on():
+    config = paper_config()
+    spec = grid.train_slice(config, "concat")
+    assert spec["method"] == "concat"
+    assert spec["head"] == {"hidden": [256, 128], "dropout": 0.1}
+    assert spec["seeds"] == config["seeds"]
+    assert "training" not in spec["head"]
+
+
+def test_train_slice_ignores_settings_of_other_stages():
+    config = paper_config()
+    before = grid.train_slice(config, "concat")
+    config["figures"]["dpi"] = 600
+    config["threads"]["train"] = 8
+    config["methods"]["xattn"]["heads"] = 8
+    assert grid.train_slice(config, "concat") == before

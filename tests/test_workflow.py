@@ -1,0 +1,153 @@
+"""End-to-end: the real workflow through Snakemake, in a temporary directory."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from workflow_runner import ROOT, load_preset, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A finished run of the smoke preset: (working directory, its config file)."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    configfile = write_config(workdir / "study.yaml", load_preset("smoke"))
+    snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    return workdir, configfile
+
+
+def test_smoke_study_writes_tables_and_figures(smoke):
+    workdir, _ = smoke
+    runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
+    # 2 backbones x 1 alignment x 2 methods x 2 scales x 2 seeds
+    assert len(runs) == 16
+    assert set(runs["method"]) == {"concat", "xattn"}
+    assert set(runs["backbone"]) == {"aligned", "unaligned"}
+    assert runs["test_accuracy"].between(0, 1).all()
+    summary = pd.read_csv(workdir / "results/tables/summary.csv")
+    assert len(summary) == 8
+    for ext in ("pdf", "png"):
+        assert (workdir / f"results/figures/scaling.{ext}").stat().st_size > 1000
+
+
+def test_second_run_has_nothing_to_do(smoke):
+    workdir, configfile = smoke
+    result = snakemake(workdir, "-n", "--configfile", str(configfile))
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_one_methods_learning_rate_reruns_only_its_jobs_and_downstream(smoke):
+    workdir, _ = smoke
+    config = load_preset("smoke")
+    config["methods"]["xattn"]["training"] = {"lr": 0.005}
+    changed = write_config(workdir / "changed.yaml", config)
+    jobs = planned_jobs(workdir, "--configfile", str(changed))
+    assert set(jobs) == {"train", "aggregate", "figure_scaling", "all"}
+    assert len(jobs["train"]) == 4
+    assert all("/xattn/" in outputs for outputs in jobs["train"])
+
+
+def test_changing_the_figure_resolution_redraws_only_figures(smoke):
+    workdir, _ = smoke
+    config = load_preset("smoke")
+    config["figures"] = {"dpi": 100}
+    jobs = planned_jobs(workdir, "--configfile", str(write_config(workdir / "dpi.yaml", config)))
+    assert set(jobs) == {"figure_scaling", "all"}
+
+
+def test_invalid_config_fails_before_any_job_with_one_message(tmp_path):
+    config = load_preset("smoke")
+    config["training"]["lr"] = "fast"
+    result = snakemake(
+        tmp_path,
+        "-n",
+        "--configfile",
+        str(write_config(tmp_path / "bad.yaml", config)),
+        check=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "config key 'training.lr': 'fast' is not of type 'number'" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_study_plans_download_features_pairs_training_and_figures(tmp_path):
+    jobs = planned_jobs(tmp_path, "--configfile", str(ROOT / "config.yaml"))
+    assert len(jobs["download"]) == 2
+    assert len(jobs["fetch_weights"]) == 2
+    # resnet18 images, clip images and clip captions: the CLIP text features serve both backbones
+    assert sorted(jobs["features"]) == [
+        "results/features/flickr8k/clip/image.parquet",
+        "results/features/flickr8k/clip/text.parquet",
+        "results/features/flickr8k/resnet18/image.parquet",
+    ]
+    assert len(jobs["pairs"]) == 1
+    assert len(jobs["train"]) == 2 * 2 * 4
+    assert {"captions", "aggregate", "figure_scaling", "all"} <= set(jobs)
+
+
+def test_lint_and_format_are_clean():
+    bin_dir = Path(sys.executable).parent
+    fmt = subprocess.run(
+        [bin_dir / "snakefmt", "--check", "Snakefile", "workflow"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fmt.returncode == 0, fmt.stderr
+    lint = snakemake(ROOT, "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def flickr8k_study(archives, scales=(16, 32)) -> dict:
+    config = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    config["study"] = "fixture"
+    config["dataset"]["name"] = "fixture"
+    config["dataset"]["flickr8k"]["images"] = {
+        "url": archives.images_url,
+        "sha256": archives.images_sha256,
+    }
+    config["dataset"]["flickr8k"]["text"] = {
+        "url": archives.text_url,
+        "sha256": archives.text_sha256,
+    }
+    for encoder in config["encoders"].values():
+        encoder["pretrained"] = False
+        encoder["batch_size"] = 8
+    config["scales"] = list(scales)
+    config["seeds"] = [0, 1]
+    config["training"] = {"max_epochs": 3, "batch_size": 8, "patience": 2}
+    config["methods"] = {
+        "concat": {"hidden": [32, 16]},
+        "xattn": {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32},
+    }
+    config["threads"] = {"train": 1, "features": 1}
+    return config
+
+
+def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
+    from flickr8k_fixture import make_flickr8k_archives
+
+    archives = make_flickr8k_archives(tmp_path / "mirror")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    configfile = write_config(workdir / "study.yaml", flickr8k_study(archives))
+    snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    captions = pd.read_parquet(workdir / "results/data/fixture/captions.parquet")
+    assert captions.groupby("split")["image_id"].nunique().to_dict() == {
+        "dev": 8,
+        "test": 8,
+        "train": 24,
+    }
+    image = pd.read_parquet(workdir / "results/features/fixture/resnet18/image.parquet")
+    assert len(image) == 40 and len(image["emb"].iloc[0]) == 512
+    runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
+    assert len(runs) == 2 * 2 * 2 * 2
+    assert (workdir / "results/figures/scaling.pdf").exists()

@@ -1,0 +1,94 @@
+"""Validation, the condition grid, wildcard constraints and the functions that compute targets."""
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from alignfuse import grid
+from alignfuse.codehash import code_hash
+from alignfuse.config import validate_config
+from alignfuse.datasets import SPLITS
+from alignfuse.errors import AlignfuseError
+from alignfuse.fusion import method_module
+
+try:
+    validate_config(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
+except AlignfuseError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+DATASET = config["dataset"]["name"]
+FIGURES = ["scaling"]
+TABLES = ["runs", "summary"]
+
+
+def one_of(names):
+    return "|".join(re.escape(str(name)) for name in names)
+
+
+wildcard_constraints:
+    dataset=re.escape(DATASET),
+    backbone=one_of(config["backbones"]),
+    alignment=one_of(config["alignments"]),
+    method=one_of(config["methods"]),
+    encoder=one_of(config["encoders"]),
+    modality="image|text",
+    split=one_of(SPLITS),
+    n=r"\d+",
+
+
+def as_json(value):
+    return json.dumps(value, sort_keys=True)
+
+
+def features_for(wildcards):
+    """The image and text feature files of a backbone."""
+    backbone = config["backbones"][wildcards.backbone]
+    return {
+        modality: f"results/features/{wildcards.dataset}/{backbone[modality]}/{modality}.parquet"
+        for modality in ("image", "text")
+    }
+
+
+def train_code(wildcards):
+    return code_hash("training", "fusion.layers", method_module(wildcards.method), "parquet")
+
+
+def run_files():
+    return [grid.run_path(DATASET, c) for c in grid.conditions(config)]
+
+
+def figure_files(name):
+    return [f"results/figures/{name}.{ext}" for ext in config["figures"]["formats"]]
+
+
+def all_targets():
+    tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")]
+    return tables + [f for name in FIGURES for f in figure_files(name)]
+
+
+def download_args(archive):
+    """CLI arguments of the download rule: URL, checksums and the user's local copy, if any."""
+    source = config["dataset"]["flickr8k"][archive]
+    args = ["--url", source["url"]]
+    for algo in ("md5", "sha256"):
+        if algo in source:
+            args += [f"--{algo}", source[algo]]
+    local = config["dataset"]["flickr8k"]["archives"][archive]
+    if local:
+        args += ["--local", str(Path(local).resolve())]
+    return shlex.join(args)
+
+
+def feature_inputs(wildcards):
+    inputs = {
+        "captions": f"results/data/{wildcards.dataset}/captions.parquet",
+        "weights": f"results/weights/{wildcards.encoder}.json",
+    }
+    if wildcards.modality == "image":
+        inputs["images"] = f"results/data/{wildcards.dataset}/archives/images.zip"
+    return inputs

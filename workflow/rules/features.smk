@@ -1,0 +1,41 @@
+"""Frozen encoder features cached to Parquet, once per (dataset, encoder, modality)."""
+
+
+localrules:
+    fetch_weights,
+
+
+rule fetch_weights:
+    """Put an encoder's weights in the library cache (run where there is internet)."""
+    output:
+        "results/weights/{encoder}.json",
+    log:
+        "results/logs/weights/{encoder}.log",
+    params:
+        encoder=lambda w: as_json(grid.encoder_slice(config, w.encoder)),
+    shell:
+        "alignfuse fetch-weights --encoder {params.encoder:q} --out {output} > {log} 2>&1"
+
+
+rule features:
+    """Encode every image or caption of the dataset with one encoder."""
+    input:
+        unpack(feature_inputs),
+    output:
+        "results/features/{dataset}/{encoder}/{modality}.parquet",
+    log:
+        "results/logs/features/{dataset}/{encoder}/{modality}.log",
+    benchmark:
+        "results/benchmarks/features/{dataset}/{encoder}/{modality}.tsv"
+    threads: config["threads"]["features"]
+    params:
+        encoder=lambda w: as_json(grid.encoder_slice(config, w.encoder)),
+        images_arg=lambda w, input: (
+            f"--images-zip {input.images}" if w.modality == "image" else ""
+        ),
+        on_bad_image=FLICKR8K["on_bad_image"],
+        code=code_hash("encoders", "features", "archives"),
+    shell:
+        "alignfuse features --encoder {params.encoder:q} --modality {wildcards.modality} "
+        "--captions {input.captions} {params.images_arg} --workers {threads} "
+        "--on-bad-image {params.on_bad_image} --out {output} > {log} 2>&1"

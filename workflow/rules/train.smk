@@ -1,0 +1,26 @@
+"""Training: one job per condition trains all of its seeds in one process."""
+
+
+rule train:
+    """Train every seed of one fusion condition on cached features."""
+    input:
+        unpack(features_for),
+        pairs=expand("results/pairs/{{dataset}}/{split}.parquet", split=SPLITS),
+    output:
+        runs="results/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.parquet",
+        curves="results/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.curves.parquet",
+    log:
+        "results/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
+    threads: config["threads"]["train"]
+    params:
+        spec=lambda w: as_json(grid.train_slice(config, w.method)),
+        pairs_dir=lambda w: f"results/pairs/{w.dataset}",
+        code=train_code,
+    shell:
+        "alignfuse train --image-features {input.image} --text-features {input.text} "
+        "--pairs-dir {params.pairs_dir} --n {wildcards.n} --spec {params.spec:q} "
+        "--threads {threads} --label dataset={wildcards.dataset} "
+        "--label backbone={wildcards.backbone} --label alignment={wildcards.alignment} "
+        "--out {output.runs} --curves-out {output.curves} > {log} 2>&1"
