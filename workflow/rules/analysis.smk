@@ -1,5 +1,7 @@
 """Aggregation of all runs into tables with means and 95% confidence intervals."""
 
+TABLES = ["runs", "summary"]
+
 
 rule aggregate:
     """Collect every condition's runs; summarise across seeds."""

@@ -22,8 +22,6 @@ except AlignfuseError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 DATASET = config["dataset"]["name"]
-FIGURES = ["scaling"]
-TABLES = ["runs", "summary"]
 
 
 def one_of(names):
@@ -55,7 +53,9 @@ def features_for(wildcards):
 
 
 def train_code(wildcards):
-    return code_hash("training", "fusion.layers", method_module(wildcards.method), "parquet")
+    return code_hash(
+        "training", "fusion.layers", method_module(wildcards.method), "parquet"
+    )
 
 
 def run_files():

@@ -1,5 +1,7 @@
 """Figures: one rule and one module each, drawn from the aggregated tables."""
 
+FIGURES = ["scaling"]
+
 
 localrules:
     figure_scaling,
