@@ -1,0 +1,300 @@
+"""Frozen-encoder features of a dataset's images or captions, cached as Parquet.
+
+Every later stage reads these files instead of running a backbone, so extraction runs once per
+(dataset, encoder, modality). Images are decoded straight from the zip in DataLoader workers while
+the encoder runs; batches stream into the file, so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import PIL
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from alignfuse.archives import image_members
+from alignfuse.encoders import Encoder, key, load_encoder
+from alignfuse.errors import AlignfuseError
+from alignfuse.parquet import EmbeddingWriter
+
+ID_COLUMNS = {"image": "image_id", "text": "caption_id"}
+BAD_IMAGE_POLICIES = ("error", "skip")
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+
+
+class TokenWriter(EmbeddingWriter):
+    """Streams token sequences: ``tokens`` is list<fixed_size_list<float32, d>>, one per row."""
+
+    def __init__(self, path, id_column: str, dim: int, metadata: dict | None = None):
+        super().__init__(path, id_column, dim, metadata)
+        self.dim = dim
+        self.schema = pa.schema(
+            [(id_column, pa.string()), ("tokens", pa.list_(pa.list_(pa.float32(), dim)))]
+        )
+
+    def write(self, ids, sequences: list[np.ndarray]) -> None:
+        offsets = np.cumsum([0] + [len(s) for s in sequences], dtype=np.int32)
+        flat = np.concatenate(sequences).astype(np.float32, copy=False).reshape(-1)
+        values = pa.FixedSizeListArray.from_arrays(pa.array(flat), self.dim)
+        column = pa.ListArray.from_arrays(pa.array(offsets), values)
+        ids = pa.array(list(ids), pa.string())
+        self._writer.write_batch(pa.RecordBatch.from_arrays([ids, column], schema=self.schema))
+
+
+def pick_device(device: str) -> torch.device:
+    """``auto`` takes CUDA, then Apple's MPS, then the CPU; a named one must be available."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as err:
+        raise AlignfuseError(
+            f"device '{device}': not a torch device; use auto, cpu, cuda or mps"
+        ) from err
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if not available.get(chosen.type, lambda: True)():
+        raise AlignfuseError(f"device '{device}': not available on this machine; use auto or cpu")
+    return chosen
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Half precision on CUDA only (bfloat16 where supported); CPU and MPS run float32."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def embed(
+    encoder: Encoder,
+    batch: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    with_tokens: bool = False,
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """Float32 pooled embeddings (and each row's token sequence) of one prepared batch."""
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        batch = batch.to(device, non_blocking=True)
+        if not with_tokens:
+            return encoder.model(batch).float().cpu().numpy(), None
+        pooled, seq, lengths = encoder.tokens(batch)
+        seq = seq.float().cpu().numpy()
+        return pooled.float().cpu().numpy(), [
+            s[:n] for s, n in zip(seq, lengths.tolist(), strict=True)
+        ]
+
+
+class ZipImages(Dataset):
+    """Images read from a zip by member name, decoded and prepared in DataLoader workers.
+
+    Each worker opens its own ZipFile on first use (one handle shared across processes would
+    interleave seeks). A bad image yields its reason instead of raising, so the main process can
+    name the file or skip it rather than surface a worker traceback.
+    """
+
+    def __init__(self, zip_path: Path, members: list[str], prepare):
+        self.zip_path = zip_path
+        self.members = members
+        self.prepare = prepare
+        self.archive = None
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, i: int):
+        if self.archive is None:
+            self.archive = zipfile.ZipFile(self.zip_path)
+        try:
+            with Image.open(io.BytesIO(self.archive.read(self.members[i]))) as image:
+                return i, self.prepare(image.convert("RGB")), None
+        except DECODE_ERRORS as err:
+            return i, None, f"cannot be decoded ({err})"
+
+
+def collate(items):
+    """Stack the prepared images of a batch; bad ones pass through as (position, reason)."""
+    good = [(i, x) for i, x, _ in items if x is not None]
+    bad = [(i, reason) for i, _, reason in items if reason is not None]
+    batch = torch.stack([x for _, x in good]) if good else None
+    return [i for i, _ in good], batch, bad
+
+
+def image_batches(zip_path, names, members, prepare, batch_size, workers, pin_memory):
+    """(names, tensor or None, [(name, reason)]) per batch, in the order of ``names``."""
+    loader = DataLoader(
+        ZipImages(zip_path, members, prepare),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+    )
+    for positions, batch, bad in loader:
+        yield [names[i] for i in positions], batch, [(names[i], reason) for i, reason in bad]
+
+
+def text_batches(ids, texts, tokenize, batch_size):
+    for start in range(0, len(ids), batch_size):
+        yield ids[start : start + batch_size], tokenize(texts[start : start + batch_size]), []
+
+
+def read_captions(path: Path, columns: list[str]) -> pa.Table:
+    path = Path(path)
+    if not path.is_file():
+        raise AlignfuseError(f"{path}: captions table not found; run the workflow's data stage")
+    missing = set(columns) - set(pq.read_schema(path).names)
+    if missing:
+        raise AlignfuseError(
+            f"{path}: no column(s) {sorted(missing)}; it is not a captions table of the data stage"
+        )
+    return pq.read_table(path, columns=columns)
+
+
+def bad_image_error(images_zip, name: str, reason: str) -> AlignfuseError:
+    return AlignfuseError(
+        f"{images_zip}: image '{name}' {reason}; replace the archive with an intact copy, or set "
+        "on_bad_image: skip in the dataset's config to leave such images out"
+    )
+
+
+def versions() -> dict[str, str]:
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "open_clip": open_clip.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def extract_features(
+    spec: dict,
+    modality: str,
+    captions: Path,
+    out: Path,
+    images_zip: Path | None = None,
+    device: str = "auto",
+    workers: int = 2,
+    on_bad_image: str = "error",
+    tokens_out: Path | None = None,
+) -> dict:
+    """Encode every image or caption of a captions table into ``out``; return the run's report.
+
+    Images: the table's unique ``image_id`` in sorted order, read from ``images_zip``. Text: every
+    ``caption_id`` in table order. A missing or undecodable image raises ``AlignfuseError`` naming
+    it, or with ``on_bad_image="skip"`` is left out, logged and listed in the metadata.
+    ``tokens_out`` also writes token sequences (encoders that have them). Nothing is left under
+    ``out`` or ``tokens_out`` unless the whole run succeeds.
+    """
+    if modality not in ID_COLUMNS:
+        raise AlignfuseError(f"modality '{modality}': use one of {sorted(ID_COLUMNS)}")
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise AlignfuseError(f"on_bad_image '{on_bad_image}': use one of {BAD_IMAGE_POLICIES}")
+    if modality == "image" and images_zip is None:
+        raise AlignfuseError("image features need the image archive; pass images_zip")
+    chosen = pick_device(device)
+    dtype = autocast_dtype(chosen)
+    encoder = load_encoder(spec, modality)
+    if tokens_out and encoder.tokens is None:
+        raise AlignfuseError(
+            f"{key(spec, 'tokens')}: {spec['model']} has no {modality} token sequences; "
+            "set it to false"
+        )
+    encoder.model.to(chosen)
+    batch_size = spec.get("batch_size", 128)
+    skipped: dict[str, str] = {}
+
+    if modality == "image":
+        names = sorted(set(read_captions(captions, ["image_id"]).column(0).to_pylist()))
+        members = image_members(images_zip)
+        for name in names:
+            if name not in members:
+                if on_bad_image == "error":
+                    raise bad_image_error(images_zip, name, "is missing from the archive")
+                skipped[name] = "is missing from the archive"
+        names = [name for name in names if name in members]
+        total = len(names)
+        batches = image_batches(
+            images_zip,
+            names,
+            [members[name] for name in names],
+            encoder.prepare,
+            batch_size,
+            workers,
+            chosen.type == "cuda",
+        )
+    else:
+        table = read_captions(captions, ["caption_id", "caption"])
+        ids, texts = table.column(0).to_pylist(), table.column(1).to_pylist()
+        total = len(ids)
+        batches = text_batches(ids, texts, encoder.prepare, batch_size)
+
+    metadata = {
+        "encoder": spec,
+        "weights_id": encoder.weights_id,
+        "preprocessing": encoder.preprocessing,
+        "modality": modality,
+        "device": torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else chosen.type,
+        "dtype": f"{dtype} autocast, stored as float32" if dtype else "float32",
+        "versions": versions(),
+    }
+    rows = 0
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(batches))
+        id_column = ID_COLUMNS[modality]
+        writers = [stack.enter_context(EmbeddingWriter(out, id_column, encoder.dim, metadata))]
+        if tokens_out:
+            token_metadata = metadata | {"tokens": encoder.token_description}
+            writers.append(
+                stack.enter_context(
+                    TokenWriter(tokens_out, id_column, encoder.token_dim, token_metadata)
+                )
+            )
+        progress = stack.enter_context(
+            tqdm(total=total, desc=f"{spec.get('name', spec['model'])} {modality}", file=sys.stderr)
+        )
+        for name, reason in skipped.items():
+            tqdm.write(f"skipping image {name}: {reason}", file=sys.stderr)
+        for batch_ids, batch, bad in batches:
+            for name, reason in bad:
+                if on_bad_image == "error":
+                    raise bad_image_error(images_zip, name, reason)
+                skipped[name] = reason
+                tqdm.write(f"skipping image {name}: {reason}", file=sys.stderr)
+            if batch is not None:
+                pooled, sequences = embed(encoder, batch, chosen, dtype, bool(tokens_out))
+                writers[0].write(batch_ids, pooled)
+                if tokens_out:
+                    writers[1].write(batch_ids, sequences)
+                rows += len(batch_ids)
+            progress.update(len(batch_ids) + len(bad))
+        if rows == 0:
+            raise AlignfuseError(f"{captions}: no {modality} could be encoded; nothing to write")
+        summary = {"rows": rows, "skipped_count": len(skipped), "skipped": sorted(skipped)}
+        for writer in writers:
+            writer.metadata.update(summary)
+    return metadata | summary | {"seconds": time.perf_counter() - start}
