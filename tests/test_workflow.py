@@ -10,6 +10,8 @@ import pytest
 import yaml
 from workflow_runner import ROOT, load_preset, planned_jobs, snakemake, write_config
 
+from alignfuse.figures import FIGURES
+
 pytestmark = pytest.mark.slow
 
 
@@ -25,15 +27,17 @@ def smoke(tmp_path_factory):
 def test_smoke_study_writes_tables_and_figures(smoke):
     workdir, _ = smoke
     runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
-    # 2 backbones x 1 alignment x 2 methods x 2 scales x 2 seeds
-    assert len(runs) == 16
-    assert set(runs["method"]) == {"concat", "xattn"}
+    config = load_preset("smoke")
+    conditions = len(config["backbones"]) * len(config["methods"]) * len(config["scales"])
+    assert len(runs) == conditions * len(config["seeds"])
+    assert set(runs["method"]) == set(config["methods"])
     assert set(runs["backbone"]) == {"aligned", "unaligned"}
     assert runs["test_accuracy"].between(0, 1).all()
     summary = pd.read_csv(workdir / "results/tables/summary.csv")
-    assert len(summary) == 8
-    for ext in ("pdf", "png"):
-        assert (workdir / f"results/figures/scaling.{ext}").stat().st_size > 1000
+    assert len(summary) == conditions
+    for name in FIGURES:
+        for ext in ("pdf", "png"):
+            assert (workdir / f"results/figures/{name}.{ext}").stat().st_size > 1000
 
 
 def test_second_run_has_nothing_to_do(smoke):
@@ -45,12 +49,13 @@ def test_second_run_has_nothing_to_do(smoke):
 def test_changing_one_methods_learning_rate_reruns_only_its_jobs_and_downstream(smoke):
     workdir, _ = smoke
     config = load_preset("smoke")
-    config["methods"]["xattn"]["training"] = {"lr": 0.005}
+    method = list(config["methods"])[-1]
+    config["methods"][method]["training"] = {"lr": 0.005}
     changed = write_config(workdir / "changed.yaml", config)
     jobs = planned_jobs(workdir, "--configfile", str(changed))
-    assert set(jobs) == {"train", "aggregate", "figure_scaling", "all"}
-    assert len(jobs["train"]) == 4
-    assert all("/xattn/" in outputs for outputs in jobs["train"])
+    assert set(jobs) == {"train", "aggregate", "all"} | {f"figure_{name}" for name in FIGURES}
+    assert len(jobs["train"]) == len(config["backbones"]) * len(config["scales"])
+    assert all(f"/{method}/" in outputs for outputs in jobs["train"])
 
 
 def test_changing_the_figure_resolution_redraws_only_figures(smoke):
@@ -58,7 +63,7 @@ def test_changing_the_figure_resolution_redraws_only_figures(smoke):
     config = load_preset("smoke")
     config["figures"] = {"dpi": 100}
     jobs = planned_jobs(workdir, "--configfile", str(write_config(workdir / "dpi.yaml", config)))
-    assert set(jobs) == {"figure_scaling", "all"}
+    assert set(jobs) == {"all"} | {f"figure_{name}" for name in FIGURES}
 
 
 def test_invalid_config_fails_before_any_job_with_one_message(tmp_path):
@@ -124,10 +129,7 @@ def flickr8k_study(archives, scales=(16, 32)) -> dict:
     config["scales"] = list(scales)
     config["seeds"] = [0, 1]
     config["training"] = {"max_epochs": 3, "batch_size": 8, "patience": 2}
-    config["methods"] = {
-        "concat": {"hidden": [32, 16]},
-        "xattn": {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32},
-    }
+    config["methods"] = load_preset("smoke")["methods"]
     config["threads"] = {"train": 1, "features": 1}
     return config
 
@@ -138,7 +140,8 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     archives = make_flickr8k_archives(tmp_path / "mirror")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    configfile = write_config(workdir / "study.yaml", flickr8k_study(archives))
+    config = flickr8k_study(archives)
+    configfile = write_config(workdir / "study.yaml", config)
     snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
     captions = pd.read_parquet(workdir / "results/data/fixture/captions.parquet")
     assert captions.groupby("split")["image_id"].nunique().to_dict() == {
@@ -149,5 +152,5 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     image = pd.read_parquet(workdir / "results/features/fixture/resnet18/image.parquet")
     assert len(image) == 40 and len(image["emb"].iloc[0]) == 512
     runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
-    assert len(runs) == 2 * 2 * 2 * 2
+    assert len(runs) == 2 * len(config["methods"]) * 2 * 2
     assert (workdir / "results/figures/scaling.pdf").exists()
