@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alignfuse.analysis import RUN_COLUMNS, collect_runs, summarize, write_tables
+from alignfuse.analysis import RUN_COLUMNS, build_tables, collect_runs, summarize, write_tables
+from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
 
@@ -122,7 +123,14 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
     )
     out = tmp_path / "tables"
     write_tables(runs, out)
-    names = {"runs.parquet", "runs.csv", "summary.parquet", "summary.csv", "summary.md"}
+    names = {
+        f"{t}.{ext}"
+        for t in ("runs", "summary", "paired", "paper_vs_ours")
+        for ext in ("parquet", "csv")
+    }
+    names |= {
+        f"{t}.{ext}" for t in ("summary", "paired", "paper_vs_ours") for ext in ("md", "html")
+    }
     assert {p.name for p in out.iterdir()} == names  # no temporary files left behind
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs, check_dtype=False)
     summary = summarize(runs)
@@ -141,3 +149,60 @@ def test_summary_markdown_shows_accuracy_in_percent_with_its_interval(tmp_path):
     assert f"80.00 ± {halfwidth:.2f}" in text
     assert "| xattn " in text and " 60.00 |" in text  # one seed: no interval
     assert "295,554" in text
+
+
+def five_point_study(tmp_path):
+    """Run files where concat beats xattn_txt2img by 5 points on each of 3 seeds at 2048 (clip)."""
+    return [
+        write_run(tmp_path, run_rows("concat", accuracies=(0.75, 0.80, 0.85)), "concat"),
+        write_run(tmp_path, run_rows("xattn_txt2img", accuracies=(0.70, 0.75, 0.80)), "xattn"),
+    ]
+
+
+def test_build_tables_pairs_methods_and_judges_the_papers_claims(tmp_path):
+    tables = build_tables(collect_runs(five_point_study(tmp_path)))
+    assert list(tables) == ["runs", "summary", "paired", "paper_vs_ours"]
+    paired = tables["paired"].set_index("metric")
+    assert paired.loc["test_accuracy", "mean_diff"] == pytest.approx(0.05)
+    claims = tables["paper_vs_ours"].set_index("claim")
+    assert claims.loc["clip_gap_n2048", "verdict"] == "reproduced"
+    assert claims.loc["clip_gap_n4096", "verdict"] == "not in this study"
+
+
+def test_the_tables_for_people_read_in_points_with_intervals_and_verdicts(tmp_path):
+    out = tmp_path / "tables"
+    write_tables(collect_runs(five_point_study(tmp_path)), out)
+    paired = (out / "paired.md").read_text(encoding="utf-8")
+    assert "| concat − xattn_txt2img " in paired
+    assert " 5.00 [5.00, 5.00] " in paired
+    assert "Holm" in paired
+    paper = (out / "paper_vs_ours.md").read_text(encoding="utf-8")
+    assert "| reproduced " in paper and "| not in this study " in paper
+    assert "4.1–5.1" in paper
+    page = (out / "paper_vs_ours.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<table" in page and "reproduced" in page
+    csv = pd.read_csv(out / "paired.csv")
+    assert set(csv["method"]) == {"xattn_txt2img"}
+
+
+def test_a_study_without_concat_still_writes_every_table(tmp_path):
+    runs = collect_runs([write_run(tmp_path, run_rows("xattn_txt2img"), "xattn")])
+    out = tmp_path / "tables"
+    write_tables(runs, out)
+    assert pd.read_parquet(out / "paired.parquet").empty
+    assert "(no rows)" in (out / "paired.md").read_text(encoding="utf-8")
+    verdicts = set(pd.read_csv(out / "paper_vs_ours.csv")["verdict"])
+    assert verdicts == {"not in this study"}
+
+
+def test_the_aggregate_command_writes_the_tables_and_reports_errors_in_one_line(tmp_path, capsys):
+    out = tmp_path / "tables"
+    assert (
+        main(["aggregate", "--runs", *map(str, five_point_study(tmp_path)), "--out-dir", str(out)])
+        == 0
+    )
+    assert (out / "paper_vs_ours.md").is_file()
+    assert (
+        main(["aggregate", "--runs", str(tmp_path / "absent.parquet"), "--out-dir", str(out)]) == 1
+    )
+    assert "absent.parquet: run file not found" in capsys.readouterr().err

@@ -9,7 +9,10 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.figures.style import (
     METHOD_COLOURS,
     PALETTE,
+    REFERENCE_COLOUR,
     alignment_linestyles,
+    alignment_markers,
+    message_figure,
     method_palette,
     save_figure,
 )
@@ -40,6 +43,39 @@ def test_known_methods_keep_their_colour_in_any_company():
         palette = method_palette(["concat", "xattn", *company])
         assert palette["concat"] == METHOD_COLOURS["concat"]
         assert palette["xattn"] == METHOD_COLOURS["xattn"]
+
+
+def test_the_studys_methods_have_distinct_pinned_colours_and_unknown_ones_spare_colours():
+    study = [
+        "concat",
+        "xattn_txt2img",
+        "xattn_img2txt",
+        "xattn_bidir",
+        "gated_sum",
+        "weighted_sum",
+        "late",
+        "image_only",
+        "text_only",
+    ]
+    palette = method_palette([*study, "bilinear", "film"])
+    assert {m: palette[m] for m in study} == {m: METHOD_COLOURS[m] for m in study}
+    assert len(set(palette.values())) == len(study) + 2
+    assert REFERENCE_COLOUR not in palette.values()
+    assert METHOD_COLOURS["xattn"] == METHOD_COLOURS["xattn_txt2img"]  # the old name, same head
+
+
+def test_alignments_take_distinct_markers_with_raw_a_circle():
+    markers = alignment_markers(["rot0.5", "raw", "contrastive"])
+    assert list(markers) == ["raw", "contrastive", "rot0.5"]
+    assert markers["raw"] == "o"
+    assert len(set(markers.values())) == 3
+
+
+def test_a_message_figure_says_why_there_is_nothing_to_draw(tmp_path):
+    fig = message_figure("study: gap", "nothing to compare")
+    assert fig.axes[0].texts[0].get_text() == "nothing to compare"
+    save_figure(fig, [tmp_path / "m.png"], dpi=50)
+    assert (tmp_path / "m.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_alignments_take_distinct_line_styles_with_raw_solid():

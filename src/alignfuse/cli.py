@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.figures import FIGURES
+from alignfuse.figures import FIGURE_TABLES, FIGURES
 
 
 def json_arg(text: str) -> dict:
@@ -69,7 +69,11 @@ def fetch_weights(args) -> None:
 
 
 def features(args) -> None:
+    import torch
+
     from alignfuse.features import extract_features
+
+    torch.set_num_threads(args.threads)
 
     extract_features(
         args.encoder,
@@ -113,9 +117,14 @@ def figure(args) -> None:
 
     from alignfuse.figures.style import save_figure
 
+    if not args.table.is_file():
+        raise AlignfuseError(
+            f"{args.table}: table not found; figure {args.name!r} draws "
+            f"results/tables/{FIGURE_TABLES[args.name]}.parquet (run the aggregate rule first)"
+        )
     module, function = FIGURES[args.name].split(":")
     plot = getattr(importlib.import_module(module), function)
-    save_figure(plot(pd.read_parquet(args.runs), args.study), args.out, args.dpi)
+    save_figure(plot(pd.read_parquet(args.table), args.study), args.out, args.dpi)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", type=Path, required=True)
     p.add_argument("--images-zip", type=Path)
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images")
+    p.add_argument("--threads", type=int, default=1, help="threads of the forward pass on CPU")
     p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
     p.add_argument("--tokens-out", type=Path)
     p.add_argument("--out", type=Path, required=True)
@@ -189,14 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curves-out", type=Path, required=True)
     p.set_defaults(func=train)
 
-    p = sub.add_parser("aggregate", help="collect run files into tables with means and 95% CIs")
-    p.add_argument("--runs", type=Path, nargs="+", required=True)
+    p = sub.add_parser(
+        "aggregate",
+        help="collect run files into the study's tables: runs, summary, paired, paper_vs_ours",
+    )
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="train-stage run files")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=aggregate)
 
-    p = sub.add_parser("figure", help="draw one figure from the runs table")
+    tables = ", ".join(f"{name}: {table}" for name, table in sorted(FIGURE_TABLES.items()))
+    p = sub.add_parser("figure", help="draw one figure from the table it reads")
     p.add_argument("name", choices=sorted(FIGURES))
-    p.add_argument("--runs", type=Path, required=True, help="results/tables/runs.parquet")
+    p.add_argument(
+        "--table",
+        "--runs",
+        dest="table",
+        type=Path,
+        required=True,
+        help=f"results/tables/<table>.parquet that the figure draws ({tables})",
+    )
     p.add_argument("--study", default="study")
     p.add_argument("--dpi", type=int, default=200)
     p.add_argument("--out", type=Path, nargs="+", required=True, help="one path per format")

@@ -1,18 +1,30 @@
-"""Aggregation of all runs into tables with means and 95% confidence intervals."""
+"""Aggregation of all runs into tables: means and 95% CIs, paired differences, paper vs ours."""
 
-TABLES = ["runs", "summary"]
+TABLES = ["runs", "summary", "paired", "paper_vs_ours"]
+# The tables for people: also as Markdown and as HTML (which the report shows inline).
+REPORT_TABLES = ["summary", "paired", "paper_vs_ours"]
 
 
 rule aggregate:
-    """Collect every condition's runs; summarise across seeds."""
+    """Collect every condition's runs; summarise across seeds; pair methods on seeds."""
     input:
         run_files(),
     output:
-        expand("results/tables/{table}.{ext}", table=TABLES, ext=["parquet", "csv"]),
-        "results/tables/summary.md",
+        expand("results/tables/{table}.parquet", table=TABLES),
+        "results/tables/runs.csv",
+        [
+            report(
+                f"results/tables/{table}.{ext}",
+                caption=f"../report/{table}.rst",
+                category="Tables",
+                subcategory=table,
+            )
+            for table in REPORT_TABLES
+            for ext in ("html", "csv", "md")
+        ],
     log:
         "results/logs/analysis/aggregate.log",
     params:
-        code=code_hash("analysis"),
+        code=code_hash("analysis", "statistics", "paper"),
     shell:
         "alignfuse aggregate --runs {input} --out-dir results/tables > {log} 2>&1"

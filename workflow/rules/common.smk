@@ -62,12 +62,26 @@ def run_files():
     return [grid.run_path(DATASET, c) for c in grid.conditions(config)]
 
 
-def figure_files(name):
-    return [f"results/figures/{name}.{ext}" for ext in config["figures"]["formats"]]
+def figure_files(name, for_report=False):
+    """A figure's files, one per configured format; with ``for_report`` the one the report shows
+    (PNG when configured, else the first format) carries the caption workflow/report/{name}.rst.
+    """
+    formats = config["figures"]["formats"]
+    files = [f"results/figures/{name}.{ext}" for ext in formats]
+    if not for_report:
+        return files
+    shown = files[formats.index("png")] if "png" in formats else files[0]
+    # the caption's path is relative to workflow/rules/, where the figure rules are
+    marked = report(shown, caption=f"../report/{name}.rst", category="Figures")
+    return [marked if f == shown else f for f in files]
 
 
 def all_targets():
+    """Every table (with the .md and .html of the report tables) and every figure."""
     tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")]
+    tables += [
+        f"results/tables/{t}.{ext}" for t in REPORT_TABLES for ext in ("md", "html")
+    ]
     return tables + [f for name in FIGURES for f in figure_files(name)]
 
 

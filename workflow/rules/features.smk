@@ -37,5 +37,5 @@ rule features:
         code=code_hash("encoders", "features", "archives"),
     shell:
         "alignfuse features --encoder {params.encoder:q} --modality {wildcards.modality} "
-        "--captions {input.captions} {params.images_arg} --workers {threads} "
+        "--captions {input.captions} {params.images_arg} --workers {threads} --threads {threads} "
         "--on-bad-image {params.on_bad_image} --out {output} > {log} 2>&1"

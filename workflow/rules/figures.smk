@@ -1,10 +1,12 @@
-"""Figures: one rule and one module each, drawn from the aggregated tables."""
+"""Figures: one rule and one module each, each drawn from the one table it reads."""
 
-FIGURES = ["scaling"]
+FIGURES = ["scaling", "gap", "params"]
 
 
 localrules:
     figure_scaling,
+    figure_gap,
+    figure_params,
 
 
 rule figure_scaling:
@@ -12,7 +14,7 @@ rule figure_scaling:
     input:
         "results/tables/runs.parquet",
     output:
-        figure_files("scaling"),
+        figure_files("scaling", for_report=True),
     log:
         "results/logs/figures/scaling.log",
     params:
@@ -20,5 +22,39 @@ rule figure_scaling:
         dpi=config["figures"]["dpi"],
         code=code_hash("figures.scaling", "figures.style", "analysis"),
     shell:
-        "alignfuse figure scaling --runs {input} --study {params.study} --dpi {params.dpi} "
+        "alignfuse figure scaling --table {input} --study {params.study} --dpi {params.dpi} "
+        "--out {output} > {log} 2>&1"
+
+
+rule figure_gap:
+    """concat − cross-attention (paired on seeds) against training pairs, per backbone."""
+    input:
+        "results/tables/paired.parquet",
+    output:
+        figure_files("gap", for_report=True),
+    log:
+        "results/logs/figures/gap.log",
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        code=code_hash("figures.gap", "figures.style", "paper"),
+    shell:
+        "alignfuse figure gap --table {input} --study {params.study} --dpi {params.dpi} "
+        "--out {output} > {log} 2>&1"
+
+
+rule figure_params:
+    """Test accuracy against head parameters at the largest scale, one marker per method."""
+    input:
+        "results/tables/runs.parquet",
+    output:
+        figure_files("params", for_report=True),
+    log:
+        "results/logs/figures/params.log",
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        code=code_hash("figures.params", "figures.style", "analysis"),
+    shell:
+        "alignfuse figure params --table {input} --study {params.study} --dpi {params.dpi} "
         "--out {output} > {log} 2>&1"

@@ -1,9 +1,14 @@
 """Registry of figures: name -> "module:function", imported only when that figure is drawn.
 
-Each figure is one module (shared look in ``style``); a function takes the runs table and the study
-name and returns a matplotlib Figure. Strings keep this import light for the Snakefile and CLI.
+Each figure is one module (shared look in ``style``); a function takes the one table it draws and
+the study name and returns a matplotlib Figure. ``FIGURE_TABLES`` names that table
+(``results/tables/{table}.parquet``), so a figure's rule depends on that table alone. Strings keep
+this import light for the Snakefile and CLI.
 """
 
 FIGURES = {
     "scaling": "alignfuse.figures.scaling:plot",
+    "gap": "alignfuse.figures.gap:plot",
+    "params": "alignfuse.figures.params:plot",
 }
+FIGURE_TABLES = {"scaling": "runs", "gap": "paired", "params": "runs"}

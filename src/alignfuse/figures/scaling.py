@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator, PercentFormatter
+from matplotlib.ticker import PercentFormatter
 
 from alignfuse.analysis import summarize
 from alignfuse.errors import AlignfuseError
@@ -17,6 +17,7 @@ from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_linestyles,
     apply_style,
+    log2_scale_axis,
     method_palette,
 )
 
@@ -55,9 +56,7 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
                 x, mean, color=colour, linestyle=linestyles[alignment], marker="o", label=method
             )
         ax.axhline(CHANCE, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_chance")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(scales, labels=[str(n) for n in scales])
-        ax.xaxis.set_minor_locator(NullLocator())
+        log2_scale_axis(ax, scales)
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
         ax.set_title(backbone)
         ax.set_xlabel("training pairs")
@@ -73,5 +72,10 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
         style_handles = [
             Line2D([], [], color="black", linestyle=s, label=a) for a, s in linestyles.items()
         ]
-        fig.legend(handles=style_handles, title="alignment", loc="outside right lower")
+        fig.legend(
+            handles=style_handles,
+            title="alignment",
+            loc="outside lower center",
+            ncols=len(style_handles),
+        )
     return fig

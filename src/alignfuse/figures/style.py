@@ -13,17 +13,48 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import atomic_path
 
 # seaborn's "colorblind" palette (Okabe-Ito hues) without grey (kept for reference lines) and
-# yellow (too faint on white), spelled out so a seaborn release cannot change a method's colour.
-PALETTE = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#56b4e9"]
-METHOD_COLOURS = {"concat": "#0173b2", "xattn": "#d55e00"}
+# yellow (too faint on white), then Paul Tol's muted hues for methods beyond eight, spelled out so a
+# seaborn release cannot change a method's colour.
+PALETTE = [
+    "#0173b2",
+    "#de8f05",
+    "#029e73",
+    "#d55e00",
+    "#cc78bc",
+    "#ca9161",
+    "#fbafe4",
+    "#56b4e9",
+    "#332288",
+    "#117733",
+    "#882255",
+    "#44aa99",
+    "#999933",
+    "#aa4499",
+]
+# The study's methods, pinned: cross-attention in warm hues, the other fusions in cool ones, the
+# unimodal baselines in neutral dark tones. ``xattn`` is the old name of ``xattn_txt2img``.
+METHOD_COLOURS = {
+    "concat": "#0173b2",
+    "xattn": "#d55e00",
+    "xattn_txt2img": "#d55e00",
+    "xattn_img2txt": "#de8f05",
+    "xattn_bidir": "#cc78bc",
+    "gated_sum": "#029e73",
+    "weighted_sum": "#56b4e9",
+    "late": "#ca9161",
+    "image_only": "#555555",
+    "text_only": "#000000",
+}
 SPARE_COLOURS = [c for c in PALETTE if c not in METHOD_COLOURS.values()]
 REFERENCE_COLOUR = "#949494"
 LINESTYLES = ["solid", "dashed", "dotted", "dashdot", (0, (5, 1, 1, 1, 1, 1))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 # PDFs carry no creation date, so the same figure saves to the same bytes.
 SAVE_OPTIONS = {".pdf": {"metadata": {"CreationDate": None}}, ".png": {}}
 
@@ -63,6 +94,12 @@ def alignment_linestyles(alignments: Iterable[str]) -> dict[str, str | tuple]:
     return {a: LINESTYLES[i % len(LINESTYLES)] for i, a in enumerate(ordered)}
 
 
+def alignment_markers(alignments: Iterable[str]) -> dict[str, str]:
+    """Marker per alignment in the order of ``alignment_linestyles`` (``raw`` a circle)."""
+    ordered = sorted(set(alignments), key=lambda a: (a != "raw", a))
+    return {a: MARKERS[i % len(MARKERS)] for i, a in enumerate(ordered)}
+
+
 def save_figure(fig: Figure, outputs: list[Path], dpi: int) -> None:
     """Write the figure once per output (format from the suffix), each atomically; then close it.
 
@@ -84,3 +121,23 @@ def save_figure(fig: Figure, outputs: list[Path], dpi: int) -> None:
                 fig.savefig(tmp, format=suffix[1:], dpi=dpi, **SAVE_OPTIONS[suffix])
     finally:
         plt.close(fig)
+
+
+def message_figure(title: str, message: str) -> Figure:
+    """A figure that says why there is nothing to draw, so a study without a figure's methods
+    still finishes (the figure explains itself instead of the workflow failing)."""
+    apply_style()
+    fig = Figure(figsize=(4.5, 2.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    fig.suptitle(title)
+    return fig
+
+
+def log2_scale_axis(ax, scales: Iterable[int]) -> None:
+    """Training pairs on a log2 axis, ticked and labelled at the study's scales only."""
+    scales = sorted(set(scales))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(scales, labels=[str(n) for n in scales])
+    ax.xaxis.set_minor_locator(NullLocator())

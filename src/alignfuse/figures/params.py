@@ -1,0 +1,103 @@
+"""Parameter figure: test accuracy against head size at the largest training scale.
+
+The paper's heads are not parameter-matched (cross-attention has about 2.5× concat's parameters),
+so this figure shows whether a method's accuracy follows its size. Points and error bars are the
+95% Student t intervals of ``analysis.summarize``, the numbers of ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
+
+from alignfuse.analysis import summarize
+from alignfuse.errors import AlignfuseError
+from alignfuse.figures.style import (
+    REFERENCE_COLOUR,
+    alignment_markers,
+    apply_style,
+    method_palette,
+)
+
+CHANCE = 0.5
+
+
+def largest_scale(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each backbone's conditions at the largest number of training pairs it was run with."""
+    largest = summary.groupby("backbone")["n_train"].transform("max")
+    return summary[summary["n_train"] == largest]
+
+
+def parameter_axis(ax, params: pd.Series) -> None:
+    """Log-scaled parameter counts in engineering notation (2.6k, 630k); within less than a decade
+    the ticks at 2 and 5 times a power of ten are labelled too, so the axis never goes bare."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    if params.max() < 10 * params.min():
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot(runs: pd.DataFrame, study: str) -> Figure:
+    """One panel per backbone, one marker per method (marker shape per alignment when several)."""
+    if runs.empty:
+        raise AlignfuseError(f"study {study!r}: no runs to plot; the runs table is empty")
+    datasets = sorted(runs["dataset"].unique())
+    if len(datasets) > 1:
+        raise AlignfuseError(
+            f"study {study!r}: runs span datasets {', '.join(datasets)}; plot one dataset at a time"
+        )
+    apply_style()
+    summary = largest_scale(summarize(runs))
+    backbones = sorted(summary["backbone"].unique())
+    colours = method_palette(summary["method"])
+    markers = alignment_markers(summary["alignment"])
+
+    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(backbones), sharey=True, squeeze=False)[0]
+    for ax, backbone in zip(axes, backbones, strict=True):
+        panel = summary[summary["backbone"] == backbone]
+        for point in panel.itertuples():
+            half = point.test_accuracy_ci95
+            ax.errorbar(
+                point.params_mean,
+                point.test_accuracy_mean,
+                yerr=None if pd.isna(half) else half,
+                color=colours[point.method],
+                marker=markers[point.alignment],
+                markersize=6,
+                linestyle="none",
+                capsize=2,
+                label=point.method,
+            )
+        ax.axhline(CHANCE, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_chance")
+        parameter_axis(ax, panel["params_mean"])
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_title(f"{backbone} (n = {panel['n_train'].iloc[0]})")
+        ax.set_xlabel("parameters")
+    axes[0].set_ylabel("test accuracy")
+    fig.suptitle(f"{study}: test accuracy vs head parameters ({datasets[0]})")
+
+    handles = [
+        Line2D([], [], color=c, marker="o", linestyle="none", label=m) for m, c in colours.items()
+    ]
+    handles.append(
+        Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
+    )
+    fig.legend(handles=handles, title="method", loc="outside right upper")
+    if len(markers) > 1:
+        marker_handles = [
+            Line2D([], [], color="black", marker=m, linestyle="none", label=a)
+            for a, m in markers.items()
+        ]
+        fig.legend(
+            handles=marker_handles,
+            title="alignment",
+            loc="outside lower center",
+            ncols=len(marker_handles),
+        )
+    return fig

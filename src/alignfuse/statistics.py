@@ -1,0 +1,182 @@
+"""Paired comparisons of fusion methods: concat minus every other method, matched on seed.
+
+Within a condition (dataset, backbone, alignment, training pairs) a seed fixes the data order and
+the initial random stream for every method, so two methods' runs of one seed are a matched pair and
+their difference removes the seed's share of the variance. All statistics come from scipy and
+statsmodels; this module only pairs the runs and lays the results out.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from alignfuse.errors import AlignfuseError
+
+REFERENCE = "concat"
+PAIR_KEYS = ["dataset", "backbone", "alignment", "n_train"]
+METRICS = ["test_accuracy", "test_auroc"]
+CONFIDENCE = 0.95
+WILCOXON_MIN_PAIRS = 6  # below this the signed-rank test cannot reach p < 0.05 (two-sided)
+BOOTSTRAP_RESAMPLES = 9999
+BOOTSTRAP_SEED = 0
+HOLM_ALPHA = 0.05
+PAIRED_COLUMNS = [
+    *PAIR_KEYS,
+    "metric",
+    "reference",
+    "method",
+    "n_seeds",
+    "unmatched_seeds",
+    "reference_mean",
+    "method_mean",
+    "mean_diff",
+    "std_diff",
+    "ci_low",
+    "ci_high",
+    "t_stat",
+    "p_ttest",
+    "wilcoxon_stat",
+    "p_wilcoxon",
+    "boot_low",
+    "boot_high",
+    "p_ttest_holm",
+    "p_wilcoxon_holm",
+]
+
+
+def t_test(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Paired t test (scipy ``ttest_rel``) of reference − other and its 95% Student t interval.
+
+    With one pair every value is NaN. With differences that are all equal the interval is that
+    value, and the t statistic is ±inf (p 0) or, for differences all zero, NaN.
+    """
+    if len(reference) < 2:
+        return dict.fromkeys(["t_stat", "p_ttest", "ci_low", "ci_high"], np.nan)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_rel(reference, other)
+        interval = result.confidence_interval(CONFIDENCE)
+    return {
+        "t_stat": float(result.statistic),
+        "p_ttest": float(result.pvalue),
+        "ci_low": float(interval.low),
+        "ci_high": float(interval.high),
+    }
+
+
+def wilcoxon_test(differences: np.ndarray) -> dict[str, float]:
+    """Wilcoxon signed-rank test of the differences; NaN below WILCOXON_MIN_PAIRS pairs."""
+    if len(differences) < WILCOXON_MIN_PAIRS:
+        return {"wilcoxon_stat": np.nan, "p_wilcoxon": np.nan}
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.wilcoxon(differences)
+    return {"wilcoxon_stat": float(result.statistic), "p_wilcoxon": float(result.pvalue)}
+
+
+def bootstrap_ci(differences: np.ndarray, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean difference, resampling matched pairs.
+
+    Resampling the per-seed differences is resampling the pairs: both methods' runs of a seed stay
+    together. The generator is seeded per call, so an interval does not depend on the table's other
+    rows. NaN with fewer than two pairs.
+    """
+    if len(differences) < 2:
+        return np.nan, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.bootstrap(
+            (np.asarray(differences, dtype=float),),
+            np.mean,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=CONFIDENCE,
+            method="percentile",
+            random_state=seed,
+        )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def holm(pvalues: pd.Series) -> pd.Series:
+    """Holm-adjusted p-values (statsmodels ``multipletests``); NaN entries stay NaN and don't count."""
+    adjusted = pd.Series(np.nan, index=pvalues.index, dtype=float)
+    present = pvalues.notna()
+    if present.any():
+        adjusted[present] = multipletests(pvalues[present], alpha=HOLM_ALPHA, method="holm")[1]
+    return adjusted
+
+
+def compare(reference: pd.Series, other: pd.Series) -> dict[str, float]:
+    """Every statistic of one paired comparison; both series are indexed by seed and aligned."""
+    ref, oth = reference.to_numpy(float), other.to_numpy(float)
+    differences = ref - oth
+    low, high = bootstrap_ci(differences)
+    return {
+        "n_seeds": len(differences),
+        "reference_mean": ref.mean(),
+        "method_mean": oth.mean(),
+        "mean_diff": differences.mean(),
+        "std_diff": differences.std(ddof=1) if len(differences) > 1 else np.nan,
+        **t_test(ref, oth),
+        **wilcoxon_test(differences),
+        "boot_low": low,
+        "boot_high": high,
+    }
+
+
+def paired_differences(
+    runs: pd.DataFrame, reference: str = REFERENCE, metrics: list[str] = METRICS
+) -> pd.DataFrame:
+    """One row per (condition without method, metric, other method): reference − method.
+
+    Runs are matched on seed within (dataset, backbone, alignment, n_train); a seed that only one
+    of the two methods has is left out and counted in ``unmatched_seeds``. Differences are in the
+    metric's own units (accuracy as a fraction). Holm's correction runs over every comparison of
+    one metric in the table (each metric is its own family); ``p_ttest_holm`` corrects the t test,
+    ``p_wilcoxon_holm`` the signed-rank test where it was run. A study without the reference
+    method gives an empty table with these columns.
+    """
+    duplicated = runs.duplicated([*PAIR_KEYS, "method", "seed"])
+    if duplicated.any():
+        first = runs[duplicated].iloc[0]
+        raise AlignfuseError(
+            f"runs of {first['backbone']}@{first['alignment']} {first['method']} "
+            f"n{first['n_train']} seed {first['seed']} appear more than once; "
+            "pass each run file once (see analysis.collect_runs)"
+        )
+    rows = []
+    for keys, condition in runs.groupby(PAIR_KEYS, sort=True, dropna=False):
+        by_method = {m: frame.set_index("seed") for m, frame in condition.groupby("method")}
+        if reference not in by_method:
+            continue
+        ref_runs = by_method[reference]
+        for method in sorted(m for m in by_method if m != reference):
+            seeds = ref_runs.index.intersection(by_method[method].index).sort_values()
+            if seeds.empty:
+                continue
+            unmatched = ref_runs.index.symmetric_difference(by_method[method].index)
+            for metric in metrics:
+                rows.append(
+                    {
+                        **dict(zip(PAIR_KEYS, keys, strict=True)),
+                        "metric": metric,
+                        "reference": reference,
+                        "method": method,
+                        "unmatched_seeds": len(unmatched),
+                        **compare(
+                            ref_runs.loc[seeds, metric], by_method[method].loc[seeds, metric]
+                        ),
+                    }
+                )
+    paired = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    for column, source in (("p_ttest_holm", "p_ttest"), ("p_wilcoxon_holm", "p_wilcoxon")):
+        paired[column] = np.nan
+        for metric in paired["metric"].unique():
+            family = paired["metric"] == metric
+            paired.loc[family, column] = holm(paired.loc[family, source].astype(float))
+    paired = paired.sort_values([*PAIR_KEYS[:3], "metric", "method", "n_train"], kind="stable")
+    return paired.reset_index(drop=True)

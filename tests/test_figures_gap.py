@@ -1,0 +1,162 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_hex
+
+from alignfuse.cli import main
+from alignfuse.errors import AlignfuseError
+from alignfuse.figures.gap import plot
+from alignfuse.figures.style import method_palette, save_figure
+from alignfuse.parquet import write_frame
+from alignfuse.statistics import paired_differences
+
+PDF_MAGIC = b"%PDF-"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SCALES = [2048, 4096, 8192, 16384]
+
+
+def paired_table(
+    backbones=("clip", "resnet18"),
+    methods=("xattn_txt2img", "xattn_bidir", "gated_sum"),
+    alignments=("raw",),
+    scales=SCALES,
+):
+    """The paired table of runs where concat leads every other method by 4.5 points ± noise."""
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "dataset": "flickr8k",
+            "backbone": backbone,
+            "alignment": alignment,
+            "method": method,
+            "n_train": n,
+            "seed": seed,
+            "test_accuracy": 0.7 + (0.045 if method == "concat" else 0) + rng.normal(0, 0.01),
+            "test_auroc": 0.8,
+        }
+        for backbone in backbones
+        for alignment in alignments
+        for method in ("concat", *methods)
+        for n in scales
+        for seed in range(3)
+    ]
+    return paired_differences(pd.DataFrame(rows))
+
+
+def data_lines(ax):
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def test_one_panel_per_backbone_and_one_line_per_cross_attention_method():
+    fig = plot(paired_table(), "paper")
+    assert [ax.get_title() for ax in fig.axes] == ["clip", "resnet18"]
+    palette = method_palette(["xattn_bidir", "xattn_txt2img"])
+    for ax in fig.axes:
+        lines = data_lines(ax)
+        assert sorted(line.get_label() for line in lines) == ["xattn_bidir", "xattn_txt2img"]
+        for line in lines:
+            assert to_hex(line.get_color()) == palette[line.get_label()]
+    assert "paper" in fig.get_suptitle()
+
+
+def test_lines_are_the_paired_mean_differences_in_points_on_a_log2_axis():
+    paired = paired_table()
+    ax = plot(paired, "paper").axes[0]
+    assert ax.get_xscale() == "log"
+    assert list(ax.get_xticks()) == SCALES
+    line = next(line for line in data_lines(ax) if line.get_label() == "xattn_txt2img")
+    expected = paired.query(
+        "backbone == 'clip' and method == 'xattn_txt2img' and metric == 'test_accuracy'"
+    ).sort_values("n_train")
+    np.testing.assert_allclose(line.get_xdata(), expected["n_train"])
+    np.testing.assert_allclose(line.get_ydata(), 100 * expected["mean_diff"])
+    assert "points" in ax.get_ylabel()
+
+
+def test_a_dashed_zero_line_on_every_panel():
+    for ax in plot(paired_table(), "paper").axes:
+        zero = [line for line in ax.get_lines() if line.get_label() == "_zero"]
+        assert len(zero) == 1
+        assert list(zero[0].get_ydata()) == [0, 0]
+        assert zero[0].get_linestyle() == "--"
+
+
+def test_the_papers_range_is_shaded_on_the_clip_panel_only():
+    clip, resnet = plot(paired_table(), "paper").axes
+    bounds = [line for line in clip.get_lines() if line.get_label() == "_paper"]
+    assert sorted(line.get_ydata()[0] for line in bounds) == [4.1, 5.1]
+    assert [line.get_xdata().tolist() for line in bounds][0] == [2048, 16384]
+    assert any(c.get_label() == "_paper" for c in clip.collections)
+    assert not [a for a in resnet.get_lines() + resnet.collections if a.get_label() == "_paper"]
+    legend_texts = [t.get_text() for t in plot(paired_table(), "paper").legends[0].get_texts()]
+    assert "paper: 4.1–5.1" in legend_texts
+
+
+def test_no_paper_range_where_the_study_has_no_clip_backbone_or_none_of_its_scales():
+    fig = plot(paired_table(backbones=("aligned", "unaligned")), "smoke")
+    assert "paper: 4.1–5.1" not in [t.get_text() for t in fig.legends[0].get_texts()]
+    ax = plot(paired_table(backbones=("clip",), scales=[128, 256]), "tiny").axes[0]
+    assert not [line for line in ax.get_lines() if line.get_label() == "_paper"]
+
+
+def test_every_seed_interval_is_a_band():
+    ax = plot(paired_table(backbones=("clip",), methods=("xattn_txt2img",)), "paper").axes[0]
+    bands = [c for c in ax.collections if not c.get_label().startswith("_paper")]
+    assert len(bands) == 1
+
+
+def test_alignments_are_told_apart_by_line_style():
+    fig = plot(paired_table(alignments=("raw", "rot0.5")), "degradation")
+    assert len(data_lines(fig.axes[0])) == 4
+    assert len(fig.legends) == 2
+
+
+def test_a_study_without_cross_attention_gets_a_figure_that_says_so(tmp_path):
+    fig = plot(paired_table(methods=("gated_sum",)), "fusion")
+    assert "No paired runs" in fig.axes[0].texts[0].get_text()
+    outputs = [tmp_path / "gap.pdf", tmp_path / "gap.png"]
+    save_figure(fig, outputs, dpi=60)
+    assert outputs[0].read_bytes().startswith(PDF_MAGIC)
+
+
+def test_saves_to_pdf_and_png(tmp_path):
+    outputs = [tmp_path / "gap.pdf", tmp_path / "gap.png"]
+    save_figure(plot(paired_table(), "paper"), outputs, dpi=60)
+    assert outputs[0].read_bytes().startswith(PDF_MAGIC)
+    assert outputs[1].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_table_that_is_not_the_paired_table_or_spans_datasets_is_refused():
+    with pytest.raises(AlignfuseError, match="paired table lacks columns"):
+        plot(pd.DataFrame({"method": ["concat"]}), "paper")
+    paired = paired_table()
+    other = paired.assign(dataset="synthetic")
+    with pytest.raises(AlignfuseError, match="flickr8k, synthetic"):
+        plot(pd.concat([paired, other]), "paper")
+
+
+def test_the_figure_command_draws_from_the_paired_table(tmp_path, capsys):
+    table = tmp_path / "paired.parquet"
+    write_frame(paired_table(), table)
+    outputs = [tmp_path / "out" / "gap.pdf", tmp_path / "out" / "gap.png"]
+    args = ["figure", "gap", "--table", str(table), "--dpi", "60", "--out", *map(str, outputs)]
+    assert main(args) == 0
+    assert outputs[1].read_bytes().startswith(PNG_MAGIC)
+    missing = ["figure", "gap", "--table", str(tmp_path / "none.parquet"), "--out", "x.png"]
+    assert main(missing) == 1
+    err = capsys.readouterr().err
+    assert "none.parquet: table not found" in err and "results/tables/paired.parquet" in err
+
+
+def test_the_same_table_gives_the_same_bytes(tmp_path):
+    paired = paired_table()
+    saved = []
+    for name in ("a", "b"):
+        outputs = [tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"]
+        save_figure(plot(paired, "paper"), outputs, dpi=60)
+        saved.append([p.read_bytes() for p in outputs])
+    assert saved[0] == saved[1]

@@ -1,0 +1,61 @@
+"""The figure registry and the figure rules agree: one rule per figure, reading its one table and
+hashing exactly the modules the figure runs (so editing one figure replans only that figure)."""
+
+import ast
+import importlib
+import re
+
+import pytest
+from workflow_runner import ROOT
+
+from alignfuse.codehash import PACKAGE_DIR
+from alignfuse.figures import FIGURE_TABLES, FIGURES
+
+RULES = (ROOT / "workflow/rules/figures.smk").read_text(encoding="utf-8")
+SHARED = {"figures.style", "errors"}  # style is always hashed; errors holds only the exception
+
+
+def rule_text(name: str) -> str:
+    match = re.search(rf"^rule figure_{name}:\n(.*?)(?=^rule |\Z)", RULES, re.S | re.M)
+    assert match, f"no rule figure_{name} in workflow/rules/figures.smk"
+    return match.group(1)
+
+
+def package_imports(module: str) -> set[str]:
+    """The alignfuse modules that ``module`` imports directly, relative to the package."""
+    tree = ast.parse((PACKAGE_DIR / f"{module.replace('.', '/')}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("alignfuse."):
+            found.add(node.module.removeprefix("alignfuse."))
+    return found
+
+
+def test_every_registered_figure_names_a_plot_function_and_a_table():
+    assert set(FIGURES) == set(FIGURE_TABLES)
+    assert set(FIGURE_TABLES.values()) <= {"runs", "summary", "paired", "paper_vs_ours"}
+    for target in FIGURES.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_the_rules_list_every_registered_figure_and_no_other():
+    assert set(re.findall(r"^rule figure_(\w+):", RULES, re.M)) == set(FIGURES)
+    listed = re.search(r"^FIGURES = \[(.*?)\]", RULES, re.M | re.S).group(1)
+    assert set(re.findall(r'"(\w+)"', listed)) == set(FIGURES)
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_a_figure_rule_reads_only_its_table(name):
+    text = rule_text(name)
+    inputs = re.search(r"input:\n(.*?)\n    \w+:", text, re.S).group(1)
+    assert re.findall(r'"([^"]+)"', inputs) == [f"results/tables/{FIGURE_TABLES[name]}.parquet"]
+    assert f"alignfuse figure {name} --table {{input}}" in text
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_a_figure_rule_hashes_its_module_the_style_and_the_modules_it_imports(name):
+    module = FIGURES[name].split(":")[0].removeprefix("alignfuse.")
+    hashed = re.search(r"code=code_hash\(([^)]*)\)", rule_text(name)).group(1)
+    hashed = set(re.findall(r'"([\w.]+)"', hashed))
+    assert hashed == {module, "figures.style"} | (package_imports(module) - SHARED)
