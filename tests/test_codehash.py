@@ -1,42 +1,78 @@
-import shutil
-
 import pytest
 
 from alignfuse import codehash
 
+MODULES = {
+    "training.py": "from alignfuse.parquet import read_embeddings\nfrom alignfuse.fusion import build\n",
+    "parquet.py": "from alignfuse.errors import AlignfuseError\n",
+    "errors.py": "class AlignfuseError(Exception): ...\n",
+    "figures/__init__.py": 'FIGURES = {"scaling": "alignfuse.figures.scaling:plot"}\n',
+    "figures/style.py": "DPI = 200\n",
+    "figures/scaling.py": "def plot():\n    from alignfuse.figures import style\n",
+    "fusion/__init__.py": 'FUSION_METHODS = {"concat": "alignfuse.fusion.concat:ConcatHead"}\n',
+    "fusion/build.py": "import alignfuse.fusion\n",
+    "fusion/concat.py": "from alignfuse.fusion.layers import mlp\n",
+    "fusion/layers.py": "def mlp(): ...\n",
+    "unused.py": "X = 1\n",
+}
+
 
 @pytest.fixture
 def package(tmp_path, monkeypatch):
-    """A copy of the package's fusion modules to edit without touching the real source."""
+    """A small package laid out like alignfuse, to edit without touching the real source."""
     root = tmp_path / "alignfuse"
-    shutil.copytree(codehash.PACKAGE_DIR / "fusion", root / "fusion")
-    (root / "training.py").write_text("EPOCHS = 1\n")
+    for name, text in MODULES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
     monkeypatch.setattr(codehash, "PACKAGE_DIR", root)
     codehash.code_hash.cache_clear()
     yield root
     codehash.code_hash.cache_clear()
 
 
-def test_editing_a_module_changes_its_hash_only(package):
-    training, fusion = codehash.code_hash("training"), codehash.code_hash("fusion")
-    (package / "training.py").write_text("EPOCHS = 2\n")
+def edit(package, name: str) -> None:
+    with (package / name).open("a") as f:
+        f.write("EDITED = True\n")
     codehash.code_hash.cache_clear()
+
+
+def test_dependencies_follow_imports_transitively_and_lazily(package):
+    assert codehash.dependencies("training") == {"training", "parquet", "errors", "fusion.build"}
+    assert codehash.dependencies("figures.scaling") == {"figures.scaling", "figures.style"}
+
+
+def test_editing_an_indirect_dependency_changes_the_hash_of_its_users_only(package):
+    training, concat = codehash.code_hash("training"), codehash.code_hash("fusion.concat")
+    edit(package, "errors.py")
     assert codehash.code_hash("training") != training
-    assert codehash.code_hash("fusion") == fusion
+    assert codehash.code_hash("fusion.concat") == concat
+
+
+def test_registries_are_not_dependencies_so_adding_an_entry_reruns_nothing(package):
+    training, scaling = codehash.code_hash("training"), codehash.code_hash("figures.scaling")
+    edit(package, "fusion/__init__.py")
+    edit(package, "figures/__init__.py")
+    assert codehash.code_hash("training") == training
+    assert codehash.code_hash("figures.scaling") == scaling
 
 
 def test_hash_ignores_argument_order_and_mtime(package):
-    first = codehash.code_hash("training", "fusion")
+    first = codehash.code_hash("training", "fusion.concat")
     (package / "training.py").touch()
     codehash.code_hash.cache_clear()
-    assert codehash.code_hash("fusion", "training") == first
+    assert codehash.code_hash("fusion.concat", "training") == first
 
 
-def test_a_package_hashes_all_its_modules(package):
-    files = codehash.module_files("fusion")
-    assert package / "fusion" / "__init__.py" in files
+def test_a_module_nothing_imports_changes_no_hash(package):
+    training = codehash.code_hash("training")
+    edit(package, "unused.py")
+    assert codehash.code_hash("training") == training
 
 
 def test_unknown_module_is_an_error():
     with pytest.raises(KeyError, match="alignfuse.nonexistent"):
-        codehash.module_files("nonexistent")
+        codehash.module_path("nonexistent")
+
+
+def test_the_real_training_hash_covers_the_parquet_reader():
+    assert "parquet" in codehash.dependencies("training")

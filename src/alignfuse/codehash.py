@@ -1,34 +1,77 @@
-"""Content hashes of the package's source modules, used as Snakemake rerun triggers.
+"""Content hashes of the source a job runs, used as Snakemake rerun triggers.
 
-A rule's ``params`` carry the hash of the modules its jobs run, so editing a module reruns exactly
-the jobs that use it; file contents (not mtimes, which a fresh clone resets) decide.
+A rule names the entry modules its jobs run; the hash covers those and every ``alignfuse`` module
+they import, directly or not (found by reading the source, not by importing it), so editing any
+module a job runs reruns exactly the jobs that use it. File contents decide, not mtimes, which a
+fresh clone resets. Registries (``fusion``, ``figures``) are tables of names: a job depends on its
+own entry, which the rule names, so adding a method or a figure reruns nothing else.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from functools import cache
 from pathlib import Path
 
+PACKAGE = "alignfuse"
 PACKAGE_DIR = Path(__file__).resolve().parent
+REGISTRIES = frozenset({"fusion", "figures"})
 
 
-def module_files(module: str) -> list[Path]:
-    """Source files of a dotted module path relative to the package ("fusion.concat", "figures")."""
+def module_path(module: str) -> Path:
+    """Source file of a dotted module path relative to the package ("fusion.concat", "training")."""
     base = PACKAGE_DIR.joinpath(*module.split("."))
-    if base.is_dir():
-        return sorted(base.rglob("*.py"))
-    path = base.with_suffix(".py")
-    if not path.is_file():
-        raise KeyError(f"no module alignfuse.{module}")
-    return [path]
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    raise KeyError(f"no module {PACKAGE}.{module}")
+
+
+def is_module(module: str) -> bool:
+    try:
+        module_path(module)
+    except KeyError:
+        return False
+    return True
+
+
+def imported_modules(module: str) -> set[str]:
+    """The package's modules that ``module`` imports anywhere in its source (lazy imports too)."""
+    tree = ast.parse(module_path(module).read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [n if is_module(n.removeprefix(f"{PACKAGE}.")) else node.module for n in names]
+        else:
+            continue
+        found.update(
+            name.removeprefix(f"{PACKAGE}.") for name in names if name.startswith(f"{PACKAGE}.")
+        )
+    return found
+
+
+def dependencies(*modules: str) -> set[str]:
+    """``modules`` and everything they import from the package, registries left out."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo.extend(m for m in imported_modules(module) if m not in REGISTRIES and m not in seen)
+    return seen
 
 
 @cache
 def code_hash(*modules: str) -> str:
-    """Short sha256 over the named modules' source, independent of argument order."""
+    """Short sha256 over the source of ``modules`` and their dependencies, order-independent."""
     digest = hashlib.sha256()
-    for path in sorted({p for m in modules for p in module_files(m)}):
+    for path in sorted({module_path(m) for m in dependencies(*modules)}):
         digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

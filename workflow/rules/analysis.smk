@@ -25,6 +25,6 @@ rule aggregate:
     log:
         "results/logs/analysis/aggregate.log",
     params:
-        code=code_hash("analysis", "statistics", "paper"),
+        code=code_hash("analysis"),
     shell:
         "alignfuse aggregate --runs {input} --out-dir results/tables > {log} 2>&1"

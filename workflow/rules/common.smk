@@ -53,9 +53,7 @@ def features_for(wildcards):
 
 
 def train_code(wildcards):
-    return code_hash(
-        "training", "fusion.layers", method_module(wildcards.method), "parquet"
-    )
+    return code_hash("training", method_module(wildcards.method))
 
 
 def run_files():

@@ -34,7 +34,7 @@ rule captions:
         "results/logs/data/{dataset}/captions.log",
     params:
         on_malformed=FLICKR8K["on_malformed_line"],
-        code=code_hash("flickr8k", "archives"),
+        code=code_hash("flickr8k"),
     shell:
         "alignfuse captions --text-zip {input.text} --images-zip {input.images} "
         "--on-malformed {params.on_malformed} --out {output} > {log} 2>&1"

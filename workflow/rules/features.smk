@@ -34,7 +34,7 @@ rule features:
             f"--images-zip {input.images}" if w.modality == "image" else ""
         ),
         on_bad_image=FLICKR8K["on_bad_image"],
-        code=code_hash("encoders", "features", "archives"),
+        code=code_hash("features"),
     shell:
         "alignfuse features --encoder {params.encoder:q} --modality {wildcards.modality} "
         "--captions {input.captions} {params.images_arg} --workers {threads} --threads {threads} "

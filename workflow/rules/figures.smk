@@ -20,7 +20,7 @@ rule figure_scaling:
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
-        code=code_hash("figures.scaling", "figures.style", "analysis"),
+        code=code_hash("figures.scaling"),
     shell:
         "alignfuse figure scaling --table {input} --study {params.study} --dpi {params.dpi} "
         "--out {output} > {log} 2>&1"
@@ -37,7 +37,7 @@ rule figure_gap:
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
-        code=code_hash("figures.gap", "figures.style", "paper"),
+        code=code_hash("figures.gap"),
     shell:
         "alignfuse figure gap --table {input} --study {params.study} --dpi {params.dpi} "
         "--out {output} > {log} 2>&1"
@@ -54,7 +54,7 @@ rule figure_params:
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
-        code=code_hash("figures.params", "figures.style", "analysis"),
+        code=code_hash("figures.params"),
     shell:
         "alignfuse figure params --table {input} --study {params.study} --dpi {params.dpi} "
         "--out {output} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule synthetic_captions:
         "results/logs/data/{dataset}/captions.log",
     params:
         cfg=as_json(config["dataset"]["synthetic"]),
-        code=code_hash("synthetic", "datasets"),
+        code=code_hash("synthetic"),
     shell:
         "alignfuse synth-captions --config {params.cfg:q} --out {output} > {log} 2>&1"
 
@@ -24,7 +24,7 @@ rule synthetic_features:
     params:
         cfg=as_json(config["dataset"]["synthetic"]),
         rotation=lambda w: config["encoders"][w.encoder].get("rotation", 0.0),
-        code=code_hash("synthetic", "rotation", "datasets", "parquet"),
+        code=code_hash("synthetic"),
     shell:
         "alignfuse synth-features --config {params.cfg:q} --encoder {wildcards.encoder} "
         "--rotation {params.rotation} --image-out {output.image} --text-out {output.text} "
