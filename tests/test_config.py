@@ -26,7 +26,13 @@ def synthetic() -> dict:
 
 
 @pytest.mark.parametrize(
-    "name", ["config.yaml", "workflow/presets/synthetic.yaml", "workflow/presets/smoke.yaml"]
+    "name",
+    [
+        "config.yaml",
+        "workflow/presets/synthetic.yaml",
+        "workflow/presets/smoke.yaml",
+        "workflow/presets/param_matched.yaml",
+    ],
 )
 def test_shipped_configs_are_valid(name):
     validate_config(load(name), SCHEMA)
@@ -35,7 +41,7 @@ def test_shipped_configs_are_valid(name):
 def test_defaults_are_filled(synthetic):
     config = validate_config(synthetic, SCHEMA)
     assert config["methods"]["concat"]["dropout"] == 0.1
-    assert config["methods"]["xattn"]["heads"] == 4
+    assert config["methods"]["xattn_txt2img"]["heads"] == 4
     assert config["training"]["batch_size"] == 128
     assert config["alignments"] == ["raw"]
     assert config["figures"]["formats"] == ["pdf", "png"]
@@ -127,8 +133,53 @@ MALFORMED = [
     ),
     (
         "method training override with a typo",
-        lambda c: set_key(c, "methods.xattn.training", {"lrr": 1}),
-        ["methods.xattn.training", "'lrr' was unexpected"],
+        lambda c: set_key(c, "methods.xattn_txt2img.training", {"lrr": 1}),
+        ["methods.xattn_txt2img.training", "'lrr' was unexpected"],
+    ),
+    (
+        "the retired generic cross-attention name",
+        lambda c: set_key(c, "methods.xattn", {}),
+        ["'methods'", "'xattn' was unexpected", "xattn_txt2img, xattn_img2txt, xattn_bidir"],
+    ),
+    (
+        "a direction on a cross-attention name, which binds its own",
+        lambda c: set_key(c, "methods.xattn_img2txt.direction", "txt2img"),
+        ["methods.xattn_img2txt", "'direction' was unexpected"],
+    ),
+    (
+        "param_match that is not a count",
+        lambda c: set_key(c, "methods.gated_sum.param_match", "296K"),
+        ["methods.gated_sum.param_match", "not of type 'integer'", "target parameter count"],
+    ),
+    (
+        "param_match of zero",
+        lambda c: set_key(c, "methods.late.param_match", 0),
+        ["methods.late.param_match", "less than the minimum of 1"],
+    ),
+    (
+        "unknown gate",
+        lambda c: set_key(c, "methods.gated_sum.gate", "tanh"),
+        ["methods.gated_sum.gate", "'tanh'"],
+    ),
+    (
+        "one weight for two modalities",
+        lambda c: set_key(c, "methods.weighted_sum.weights", [1.0]),
+        ["methods.weighted_sum.weights", "too short"],
+    ),
+    (
+        "negative modality weight",
+        lambda c: set_key(c, "methods.weighted_sum.weights", [-0.5, 1.0]),
+        ["methods.weighted_sum.weights.0", "-0.5"],
+    ),
+    (
+        "unknown late combination",
+        lambda c: set_key(c, "methods.late.combine", "max"),
+        ["methods.late.combine", "'max'"],
+    ),
+    (
+        "empty hidden widths",
+        lambda c: set_key(c, "methods.image_only.hidden", []),
+        ["methods.image_only.hidden", "should be non-empty"],
     ),
     (
         "bad on_bad_image",
@@ -185,8 +236,18 @@ SEMANTIC = [
     ),
     (
         "attention width not divisible by heads",
-        lambda c: set_key(c, "methods.xattn.dim", 250),
-        ["methods.xattn.dim", "heads=4"],
+        lambda c: set_key(c, "methods.xattn_txt2img.dim", 250),
+        ["methods.xattn_txt2img.dim", "heads=4"],
+    ),
+    (
+        "bidirectional attention width not divisible by heads",
+        lambda c: set_key(c, "methods.xattn_bidir.heads", 5),
+        ["methods.xattn_bidir.dim", "heads=5"],
+    ),
+    (
+        "both modality weights zero",
+        lambda c: set_key(c, "methods.weighted_sum.weights", [0.0, 0.0]),
+        ["methods.weighted_sum.weights", "both zero"],
     ),
 ]
 
@@ -224,3 +285,21 @@ def test_synthetic_subspaces_must_fit_before_any_job_runs(synthetic):
     bad = set_key(synthetic, "dataset.synthetic.latent_dim", 600)
     with pytest.raises(AlignfuseError, match=r"dataset\.synthetic\.latent_dim"):
         validate_config(bad, SCHEMA)
+
+
+def test_pretrained_encoders_must_say_which_weights(paper):
+    with pytest.raises(AlignfuseError, match=r"encoders\.clip\.pretrained"):
+        validate_config(drop_key(paper, "encoders.clip.pretrained"), SCHEMA)
+
+
+def test_method_defaults_are_filled(synthetic):
+    synthetic["methods"] = {"late": {}, "gated_sum": {"param_match": 40_000}}
+    methods = validate_config(synthetic, SCHEMA)["methods"]
+    assert methods["late"] == {"hidden": [256, 128], "combine": "sum", "dropout": 0.1}
+    assert methods["gated_sum"]["gate"] == "sigmoid"
+    assert methods["gated_sum"]["param_match"] == 40_000
+
+
+def test_without_methods_the_paper_pair_is_trained(synthetic):
+    del synthetic["methods"]
+    assert set(validate_config(synthetic, SCHEMA)["methods"]) == {"concat", "xattn_txt2img"}

@@ -1,15 +1,17 @@
-"""The cross-attention head."""
+"""The cross-attention heads: one registry name per direction."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from fusion_task import LEARNS, assert_vmap_matches_each_seed, matching_accuracy
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import build_head
+from alignfuse.fusion import FUSION_METHODS, build_head
 from alignfuse.fusion.xattn import CrossAttentionHead
 
 SMALL = {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32}
+NAMES = {"xattn_txt2img": "txt2img", "xattn_img2txt": "img2txt", "xattn_bidir": "bidir"}
 
 
 def n_params(module) -> int:
@@ -22,12 +24,39 @@ def test_maps_a_pair_batch_to_two_logits_per_pair(direction):
     assert head(torch.randn(5, 12), torch.randn(5, 10)).shape == (5, 2)
 
 
+@pytest.mark.parametrize(("name", "direction"), NAMES.items())
+def test_each_registry_name_binds_its_direction(name, direction):
+    head = build_head(name, 12, 10, SMALL)
+    assert isinstance(head, CrossAttentionHead)
+    assert head.direction == direction
+    assert head(torch.randn(5, 12), torch.randn(5, 10)).shape == (5, 2)
+
+
+def test_the_generic_name_is_gone_and_the_direction_is_not_a_setting():
+    assert "xattn" not in FUSION_METHODS
+    with pytest.raises(TypeError):
+        build_head("xattn_txt2img", 12, 10, {**SMALL, "direction": "img2txt"})
+
+
 @pytest.mark.parametrize(
-    ("direction", "expected"), [("txt2img", 630_786), ("img2txt", 630_786), ("bidir", 1_223_426)]
+    ("name", "expected"),
+    [("xattn_txt2img", 630_786), ("xattn_img2txt", 630_786), ("xattn_bidir", 1_223_426)],
 )
-def test_default_head_on_512_by_512_features_has_a_known_size(direction, expected):
+def test_default_head_on_512_by_512_features_has_a_known_size(name, expected):
     """Token embeddings (64->256, 8 positions) per modality, a block per direction, an MLP."""
-    assert n_params(build_head("xattn", 512, 512, {"direction": direction})) == expected
+    assert n_params(build_head(name, 512, 512, {})) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("xattn_txt2img", 755_650), ("xattn_img2txt", 755_650), ("xattn_bidir", 1_468_386)],
+)
+def test_the_paper_config_has_about_757k_parameters(name, expected):
+    """config.yaml widens dim to 288 to come within 0.2% of the paper's 757K."""
+    config = {"tokens": 8, "dim": 288, "heads": 4, "ffn": 512, "dropout": 0.1}
+    assert n_params(build_head(name, 512, 512, config)) == expected
+    if name != "xattn_bidir":
+        assert abs(expected - 757_000) < 0.002 * 757_000
 
 
 @pytest.mark.parametrize("direction", ["txt2img", "img2txt", "bidir"])
@@ -53,6 +82,30 @@ def test_runs_under_vmap_over_stacked_seeds():
     assert out.shape == (3, 5, 2)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_under_vmap_as_each_seed_alone(name):
+    assert_vmap_matches_each_seed(name, SMALL)
+
+
 def test_unknown_direction_is_a_config_error():
     with pytest.raises(AlignfuseError, match="direction"):
         CrossAttentionHead(8, 8, direction="sideways")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_param_match_sizes_dim_in_multiples_of_heads_within_one_percent(name):
+    head = build_head(name, 512, 512, {"param_match": 295_554})
+    assert head.hparams["dim"] % head.hparams["heads"] == 0
+    assert head.hparams["ffn"] == 2 * head.hparams["dim"]  # the default ffn/dim ratio is kept
+    assert abs(n_params(head) - 295_554) <= 0.01 * 295_554
+
+
+def test_param_match_finds_the_exact_width_when_one_exists():
+    config = {"dim": 144, "ffn": 256, "param_match": 755_650}  # ffn/dim = 512/288
+    head = build_head("xattn_txt2img", 512, 512, config)
+    assert head.hparams["dim"] == 288 and n_params(head) == 755_650
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learns_matching_far_above_chance(name):
+    assert min(matching_accuracy(name, SMALL, epochs=10, batch_size=100, lr=5e-3)) > LEARNS

@@ -16,8 +16,8 @@ def paper_config() -> dict:
 def test_grid_is_the_product_of_backbones_alignments_methods_and_scales():
     config = paper_config()
     conditions = grid.conditions(config)
-    assert len(conditions) == 2 * 1 * 2 * 4
-    assert grid.Condition("clip", "raw", "xattn", 16384) in conditions
+    assert len(conditions) == 2 * 1 * len(config["methods"]) * 4
+    assert grid.Condition("clip", "raw", "xattn_txt2img", 16384) in conditions
 
 
 def test_run_path_follows_the_design_contract():
@@ -27,8 +27,8 @@ def test_run_path_follows_the_design_contract():
 
 def test_method_overrides_apply_to_that_method_only():
     config = paper_config()
-    config["methods"]["xattn"]["training"] = {"lr": 0.0003}
-    assert grid.train_slice(config, "xattn")["training"]["lr"] == 0.0003
+    config["methods"]["xattn_txt2img"]["training"] = {"lr": 0.0003}
+    assert grid.train_slice(config, "xattn_txt2img")["training"]["lr"] == 0.0003
     assert grid.train_slice(config, "concat")["training"]["lr"] == 0.001
 
 
@@ -46,5 +46,5 @@ def test_train_slice_ignores_settings_of_other_stages():
     before = grid.train_slice(config, "concat")
     config["figures"]["dpi"] = 600
     config["threads"]["train"] = 8
-    config["methods"]["xattn"]["heads"] = 8
+    config["methods"]["xattn_txt2img"]["heads"] = 8
     assert grid.train_slice(config, "concat") == before

@@ -65,6 +65,15 @@ def check_semantics(config: dict) -> None:
             raise AlignfuseError(
                 f"config key 'encoders.{name}.model' is required for library '{library}'"
             )
+        if (
+            library in ("torchvision", "open_clip")
+            and "pretrained" not in encoder
+            and not encoder.get("checkpoint")
+        ):
+            raise AlignfuseError(
+                f"config key 'encoders.{name}.pretrained' is required: a weights tag such as "
+                "IMAGENET1K_V1 or openai, false for random weights, or a local 'checkpoint'"
+            )
         if library == "python" and ":" not in encoder["model"]:
             raise AlignfuseError(
                 f"config key 'encoders.{name}.model': '{encoder['model']}' must be 'module:function'"
@@ -104,8 +113,19 @@ def check_semantics(config: dict) -> None:
             f"config key 'scales': {too_large} exceed the {train_pairs} training pairs that dataset "
             f"'{dataset['name']}' provides; use scales of at most {train_pairs}"
         )
-    for name, spec in config["methods"].items():
-        if name == "xattn" and spec["dim"] % spec["heads"]:
+    check_methods(config["methods"])
+
+
+def check_methods(methods: dict) -> None:
+    """Method hyper-parameters the schema cannot check (defaults are filled by then)."""
+    for name, spec in methods.items():
+        if name.startswith("xattn_") and spec["dim"] % spec["heads"]:
             raise AlignfuseError(
-                f"config key 'methods.xattn.dim': {spec['dim']} is not divisible by heads={spec['heads']}"
+                f"config key 'methods.{name}.dim': {spec['dim']} is not divisible by "
+                f"heads={spec['heads']}; choose a dim that is a multiple of heads"
+            )
+        if name == "weighted_sum" and not sum(spec["weights"]) > 0:
+            raise AlignfuseError(
+                f"config key 'methods.{name}.weights': {spec['weights']} are both zero; "
+                "give at least one modality a positive weight"
             )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alignfuse.fusion.layers import scaled_widths
+
 
 class ConcatHead(nn.Module):
     """MLP (d_image + d_text) -> hidden... -> 2 with ReLU and dropout after each hidden layer.
@@ -25,6 +27,11 @@ class ConcatHead(nn.Module):
             width = h
         layers.append(nn.Linear(width, 2))
         self.mlp = nn.Sequential(*layers)
+
+    @staticmethod
+    def with_width(config: dict, width: int) -> dict:
+        """param_match: the first hidden width is ``width``; later ones keep their ratio to it."""
+        return {**config, "hidden": scaled_widths(config["hidden"], width)}
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([image, text], dim=-1))

@@ -1,4 +1,4 @@
-"""Building blocks shared by attention-based heads: pseudo-tokens and a cross-attention block.
+"""Building blocks shared by fusion heads: an MLP, pseudo-tokens and a cross-attention block.
 
 Cached features are pooled vectors. Attention over a single key is degenerate (its softmax weight
 is always 1, so the output ignores the query), so each vector is cut into k chunks that act as
@@ -14,6 +14,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
+
+
+def mlp(d_in: int, hidden, d_out: int, dropout: float) -> nn.Sequential:
+    """Linear -> ReLU -> Dropout per hidden width, then a final Linear to ``d_out``.
+
+    With no hidden widths it is one Linear layer.
+    """
+    layers, width = [], d_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+        width = h
+    layers.append(nn.Linear(width, d_out))
+    return nn.Sequential(*layers)
+
+
+def scaled_widths(hidden, width: int) -> list[int]:
+    """``hidden`` rescaled so that its first width is ``width``, the others keeping their ratio.
+
+    [256, 128] at width 100 is [100, 50]; used to size MLP heads by one number (param_match).
+    """
+    hidden = list(hidden)
+    if not hidden:
+        return []
+    return [width] + [max(1, round(width * h / hidden[0])) for h in hidden[1:]]
 
 
 def split_tokens(x: torch.Tensor, k: int) -> torch.Tensor:

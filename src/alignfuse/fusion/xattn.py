@@ -3,6 +3,8 @@
 Attention scores are bilinear in the two modalities (q_i . k_j = x_i^T W_q^T W_k y_j), the
 O(d_image * d_text) capacity the paper contrasts with concatenation. Pooled features are cut into
 pseudo-tokens (see :mod:`alignfuse.fusion.layers`) so that the softmax has keys to choose between.
+The registry binds one direction per method name: ``xattn_txt2img``, ``xattn_img2txt``,
+``xattn_bidir``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ class CrossAttentionHead(nn.Module):
     """Pseudo-tokens per modality -> cross-attention block(s) -> mean over queries -> MLP -> 2.
 
     ``direction``: "txt2img" (text queries image tokens, as in BLIP), "img2txt" (image queries
-    text) or "bidir" (both, each pooled, pooled vectors concatenated).
+    text) or "bidir" (both, each pooled, pooled vectors concatenated). Each block is post-norm:
+    residual + LayerNorm after attention and after the FFN.
     """
 
     def __init__(
@@ -54,8 +57,50 @@ class CrossAttentionHead(nn.Module):
             nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 2)
         )
 
+    @staticmethod
+    def with_width(config: dict, width: int) -> dict:
+        """param_match: ``dim`` = width x heads (heads must divide it); ``ffn`` keeps its ratio to dim."""
+        dim = width * config["heads"]
+        return {**config, "dim": dim, "ffn": max(1, round(dim * config["ffn"] / config["dim"]))}
+
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         img, txt = self.image_tokens(image), self.text_tokens(text)
         queries = {"txt2img": (txt, img), "img2txt": (img, txt)}
         pooled = [block(*queries[name]).mean(dim=-2) for name, block in self.blocks.items()]
         return self.classifier(torch.cat(pooled, dim=-1))
+
+
+class DirectedCrossAttentionHead(CrossAttentionHead):
+    """A cross-attention head whose direction is fixed by its class (one per registry name)."""
+
+    DIRECTION = "txt2img"
+
+    def __init__(
+        self,
+        d_image: int,
+        d_text: int,
+        tokens: int = 8,
+        dim: int = 256,
+        heads: int = 4,
+        ffn: int = 512,
+        dropout: float = 0.1,
+    ):
+        super().__init__(d_image, d_text, tokens, dim, heads, ffn, dropout, self.DIRECTION)
+
+
+class TextToImageHead(DirectedCrossAttentionHead):
+    """``xattn_txt2img``: text tokens query image tokens (BLIP's direction)."""
+
+    DIRECTION = "txt2img"
+
+
+class ImageToTextHead(DirectedCrossAttentionHead):
+    """``xattn_img2txt``: image tokens query text tokens."""
+
+    DIRECTION = "img2txt"
+
+
+class BidirectionalHead(DirectedCrossAttentionHead):
+    """``xattn_bidir``: both directions, each pooled over its queries; the two are concatenated."""
+
+    DIRECTION = "bidir"

@@ -1,0 +1,46 @@
+"""Unimodal baselines: an MLP on the image alone (``image_only``) or the caption alone (``text_only``).
+
+The matching pairs are built so that every image and every caption occurs equally often with
+either label, so a head that sees one modality cannot beat chance except by overfitting: these
+heads measure how honest the chance level of a study is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alignfuse.fusion.layers import mlp, scaled_widths
+
+
+class UnimodalHead(nn.Module):
+    """MLP d -> hidden... -> 2 on one modality; the other input is ignored.
+
+    At 512-d features with the default hidden [256, 128] it has 164,482 parameters.
+    """
+
+    MODALITY = "image"
+
+    def __init__(self, d_image: int, d_text: int, hidden=(256, 128), dropout: float = 0.1):
+        super().__init__()
+        self.mlp = mlp(d_image if self.MODALITY == "image" else d_text, hidden, 2, dropout)
+
+    @staticmethod
+    def with_width(config: dict, width: int) -> dict:
+        """param_match: the first hidden width is ``width``; later ones keep their ratio to it."""
+        return {**config, "hidden": scaled_widths(config["hidden"], width)}
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.mlp(image if self.MODALITY == "image" else text)
+
+
+class ImageOnlyHead(UnimodalHead):
+    """``image_only``: sees the image features only."""
+
+    MODALITY = "image"
+
+
+class TextOnlyHead(UnimodalHead):
+    """``text_only``: sees the caption features only."""
+
+    MODALITY = "text"

@@ -1,0 +1,99 @@
+"""The registry of fusion heads, its schema entries and the shipped method configs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alignfuse.codehash import code_hash
+from alignfuse.fusion import FUSION_METHODS, build_head, head_class, method_module
+from alignfuse.fusion.sizing import count_parameters, hyper_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+# Parameter counts at 512/512 features of the heads in config.yaml (documented there).
+PAPER_COUNTS = {
+    "concat": 295_554,
+    "xattn_txt2img": 755_650,
+    "xattn_img2txt": 755_650,
+    "xattn_bidir": 1_468_386,
+    "gated_sum": 328_772,
+    "weighted_sum": 295_810,
+    "bilinear": 295_810,
+    "late": 328_964,
+    "image_only": 164_482,
+    "text_only": 164_482,
+}
+
+
+def schema_defaults(name: str) -> dict:
+    """The hyper-parameter defaults that the schema fills for method ``name``."""
+    entry = SCHEMA["properties"]["methods"]["properties"][name]
+    if "$ref" in entry:
+        entry = SCHEMA["$defs"][entry["$ref"].split("/")[-1]]
+    return {
+        key: spec["default"]
+        for key, spec in entry["properties"].items()
+        if key not in ("training", "param_match")
+    }
+
+
+def methods_of(preset: str) -> dict:
+    return yaml.safe_load((ROOT / preset).read_text())["methods"]
+
+
+def test_every_registered_method_has_a_schema_entry_and_back():
+    assert set(SCHEMA["properties"]["methods"]["properties"]) == set(FUSION_METHODS)
+
+
+@pytest.mark.parametrize("name", FUSION_METHODS)
+def test_schema_defaults_are_the_constructor_defaults(name):
+    defaults = schema_defaults(name)
+    constructor = hyper_parameters(head_class(name), {})
+    assert set(defaults) == set(constructor)
+    for key, value in defaults.items():
+        expected = constructor[key]
+        assert value == (list(expected) if isinstance(expected, tuple) else expected), key
+
+
+@pytest.mark.parametrize("name", FUSION_METHODS)
+def test_every_method_module_is_hashable_for_rerun_triggers(name):
+    assert method_module(name).startswith("fusion.")
+    assert len(code_hash(method_module(name))) == 16
+
+
+def test_the_three_cross_attention_names_share_one_module():
+    assert {method_module(f"xattn_{d}") for d in ("txt2img", "img2txt", "bidir")} == {
+        "fusion.xattn"
+    }
+
+
+def test_listing_the_registry_does_not_import_torch():
+    code = "import sys, alignfuse.fusion; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paper_config_has_every_family_with_its_documented_size():
+    methods = methods_of("config.yaml")
+    assert set(methods) == set(FUSION_METHODS)
+    for name, config in methods.items():
+        count = count_parameters(head_class(name), 512, 512, config)
+        assert count == PAPER_COUNTS[name], name
+
+
+def test_param_matched_preset_sizes_every_head_to_concat_within_one_percent():
+    methods = methods_of("workflow/presets/param_matched.yaml")
+    assert set(methods) == set(FUSION_METHODS)
+    for name, config in methods.items():
+        head = build_head(name, 512, 512, config)
+        count = sum(p.numel() for p in head.parameters())
+        assert abs(count - 295_554) <= 0.01 * 295_554, (name, count)
+
+
+def test_smoke_preset_stays_small():
+    assert len(methods_of("workflow/presets/smoke.yaml")) <= 4
