@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_runner import ROOT, load_preset, snakemake, write_config
+from workflow_runner import ROOT, load_preset, snakemake
 
 from alignfuse.config import validate_config
 from alignfuse.figures import FIGURES
@@ -48,11 +48,9 @@ def first_words(caption: Path, count: int = 8) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """The smoke study run to the end and its report: (working directory, report text)."""
-    workdir = tmp_path_factory.mktemp("report")
-    configfile = write_config(workdir / "study.yaml", load_preset("smoke"))
-    snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+def report(smoke_study):
+    """The finished smoke study and its report: (working directory, report text)."""
+    workdir, configfile = smoke_study
     snakemake(workdir, "--configfile", str(configfile), "--report", "report.html")
     return workdir, report_text(workdir / "report.html")
 

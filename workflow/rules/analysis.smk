@@ -24,6 +24,8 @@ rule aggregate:
         ],
     log:
         "results/logs/analysis/aggregate.log",
+    conda:
+        CONDA_ENV
     params:
         code=code_hash("analysis"),
     shell:

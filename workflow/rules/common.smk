@@ -22,6 +22,8 @@ except AlignfuseError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 DATASET = config["dataset"]["name"]
+# The jobs' environment for --sdm conda (relative to the rule files).
+CONDA_ENV = "../../envs/alignfuse.yaml"
 
 
 def one_of(names):

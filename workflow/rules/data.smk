@@ -16,6 +16,8 @@ rule download:
     wildcard_constraints:
         archive="images|text",
     retries: 2
+    conda:
+        CONDA_ENV
     params:
         source=lambda w: as_json(FLICKR8K[w.archive]),
         args=lambda w: download_args(w.archive),
@@ -32,6 +34,8 @@ rule captions:
         "results/data/{dataset}/captions.parquet",
     log:
         "results/logs/data/{dataset}/captions.log",
+    conda:
+        CONDA_ENV
     params:
         on_malformed=FLICKR8K["on_malformed_line"],
         code=code_hash("flickr8k"),

@@ -11,6 +11,8 @@ rule fetch_weights:
         "results/weights/{encoder}.json",
     log:
         "results/logs/weights/{encoder}.log",
+    conda:
+        CONDA_ENV
     params:
         encoder=lambda w: as_json(grid.encoder_slice(config, w.encoder)),
     shell:
@@ -27,6 +29,8 @@ rule features:
         "results/logs/features/{dataset}/{encoder}/{modality}.log",
     benchmark:
         "results/benchmarks/features/{dataset}/{encoder}/{modality}.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]["features"]
     params:
         encoder=lambda w: as_json(grid.encoder_slice(config, w.encoder)),

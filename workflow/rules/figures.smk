@@ -17,6 +17,8 @@ rule figure_scaling:
         figure_files("scaling", for_report=True),
     log:
         "results/logs/figures/scaling.log",
+    conda:
+        CONDA_ENV
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
@@ -34,6 +36,8 @@ rule figure_gap:
         figure_files("gap", for_report=True),
     log:
         "results/logs/figures/gap.log",
+    conda:
+        CONDA_ENV
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
@@ -51,6 +55,8 @@ rule figure_params:
         figure_files("params", for_report=True),
     log:
         "results/logs/figures/params.log",
+    conda:
+        CONDA_ENV
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],

@@ -9,6 +9,8 @@ rule pairs:
         expand("results/pairs/{{dataset}}/{split}.parquet", split=SPLITS),
     log:
         "results/logs/pairs/{dataset}.log",
+    conda:
+        CONDA_ENV
     params:
         seed=config["pairs"]["seed"],
         out_dir=lambda w: f"results/pairs/{w.dataset}",

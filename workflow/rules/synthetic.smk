@@ -7,6 +7,8 @@ rule synthetic_captions:
         "results/data/{dataset}/captions.parquet",
     log:
         "results/logs/data/{dataset}/captions.log",
+    conda:
+        CONDA_ENV
     params:
         cfg=as_json(config["dataset"]["synthetic"]),
         code=code_hash("synthetic"),
@@ -21,6 +23,8 @@ rule synthetic_features:
         text="results/features/{dataset}/{encoder}/text.parquet",
     log:
         "results/logs/features/{dataset}/{encoder}.log",
+    conda:
+        CONDA_ENV
     params:
         cfg=as_json(config["dataset"]["synthetic"]),
         rotation=lambda w: config["encoders"][w.encoder].get("rotation", 0.0),

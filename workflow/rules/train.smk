@@ -13,6 +13,8 @@ rule train:
         "results/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
+    conda:
+        CONDA_ENV
     threads: config["threads"]["train"]
     params:
         spec=lambda w: as_json(grid.train_slice(config, w.method)),
