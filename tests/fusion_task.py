@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alignfuse.fusion import build_head
+from alignfuse.fusion.build import build_head
 from alignfuse.training import SeedEnsemble, Split
 
 torch.set_num_threads(1)  # the tests are sized for one thread per process

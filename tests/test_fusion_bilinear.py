@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from fusion_task import LEARNS, assert_vmap_matches_each_seed, matching_accuracy
 
-from alignfuse.fusion import build_head
 from alignfuse.fusion.bilinear import LowRankBilinearHead
+from alignfuse.fusion.build import build_head
 
 SMALL = {"rank": 16, "hidden": [16]}
 

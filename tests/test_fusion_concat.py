@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from fusion_task import LEARNS, assert_vmap_matches_each_seed, matching_accuracy
 
-from alignfuse.fusion import build_head
+from alignfuse.fusion.build import build_head
 from alignfuse.fusion.concat import ConcatHead
 
 

@@ -7,7 +7,7 @@ import torch
 from fusion_task import CHANCE, assert_vmap_matches_each_seed, matching_accuracy
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import build_head
+from alignfuse.fusion.build import build_head
 from alignfuse.fusion.late import LateFusionHead
 
 SMALL = {"hidden": [32, 16]}

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from alignfuse.codehash import code_hash
-from alignfuse.fusion import FUSION_METHODS, build_head, head_class, method_module
+from alignfuse.fusion import FUSION_METHODS, head_class, method_module
+from alignfuse.fusion.build import build_head
 from alignfuse.fusion.sizing import count_parameters, hyper_parameters
 
 ROOT = Path(__file__).resolve().parents[1]

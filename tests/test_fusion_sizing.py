@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import build_head, head_class, resolve_config
+from alignfuse.fusion import head_class
+from alignfuse.fusion.build import build_head, resolve_config
 from alignfuse.fusion.concat import ConcatHead
 from alignfuse.fusion.sizing import count_parameters, hyper_parameters, match_parameters
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fusion_task import CHANCE, assert_vmap_matches_each_seed, matching_accuracy
 
-from alignfuse.fusion import build_head
+from alignfuse.fusion.build import build_head
 from alignfuse.fusion.unimodal import ImageOnlyHead, TextOnlyHead
 
 SMALL = {"hidden": [32, 16]}

@@ -7,7 +7,7 @@ import torch
 from fusion_task import LEARNS, assert_vmap_matches_each_seed, matching_accuracy
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import build_head
+from alignfuse.fusion.build import build_head
 from alignfuse.fusion.weighted import GatedSumHead, WeightedSumHead
 
 SMALL = {"dim": 16, "hidden": [32]}

@@ -7,7 +7,8 @@ import torch
 from fusion_task import LEARNS, assert_vmap_matches_each_seed, matching_accuracy
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import FUSION_METHODS, build_head
+from alignfuse.fusion import FUSION_METHODS
+from alignfuse.fusion.build import build_head
 from alignfuse.fusion.xattn import CrossAttentionHead
 
 SMALL = {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32}

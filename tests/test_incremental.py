@@ -200,18 +200,23 @@ def test_editing_the_shared_fusion_layers_retrains_the_methods_built_on_them(stu
     assert plan == study.rerun(retrains(methods))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the train rule's code hash (train_code in workflow/rules/common.smk) misses "
-    "fusion.sizing, which sizes param_match heads (and fusion/__init__.py, whose resolve_config "
-    "and build_head every training job runs)",
-)
-def test_editing_parameter_matching_retrains_the_param_matched_methods(study, tmp_path):
-    methods = {m for m, spec in load_preset("smoke")["methods"].items() if "param_match" in spec}
-    if not methods:
-        pytest.skip("no method of the smoke preset uses param_match")
-    plan = study.plan_after_editing(tmp_path, "fusion.sizing")
-    assert plan == study.rerun(retrains(methods))
+def test_editing_head_building_or_parameter_matching_retrains_every_condition(study, tmp_path):
+    """Every training job builds its head through ``fusion.build``, which imports the width search
+    of ``param_match``: the hash follows imports, so both count as shared training code."""
+    for module in ("fusion.build", "fusion.sizing"):
+        plan = study.plan_after_editing(tmp_path / module, module)
+        assert plan == study.rerun(lambda job: job.rule == "train")
+
+
+def test_adding_a_method_to_the_registry_reruns_nothing(study, tmp_path):
+    clone = copy_repository(tmp_path / "clone", source=study.clone)
+    registry = clone / "src/alignfuse/fusion/__init__.py"
+    text = registry.read_text().replace(
+        "FUSION_METHODS = {",
+        'FUSION_METHODS = {\n    "concat_copy": "alignfuse.fusion.concat:ConcatHead",',
+    )
+    registry.write_text(text)
+    assert study.plan(clone) == {}
 
 
 def test_editing_the_command_line_layer_reruns_nothing(study, tmp_path):

@@ -1,15 +1,13 @@
 """Registry of fusion heads: config name -> "module:class", imported only when a head is built.
 
 Keeping the registry as strings lets the Snakefile list methods and hash their source without
-importing torch. Adding a method is adding a module and one line here.
+importing torch. Adding a method is adding a module and one line here; building a head from its
+config lives in :mod:`alignfuse.fusion.build`, which every training job runs.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import sys
-from functools import cache
 
 FUSION_METHODS = {
     "concat": "alignfuse.fusion.concat:ConcatHead",
@@ -33,44 +31,3 @@ def method_module(name: str) -> str:
 def head_class(name: str):
     module, cls = FUSION_METHODS[name].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-@cache
-def _matched(name: str, d_image: int, d_text: int, config_json: str, target: int) -> str:
-    from alignfuse.fusion.sizing import hyper_parameters, match_parameters
-
-    cls = head_class(name)
-    config = json.loads(json.dumps(hyper_parameters(cls, json.loads(config_json))))
-    sized, count = match_parameters(name, cls, d_image, d_text, config, target)
-    print(
-        f"param_match: methods.{name} at {d_image}/{d_text}-d features: {count:,} parameters "
-        f"(target {target:,}) with {json.dumps(sized, sort_keys=True)}",
-        file=sys.stderr,
-    )
-    return json.dumps(sized, sort_keys=True)
-
-
-def resolve_config(name: str, d_image: int, d_text: int, head_config: dict) -> dict:
-    """Constructor arguments of method ``name``: its config, with ``param_match`` turned into a width.
-
-    Without ``param_match`` this is the config itself. With ``param_match: N`` it is every
-    hyper-parameter of the head, the width chosen so that the parameter count is closest to N
-    (see :mod:`alignfuse.fusion.sizing`); the choice is printed once per process to stderr (the
-    job's log).
-    """
-    config = dict(head_config)
-    target = config.pop("param_match", None)
-    if target is None:
-        return config
-    return json.loads(_matched(name, d_image, d_text, json.dumps(config, sort_keys=True), target))
-
-
-def build_head(name: str, d_image: int, d_text: int, head_config: dict):
-    """Instantiate method ``name`` for features of the given widths with its config hyper-parameters.
-
-    The constructor arguments actually used (after param_match) are kept as ``head.hparams``.
-    """
-    config = resolve_config(name, d_image, d_text, head_config)
-    head = head_class(name)(d_image, d_text, **config)
-    head.hparams = config
-    return head
