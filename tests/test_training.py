@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import build_head
-from alignfuse.parquet import write_embeddings, write_frame
-from alignfuse.training import EarlyStopping, SeedEnsemble, train_condition
+from alignfuse.fusion.build import build_head
+from alignfuse.parquet import EmbeddingWriter, read_embedding_rows, write_embeddings, write_frame
+from alignfuse.training import (
+    EarlyStopping,
+    SeedEnsemble,
+    adamw,
+    auroc,
+    keep_optimizer_seeds,
+    train_condition,
+)
 
 RUN_COLUMNS = [
     "seed",
@@ -24,12 +34,16 @@ RUN_COLUMNS = [
     "epochs",
     "params",
     "wall_s",
+    "load_s",
+    "train_s",
+    "eval_s",
     "seeds_trained_together",
 ]
+TIMES = ["wall_s", "load_s", "train_s", "eval_s"]
 CURVE_COLUMNS = ["seed", "epoch", "train_loss", "dev_loss", "dev_accuracy", "dev_auroc"]
 HEADS = {
     "concat": {"hidden": [64, 64]},
-    "xattn": {"tokens": 4, "dim": 32, "heads": 2, "ffn": 64},
+    "xattn_txt2img": {"tokens": 4, "dim": 32, "heads": 2, "ffn": 64},
 }
 
 
@@ -97,7 +111,7 @@ def train(task, method, n=800, **kwargs):
     )
 
 
-@pytest.mark.parametrize("method", ["concat", "xattn"])
+@pytest.mark.parametrize("method", ["concat", "xattn_txt2img"])
 def test_head_learns_matching_far_above_chance(task, method):
     runs, _ = train(task, method)
     assert (runs["test_accuracy"] > 0.8).all(), runs
@@ -119,18 +133,16 @@ def test_runs_and_curves_have_one_row_per_seed_and_per_evaluation(task):
 
 
 def test_same_inputs_give_bit_identical_results(task):
-    first_runs, first_curves = train(task, "xattn", max_epochs=3)
-    second_runs, second_curves = train(task, "xattn", max_epochs=3)
-    pd.testing.assert_frame_equal(
-        first_runs.drop(columns="wall_s"), second_runs.drop(columns="wall_s")
-    )
+    first_runs, first_curves = train(task, "xattn_txt2img", max_epochs=3)
+    second_runs, second_curves = train(task, "xattn_txt2img", max_epochs=3)
+    pd.testing.assert_frame_equal(first_runs.drop(columns=TIMES), second_runs.drop(columns=TIMES))
     pd.testing.assert_frame_equal(first_curves, second_curves)
 
 
 def test_seed_result_barely_depends_on_seeds_trained_with_it(task):
     """Only dropout masks (drawn for all seeds at once) and summation order tie seeds together."""
-    together, _ = train(task, "xattn", seeds=(0, 1), max_epochs=5)
-    alone, _ = train(task, "xattn", seeds=(1,), max_epochs=5)
+    together, _ = train(task, "xattn_txt2img", seeds=(0, 1), max_epochs=5)
+    alone, _ = train(task, "xattn_txt2img", seeds=(1,), max_epochs=5)
     seed_1, alone = together.iloc[1], alone.iloc[0]
     assert seed_1["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=0.03)
     assert seed_1["test_loss"] == pytest.approx(alone["test_loss"], rel=0.1)
@@ -163,32 +175,70 @@ def test_pair_with_unknown_feature_id_names_the_feature_file(task, tmp_path):
 
 
 def test_each_seed_initialises_as_if_built_alone():
-    ensemble = SeedEnsemble("xattn", HEADS["xattn"], 8, 8, [4, 9])
+    ensemble = SeedEnsemble("xattn_txt2img", HEADS["xattn_txt2img"], 8, 8, [4, 9])
     torch.manual_seed(9)
-    alone = build_head("xattn", 8, 8, HEADS["xattn"])
+    alone = build_head("xattn_txt2img", 8, 8, HEADS["xattn_txt2img"])
     for name, p in alone.named_parameters():
         torch.testing.assert_close(ensemble.params[name][1], p, rtol=0, atol=0)
 
 
-def test_one_adamw_over_stacked_seeds_equals_adamw_per_seed():
-    seeds, x, y = [0, 1], torch.randn(2, 16, 8), torch.randint(0, 2, (2, 16))
-    ensemble = SeedEnsemble("concat", {"dropout": 0.0, **HEADS["concat"]}, 8, 8, seeds)
-    stacked = torch.optim.AdamW(ensemble.params.values(), lr=1e-2, weight_decay=0.1)
-    for _ in range(3):
+def test_stacked_fused_adamw_with_seeds_leaving_equals_adamw_per_seed():
+    """The training path (gradient layouts adopted, one fused AdamW, a seed dropped halfway)."""
+    seeds, x, y = [0, 1, 2], torch.randn(3, 16, 8), torch.randint(0, 2, (3, 16))
+    config, cfg = {"dropout": 0.0, **HEADS["concat"]}, {"lr": 1e-2, "weight_decay": 0.1}
+    ensemble = SeedEnsemble("concat", config, 8, 8, seeds)
+    ensemble.adopt_grad_layout(x, x)
+    assert ensemble.params["mlp.0.weight"].shape == (3, 16, 64)  # stored as [S, in, out]
+    stacked = adamw(ensemble.params.values(), cfg)
+    kept = torch.tensor([0, 2])
+    for step in range(6):
+        if step == 3:
+            old = ensemble.params
+            ensemble.keep_seeds(kept)
+            stacked = keep_optimizer_seeds(stacked, old, ensemble.params, kept, cfg)
+            x, y = x[kept], y[kept]
         loss = F.cross_entropy(ensemble(x, x).transpose(1, 2), y, reduction="none").mean(dim=1)
         stacked.zero_grad()
         loss.sum().backward()
         stacked.step()
-    for s, seed in enumerate(seeds):
-        torch.manual_seed(seed)
-        head = build_head("concat", 8, 8, {"dropout": 0.0, **HEADS["concat"]})
+    for row, s in enumerate(kept.tolist()):
+        torch.manual_seed(seeds[s])
+        head = build_head("concat", 8, 8, config)
         alone = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=0.1)
-        for _ in range(3):
+        for _ in range(6):
             alone.zero_grad()
-            F.cross_entropy(head(x[s], x[s]), y[s]).backward()
+            F.cross_entropy(head(x[row], x[row]), y[row]).backward()
             alone.step()
         for name, p in head.named_parameters():
-            torch.testing.assert_close(ensemble.params[name][s], p)
+            torch.testing.assert_close(ensemble.weights()[name][row], p)
+
+
+def test_best_checkpoints_survive_seeds_leaving_the_stack():
+    ensemble = SeedEnsemble("concat", HEADS["concat"], 8, 8, [0, 1, 2])
+    original = ensemble.snapshot()
+    best = ensemble.snapshot()
+    with torch.no_grad():
+        for p in ensemble.params.values():
+            p.add_(1.0)
+    ensemble.save_into(best, torch.arange(3), [False, True, False])  # seed 1 improved
+    ensemble.keep_seeds(torch.tensor([0, 2]))  # seed 1 stopped
+    with torch.no_grad():
+        for p in ensemble.params.values():
+            p.add_(1.0)
+    ensemble.save_into(best, torch.tensor([0, 2]), [True, False])  # seed 0 improved
+    ensemble.load(best)
+    for name, p in ensemble.params.items():
+        torch.testing.assert_close(p[0], original[name][0] + 1 + 1, rtol=0, atol=0)
+        torch.testing.assert_close(p[1], original[name][1] + 1, rtol=0, atol=0)
+        torch.testing.assert_close(p[2], original[name][2], rtol=0, atol=0)
+
+
+def test_auroc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 500)
+    score = np.round(rng.random(500) + 0.3 * label, 1).astype(np.float32)  # many ties
+    assert auroc(score, label) == pytest.approx(roc_auc_score(label, score), abs=1e-12)
+    assert np.isnan(auroc(score, np.ones(500, dtype=int)))
 
 
 def test_dropout_is_on_in_training_and_off_in_evaluation():
@@ -202,11 +252,58 @@ def test_dropout_is_on_in_training_and_off_in_evaluation():
 
 def test_early_stopping_breaks_accuracy_ties_by_lower_loss_and_freezes_stopped_seeds():
     stopping = EarlyStopping(2, patience=1)
-    stopping.update(1, [{"accuracy": 0.8, "loss": 0.5}, {"accuracy": 0.8, "loss": 0.5}])
-    improved = stopping.update(2, [{"accuracy": 0.8, "loss": 0.4}, {"accuracy": 0.8, "loss": 0.6}])
-    assert improved.tolist() == [True, False]
+    stopping.update(1, [0, 1], [0.8, 0.8], [0.5, 0.5])
+    assert stopping.update(2, [0, 1], [0.8, 0.8], [0.4, 0.6]) == [True, False]
     assert stopping.stopped_at == [None, 2]
-    improved = stopping.update(3, [{"accuracy": 0.9, "loss": 0.1}, {"accuracy": 0.9, "loss": 0.1}])
-    assert improved.tolist() == [True, False]
+    assert stopping.update(3, [0, 1], [0.9, 0.9], [0.1, 0.1]) == [True, False]
     assert stopping.best_epoch == [3, 1]
+    assert stopping.update(4, [0], [0.95], [0.1]) == [True]  # seed 1 has left the stack
     assert not stopping.done
+
+
+def embedding_file(path, ids, emb, rows_per_group):
+    """An embedding file written in several row groups (as the features stage streams them)."""
+    with EmbeddingWriter(path, "image_id", emb.shape[1]) as writer:
+        for i in range(0, len(ids), rows_per_group):
+            writer.write(ids[i : i + rows_per_group], emb[i : i + rows_per_group])
+
+
+def test_read_embedding_rows_reads_only_the_row_groups_of_the_requested_ids(tmp_path, monkeypatch):
+    ids = np.array([f"i{k}" for k in range(100)])
+    emb = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
+    embedding_file(tmp_path / "image.parquet", ids, emb, rows_per_group=10)
+    read_groups = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, row_groups=None, **kwargs):
+        read_groups.extend(row_groups)
+        return iter_batches(self, *args, row_groups=row_groups, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    wanted = [57, 3, 55, 8, 99]
+    rows = read_embedding_rows(tmp_path / "image.parquet", ids[wanted], batch_rows=3)
+    np.testing.assert_array_equal(rows, emb[wanted])
+    assert sorted(read_groups) == [0, 5, 9]
+
+
+def test_read_embedding_rows_widens_float16(tmp_path):
+    emb = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float16)
+    schema = pa.schema([("image_id", pa.string()), ("emb", pa.list_(pa.float16(), 4))])
+    values = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), 4)
+    ids = pa.array([f"i{k}" for k in range(6)])
+    pq.write_table(pa.Table.from_arrays([ids, values], schema=schema), tmp_path / "h.parquet")
+    rows = read_embedding_rows(tmp_path / "h.parquet", ["i4", "i1"])
+    assert rows.dtype == np.float32
+    np.testing.assert_array_equal(rows, emb[[4, 1]].astype(np.float32))
+
+
+def test_read_embedding_rows_names_the_file_and_the_missing_ids(tmp_path):
+    ids = np.array([f"i{k}" for k in range(20)])
+    embedding_file(tmp_path / "image.parquet", ids, np.zeros((20, 2), np.float32), 5)
+    with pytest.raises(AlignfuseError, match=r"image\.parquet: 2 of 3 id\(s\).*'x1', 'x2'"):
+        read_embedding_rows(tmp_path / "image.parquet", ["i3", "x1", "x2"])
+    embedding_file(
+        tmp_path / "twice.parquet", np.r_[ids, ids[:1]], np.zeros((21, 2), np.float32), 5
+    )
+    with pytest.raises(AlignfuseError, match=r"twice\.parquet: duplicate ids"):
+        read_embedding_rows(tmp_path / "twice.parquet", ["i3"])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from alignfuse.errors import AlignfuseError
@@ -117,9 +118,8 @@ def write_embeddings(
         writer.write(ids, emb)
 
 
-def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Return (ids, float32 matrix [rows, d]) of an embedding file, reading only those columns."""
-    path = Path(path)
+def embedding_file_schema(path: Path) -> pa.Schema:
+    """The schema of an embedding file, or an AlignfuseError saying why it is not one."""
     if not path.exists():
         raise AlignfuseError(
             f"{path}: feature file not found; run the workflow's features stage first"
@@ -129,6 +129,13 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise AlignfuseError(
             f"{path}: no fixed-size 'emb' column; it is not an alignfuse feature file"
         )
+    return schema
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ids, float32 matrix [rows, d]) of an embedding file, reading only those columns."""
+    path = Path(path)
+    schema = embedding_file_schema(path)
     id_column = schema.names[0]
     table = pq.read_table(path, columns=[id_column, "emb"])
     dim = schema.field("emb").type.list_size
@@ -136,3 +143,56 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return table.column(id_column).to_numpy(zero_copy_only=False).astype(str), emb.astype(
         np.float32, copy=False
     )
+
+
+def read_embedding_rows(
+    path: str | os.PathLike,
+    ids,
+    fix: str = "check that the ids and the feature file come from the same data",
+    batch_rows: int = 4096,
+) -> np.ndarray:
+    """The float32 rows [len(ids), d] of the given ids, in their order, from an embedding file.
+
+    Only the id column is read whole; ``emb`` is streamed in batches of ``batch_rows`` rows from
+    the row groups that hold a wanted row, keeping just those rows, so memory holds the result plus
+    one batch whatever the file's size. A float16 ``emb`` is widened to float32. Duplicate ids in
+    the file, or ids it lacks, raise AlignfuseError naming the file (``fix`` ends the message).
+    """
+    path = Path(path)
+    schema = embedding_file_schema(path)
+    file_ids = pq.read_table(path, columns=[schema.names[0]]).column(0).combine_chunks()
+    if pc.count_distinct(file_ids).as_py() != len(file_ids):
+        raise AlignfuseError(f"{path}: duplicate ids; rebuild the feature file")
+    wanted = pa.array(np.asarray(ids, dtype=object), pa.string())
+    rows = pc.index_in(wanted, value_set=file_ids).fill_null(-1).to_numpy().astype(np.int64)
+    if (rows < 0).any():
+        absent = wanted.filter(pa.array(rows < 0)).to_pylist()
+        raise AlignfuseError(
+            f"{path}: {len(absent)} of {len(wanted)} id(s) asked for are not in the file, "
+            f"e.g. {absent[:3]}; {fix}"
+        )
+
+    dim = schema.field("emb").type.list_size
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    order = np.argsort(rows, kind="stable")  # output positions in file-row order
+    sorted_rows = rows[order]
+    # a buffered stream without pre-buffering reads page by page, not whole column chunks
+    parquet = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    group_start = 0
+    for group in range(parquet.metadata.num_row_groups):
+        group_end = group_start + parquet.metadata.row_group(group).num_rows
+        lo, hi = np.searchsorted(sorted_rows, [group_start, group_end])
+        if lo < hi:
+            batch_start = group_start
+            for batch in parquet.iter_batches(batch_rows, row_groups=[group], columns=["emb"]):
+                batch_end = batch_start + batch.num_rows
+                stop = lo + np.searchsorted(sorted_rows[lo:hi], batch_end)
+                if stop > lo:
+                    values = batch.column(0).flatten().to_numpy().reshape(-1, dim)
+                    out[order[lo:stop]] = values[sorted_rows[lo:stop] - batch_start]
+                    lo = stop
+                if lo == hi:
+                    break
+                batch_start = batch_end
+        group_start = group_end
+    return out

@@ -1,8 +1,9 @@
 """Train every seed of one fusion condition at once, vectorised across seeds with torch.func.
 
 One process, one forward/backward and one optimiser step serve all seeds: the seeds' parameters
-are stacked and the head runs under vmap, so S small heads cost one batched pass.
-Each seed keeps its own initialisation, data order, early stopping and best checkpoint.
+are stacked and the head runs under vmap, so S small heads cost one batched pass (a Linear layer
+becomes one bmm over the seeds). Each seed keeps its own initialisation, data order, early
+stopping and best checkpoint; a seed that has stopped leaves the stack, so it costs nothing more.
 """
 
 from __future__ import annotations
@@ -16,43 +17,64 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import build_head
-from alignfuse.parquet import read_embeddings
+from alignfuse.fusion.build import build_head
+from alignfuse.parquet import read_embedding_rows
 
 SPLITS = ("train", "dev", "test")
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
-EVAL_BATCH = 4096
+# Pairs x seeds per evaluation forward pass: big enough for efficient matmuls, small enough that
+# a head's temporaries (the cross-attention FFN holds ~16 KB per pair) stay under glibc's 32 MiB
+# mmap threshold; beyond it every temporary is page-faulted in afresh and evaluation halves speed.
+EVAL_ROWS = 2048
 
 
 @dataclass
 class Split:
-    """One split's pairs in memory: image [N, d_image], text [N, d_text], label [N]."""
+    """One split's pairs in memory, with the features of pair i found in one of two ways.
+
+    Without row indices, ``image`` [N, d_image] and ``text`` [N, d_text] hold pair i's features in
+    row i. With ``image_row``/``text_row`` [N], they are matrices of distinct feature rows shared by
+    every split, and pair i's are ``image[image_row[i]]``, ``text[text_row[i]]``: an image used by
+    many pairs is held once.
+    """
 
     image: torch.Tensor
     text: torch.Tensor
     label: torch.Tensor
+    image_row: torch.Tensor | None = None
+    text_row: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def inputs(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the pairs at ``index`` (any shape [...]): image [..., d_image], text [..., d_text]."""
+        flat = index.reshape(-1)
+        image_rows = flat if self.image_row is None else self.image_row[flat]
+        text_rows = flat if self.text_row is None else self.text_row[flat]
+        return (
+            self.image.index_select(0, image_rows).view(*index.shape, -1),
+            self.text.index_select(0, text_rows).view(*index.shape, -1),
+        )
 
 
 def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
     """The pairs of one split; with ``n``, its first n rows (the nested training prefixes)."""
     if not path.exists():
         raise AlignfuseError(f"{path}: pairs file not found; run the workflow's pairs stage first")
-    pairs = pd.read_parquet(path)
-    missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
+    missing = [c for c in PAIR_COLUMNS if c not in pq.read_schema(path).names]
     if missing:
         raise AlignfuseError(
             f"{path}: missing column(s) {missing}; rebuild it with the pairs stage"
         )
+    pairs = pd.read_parquet(path, columns=list(PAIR_COLUMNS))
     if n is not None:
         if n > len(pairs):
             raise AlignfuseError(
@@ -63,40 +85,34 @@ def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
     return pairs
 
 
-def feature_rows(path: Path, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Read a feature file; return (row of each id in the returned matrix, the needed rows)."""
-    file_ids, emb = read_embeddings(path)
-    index = pd.Index(file_ids)
-    if not index.is_unique:
-        raise AlignfuseError(f"{path}: duplicate ids; rebuild the feature file")
+def feature_rows(path: Path, ids: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the distinct rows that ``ids`` name, read from ``path`` [R, d]; each id's row in them [N])."""
     needed = pd.Index(pd.unique(ids))
-    rows = index.get_indexer(needed)
-    if (rows < 0).any():
-        absent = list(needed[rows < 0][:3])
-        raise AlignfuseError(
-            f"{path}: {int((rows < 0).sum())} id(s) referenced by the pairs are missing, e.g. "
-            f"{absent}; the features and pairs come from different data, rebuild them together"
-        )
-    return needed.get_indexer(ids), emb[rows]
+    rows = read_embedding_rows(
+        path, needed, fix="the features and pairs come from different data; rebuild them together"
+    )
+    return torch.from_numpy(rows), torch.from_numpy(needed.get_indexer(ids).astype(np.int64))
 
 
 def load_splits(
     image_features: Path, text_features: Path, pairs_dir: Path, n: int
 ) -> dict[str, Split]:
-    """Train (first n pairs), dev and test pairs, indexed once into float32 tensors."""
+    """Train (first n pairs), dev and test pairs over the feature rows they use, read once."""
     pairs = {
         s: read_pairs(Path(pairs_dir) / f"{s}.parquet", n if s == "train" else None) for s in SPLITS
     }
     every = pd.concat(pairs.values(), keys=SPLITS)
-    image_rows, image_emb = feature_rows(Path(image_features), every["image_id"])
-    text_rows, text_emb = feature_rows(Path(text_features), every["caption_id"])
+    image, image_row = feature_rows(Path(image_features), every["image_id"])
+    text, text_row = feature_rows(Path(text_features), every["caption_id"])
     splits, start = {}, 0
     for name, frame in pairs.items():
         rows = slice(start, start + len(frame))
         splits[name] = Split(
-            image=torch.from_numpy(image_emb[image_rows[rows]]),
-            text=torch.from_numpy(text_emb[text_rows[rows]]),
+            image=image,
+            text=text,
             label=torch.tensor(frame["label"].to_numpy(), dtype=torch.long),
+            image_row=image_row[rows],
+            text_row=text_row[rows],
         )
         start += len(frame)
     return splits
@@ -108,6 +124,10 @@ class SeedEnsemble:
     Seed s's copy is built right after ``torch.manual_seed(s)``, so its initialisation depends only
     on s. Train/eval mode lives on the parameter-less ``base`` module that ``functional_call``
     runs, so ``train()``/``eval()`` switch dropout for every seed at once.
+
+    ``params`` are the leaf tensors that an optimiser updates, one row per seed. After
+    :meth:`adopt_grad_layout` a leaf may hold its parameter with dimensions permuted (always
+    contiguous, seeds first); :meth:`weights` gives every parameter in the head's own shape.
     """
 
     def __init__(self, method: str, head_config: dict, d_image: int, d_text: int, seeds: list[int]):
@@ -118,6 +138,9 @@ class SeedEnsemble:
         self.n_params = sum(p.numel() for p in models[0].parameters())
         self.params, self.buffers = stack_module_state(models)
         self.base = copy.deepcopy(models[0]).to("meta")
+        self.unpermute: dict[str, list[int]] = {}  # leaf dims -> the head's dims, where permuted
+        self._batched = vmap(self.forward, randomness="different")
+        self._shared = vmap(self.forward, in_dims=(0, 0, None, None))
 
     def forward(self, params, buffers, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """One seed's head with the given parameters (the function that vmap maps over seeds)."""
@@ -129,44 +152,128 @@ class SeedEnsemble:
     def eval(self) -> None:
         self.base.eval()
 
+    def __len__(self) -> int:
+        return len(next(iter(self.params.values())))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every stacked parameter in the head's shape [S, ...] (views of ``params``)."""
+        return {
+            k: p.permute(self.unpermute[k]) if k in self.unpermute else p
+            for k, p in self.params.items()
+        }
+
     def __call__(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Per-seed batches image [S, B, d_image], text [S, B, d_text] -> logits [S, B, 2]."""
-        return vmap(self.forward, randomness="different")(self.params, self.buffers, image, text)
+        return self._batched(self.weights(), self.buffers, image, text)
 
     @torch.no_grad()
     def predict(self, split: Split) -> torch.Tensor:
         """Every seed on the same pairs, in eval mode: logits [S, N, 2]."""
         self.eval()
-        shared = vmap(self.forward, in_dims=(0, 0, None, None))
+        weights, step = self.weights(), max(1, EVAL_ROWS // len(self))
         logits = []
-        for i in range(0, len(split), EVAL_BATCH):
-            chunk = slice(i, i + EVAL_BATCH)
-            logits.append(shared(self.params, self.buffers, split.image[chunk], split.text[chunk]))
+        for i in range(0, len(split), step):
+            image, text = split.inputs(torch.arange(i, min(i + step, len(split))))
+            logits.append(self._shared(weights, self.buffers, image, text))
         return torch.cat(logits, dim=1)
 
+    def adopt_grad_layout(self, image: torch.Tensor, text: torch.Tensor) -> None:
+        """Store each parameter with its dimensions in the memory order of its gradient.
+
+        Under vmap a Linear weight's gradient [S, out, in] comes out laid out as [S, in, out].
+        Autograd would copy it into the parameter's layout on every step, and a fused optimiser
+        runs several times slower on non-contiguous tensors; a contiguous leaf [S, in, out] that the
+        forward pass reads through a permuted view avoids both. One probe backward pass (eval mode,
+        so no random numbers are drawn) finds the layouts; values are unchanged.
+        """
+        self.eval()
+        grads = torch.autograd.grad(self(image, text).sum(), list(self.params.values()))
+        for (name, p), g in zip(list(self.params.items()), grads, strict=True):
+            order = [0] + sorted(range(1, g.dim()), key=lambda d: (-g.stride(d), d))
+            if name in self.unpermute or order == list(range(g.dim())):
+                continue
+            if g.permute(order).is_contiguous():
+                self.params[name] = p.detach().permute(order).contiguous().requires_grad_()
+                self.unpermute[name] = [order.index(d) for d in range(g.dim())]
+
+    def keep_seeds(self, index: torch.Tensor) -> None:
+        """Keep only the seeds at positions ``index`` (new contiguous leaf tensors)."""
+        self.params = {
+            k: p.detach().index_select(0, index).requires_grad_() for k, p in self.params.items()
+        }
+        self.buffers = {k: b.index_select(0, index) for k, b in self.buffers.items()}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Stacked parameter leaves and buffers by name: every seed's checkpoint, one row each."""
+        return {**self.params, **self.buffers}
+
     def snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: p.detach().clone() for k, p in self.params.items()}
+        return {k: v.detach().clone() for k, v in self.state().items()}
 
     @torch.no_grad()
-    def keep_where(self, best: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
-        """Copy the current parameters of the seeds in ``mask`` [S] into ``best``."""
-        for k, p in self.params.items():
-            best[k].copy_(torch.where(mask.view(-1, *[1] * (p.dim() - 1)), p, best[k]))
+    def save_into(self, best: dict[str, torch.Tensor], positions: torch.Tensor, mask) -> None:
+        """Copy the state of the seeds in ``mask`` [S] into rows ``positions[mask]`` of ``best``."""
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        for k, v in self.state().items():
+            best[k].index_copy_(0, positions[mask], v.detach()[mask])
 
-    @torch.no_grad()
-    def load(self, params: dict[str, torch.Tensor]) -> None:
-        for k, p in self.params.items():
-            p.copy_(params[k])
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Use this stacked state (e.g. every seed's best checkpoint) from now on."""
+        self.params = {k: state[k] for k in self.params}
+        self.buffers = {k: state[k] for k in self.buffers}
 
 
-def metrics(logits: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
-    """Loss, accuracy and AUROC (softmax probability of class 1) of one seed's logits [N, 2]."""
-    prob = logits.softmax(dim=-1)[:, 1].numpy()
+def adamw(params, cfg: dict) -> torch.optim.AdamW:
+    """AdamW with the config's lr and weight decay; the fused kernel where torch has one.
+
+    AdamW is elementwise, so one AdamW over stacked [S, ...] tensors is S independent AdamWs.
+    """
+    params, kwargs = list(params), {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except RuntimeError:  # no fused kernel for this device or dtype
+        return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
+def keep_optimizer_seeds(
+    optimizer: torch.optim.Optimizer, old: dict, new: dict, index: torch.Tensor, cfg: dict
+) -> torch.optim.Optimizer:
+    """A fresh optimiser over ``new`` params carrying the state of the seeds at ``index``."""
+    fresh = adamw(new.values(), cfg)
+    for name, p in new.items():
+        fresh.state[p] = {
+            key: value.index_select(0, index) if value.dim() else value.clone()
+            for key, value in optimizer.state[old[name]].items()
+        }
+    return fresh
+
+
+def auroc(score: np.ndarray, label: np.ndarray) -> float:
+    """Area under the ROC curve (ties count one half): the Mann-Whitney U with average ranks."""
+    positives = label == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if not n_pos or not n_neg:
+        return math.nan
+    order = np.argsort(score, kind="stable")
+    ordered = score[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(score)]
+    ranks = np.empty(len(score))
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)  # 1-based, ties averaged
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def metrics(logits: torch.Tensor, label: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per seed: loss, accuracy and AUROC (softmax probability of class 1) of logits [S, N, 2]."""
+    labels = label.expand(len(logits), -1)
+    loss = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(dim=1)
+    accuracy = (logits.argmax(dim=-1) == labels).double().mean(dim=1)
+    prob = logits.softmax(dim=-1)[..., 1].numpy()
     y = label.numpy()
     return {
-        "loss": F.cross_entropy(logits, label).item(),
-        "accuracy": (logits.argmax(dim=-1) == label).double().mean().item(),
-        "auroc": roc_auc_score(y, prob) if len(np.unique(y)) == 2 else math.nan,
+        "loss": loss.numpy().astype(np.float64),
+        "accuracy": accuracy.numpy(),
+        "auroc": np.array([auroc(p, y) for p in prob]),
     }
 
 
@@ -188,23 +295,22 @@ class EarlyStopping:
     def active(self, s: int) -> bool:
         return self.stopped_at[s] is None
 
-    def update(self, epoch: int, dev: list[dict[str, float]]) -> torch.Tensor:
-        """Record one evaluation; return the mask [S] of seeds whose dev result improved."""
-        improved = torch.zeros(len(dev), dtype=torch.bool)
-        for s, m in enumerate(dev):
-            if not self.active(s):
-                continue
-            acc, loss = m["accuracy"], m["loss"]
-            if acc > self.best_accuracy[s] or (
-                acc == self.best_accuracy[s] and loss < self.best_loss[s]
-            ):
-                self.best_accuracy[s], self.best_loss[s], self.best_epoch[s] = acc, loss, epoch
+    def update(self, epoch: int, seeds, accuracy, loss) -> list[bool]:
+        """Record one evaluation of the seeds at positions ``seeds``; return which improved."""
+        improved = []
+        for s, acc, lo in zip(seeds, accuracy, loss, strict=True):
+            better = self.active(s) and (
+                acc > self.best_accuracy[s]
+                or (acc == self.best_accuracy[s] and lo < self.best_loss[s])
+            )
+            if better:
+                self.best_accuracy[s], self.best_loss[s], self.best_epoch[s] = acc, lo, epoch
                 self.stale[s] = 0
-                improved[s] = True
-            else:
+            elif self.active(s):
                 self.stale[s] += 1
                 if self.stale[s] >= self.patience:
                     self.stopped_at[s] = epoch
+            improved.append(better)
         return improved
 
     @property
@@ -219,87 +325,104 @@ def train_condition(
 
     The seeds share one optimiser step: the loss is the sum over seeds of each seed's mean
     cross-entropy, so the gradient of seed s's parameter slice is exactly the gradient of seed s's
-    own loss. AdamW is elementwise (moments, bias correction, decoupled weight decay), so one AdamW
-    over the stacked [S, ...] tensors is exactly S independent AdamWs. Dropout masks are drawn from
-    the global RNG (seeded from the seed list), so a seed's result is independent of the others'
-    only up to dropout noise and floating-point summation order.
+    own loss, and one AdamW over the stack is S independent AdamWs. Seeds that stop early leave
+    the stack (parameters and optimiser state), so the rest train on alone. Dropout masks are drawn
+    from the global RNG (seeded from the seed list) for the seeds still training, so a seed's
+    result is independent of the others' only up to dropout noise and floating-point summation
+    order. Runs record ``load_s`` (reading pairs and features), ``train_s`` (the epochs, dev
+    evaluations included) and ``eval_s`` (the dev evaluations alone).
     """
     start = time.perf_counter()
     torch.set_num_threads(threads)
     cfg, seeds = spec["training"], list(spec["seeds"])
     data = load_splits(image_features, text_features, pairs_dir, n)
-    train = data["train"]
-    model = SeedEnsemble(
-        spec["method"], spec["head"], train.image.shape[1], train.text.shape[1], seeds
-    )
-    optimizer = torch.optim.AdamW(
-        model.params.values(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
-    )
+    load_s = time.perf_counter() - start
+    train, dev = data["train"], data["dev"]
+    batch_size = min(cfg["batch_size"], n)
+    d_image, d_text = train.image.shape[1], train.text.shape[1]
+    model = SeedEnsemble(spec["method"], spec["head"], d_image, d_text, seeds)
+    model.adopt_grad_layout(*train.inputs(torch.arange(batch_size).expand(len(seeds), -1)))
+    optimizer = adamw(model.params.values(), cfg)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
     max_epochs, eval_every = cfg["max_epochs"], cfg["eval_every"]
-    batch_size = min(cfg["batch_size"], n)
     stopping = EarlyStopping(len(seeds), cfg["patience"])
     best, curves = model.snapshot(), []
-    train_loss, seen = torch.zeros(len(seeds)), 0
+    active = torch.arange(len(seeds))  # positions in `seeds` of the seeds still training
+    train_loss, seen, eval_s = torch.zeros(len(seeds)), 0, 0.0
 
+    train_start = time.perf_counter()
     bar = tqdm(range(1, max_epochs + 1), desc=f"{spec['method']} n={n}", file=sys.stderr)
     for epoch in bar:
         model.train()
-        order = torch.stack([torch.randperm(n, generator=g) for g in orders])  # [S, n]
+        order = torch.stack([torch.randperm(n, generator=orders[s]) for s in active.tolist()])
         for i in range(0, n, batch_size):
-            idx = order[:, i : i + batch_size]
-            logits = model(train.image[idx], train.text[idx])
-            per_pair = F.cross_entropy(logits.transpose(1, 2), train.label[idx], reduction="none")
-            loss = per_pair.mean(dim=1)  # [S]: each seed's own mean loss
+            idx = order[:, i : i + batch_size]  # [S, B] positions in the train split
+            logits = model(*train.inputs(idx))
+            per_pair = F.cross_entropy(
+                logits.flatten(0, 1), train.label[idx.flatten()], reduction="none"
+            )
+            loss = per_pair.view(idx.shape).sum(dim=1)  # [S]: each seed's summed loss
             optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
+            (loss.sum() / idx.shape[1]).backward()  # the sum over seeds of each seed's mean loss
             optimizer.step()
-            train_loss += loss.detach() * idx.shape[1]
-            seen += idx.shape[1]
+            train_loss += loss.detach()
+        seen += n
 
         if epoch % eval_every and epoch != max_epochs:
             continue
-        dev_logits = model.predict(data["dev"])
-        dev = [metrics(dev_logits[s], data["dev"].label) for s in range(len(seeds))]
-        curves += [
-            {
-                "seed": seed,
-                "epoch": epoch,
-                "train_loss": (train_loss[s] / seen).item(),
-                "dev_loss": dev[s]["loss"],
-                "dev_accuracy": dev[s]["accuracy"],
-                "dev_auroc": dev[s]["auroc"],
-            }
-            for s, seed in enumerate(seeds)
-            if stopping.active(s)
-        ]
-        train_loss, seen = torch.zeros(len(seeds)), 0
-        model.keep_where(best, stopping.update(epoch, dev))
-        bar.set_postfix(dev_acc=f"{max(m['accuracy'] for m in dev):.3f}")
+        eval_start = time.perf_counter()
+        dev_metrics = metrics(model.predict(dev), dev.label)
+        eval_s += time.perf_counter() - eval_start
+        for j, s in enumerate(active.tolist()):
+            curves.append(
+                {
+                    "seed": seeds[s],
+                    "epoch": epoch,
+                    "train_loss": (train_loss[j] / seen).item(),
+                    "dev_loss": dev_metrics["loss"][j],
+                    "dev_accuracy": dev_metrics["accuracy"][j],
+                    "dev_auroc": dev_metrics["auroc"][j],
+                }
+            )
+        improved = stopping.update(
+            epoch, active.tolist(), dev_metrics["accuracy"], dev_metrics["loss"]
+        )
+        model.save_into(best, active, improved)
+        bar.set_postfix(dev_acc=f"{dev_metrics['accuracy'].max():.3f}")
         if stopping.done:
             break
+        still = torch.tensor([stopping.active(s) for s in active.tolist()])
+        if not still.all():
+            keep = still.nonzero().flatten()
+            old = model.params
+            model.keep_seeds(keep)
+            optimizer = keep_optimizer_seeds(optimizer, old, model.params, keep, cfg)
+            active = active[keep]
+        train_loss, seen = torch.zeros(len(active)), 0
     bar.close()
+    train_s = time.perf_counter() - train_start
 
     model.load(best)
-    test_logits = model.predict(data["test"])
+    test = metrics(model.predict(data["test"]), data["test"].label)
     wall = time.perf_counter() - start
-    runs = []
-    for s, seed in enumerate(seeds):
-        test = metrics(test_logits[s], data["test"].label)
-        runs.append(
-            {
-                "seed": seed,
-                "n_train": n,
-                "test_accuracy": test["accuracy"],
-                "test_auroc": test["auroc"],
-                "test_loss": test["loss"],
-                "best_dev_accuracy": stopping.best_accuracy[s],
-                "best_epoch": stopping.best_epoch[s],
-                "epochs": stopping.stopped_at[s] or epoch,
-                "params": model.n_params,
-                "wall_s": wall,
-                "seeds_trained_together": len(seeds),
-            }
-        )
+    runs = [
+        {
+            "seed": seed,
+            "n_train": n,
+            "test_accuracy": test["accuracy"][s],
+            "test_auroc": test["auroc"][s],
+            "test_loss": test["loss"][s],
+            "best_dev_accuracy": stopping.best_accuracy[s],
+            "best_epoch": stopping.best_epoch[s],
+            "epochs": stopping.stopped_at[s] or epoch,
+            "params": model.n_params,
+            "wall_s": wall,
+            "load_s": load_s,
+            "train_s": train_s,
+            "eval_s": eval_s,
+            "seeds_trained_together": len(seeds),
+        }
+        for s, seed in enumerate(seeds)
+    ]
     return pd.DataFrame(runs), pd.DataFrame(curves)

@@ -1,0 +1,249 @@
+"""Training-grid benchmark: per-job overhead, achieved FLOP/s against the matmul peak, peak memory.
+
+Runs a small grid of `alignfuse train` jobs, each as its own process exactly as the workflow's
+train rule runs it, on Flickr8k-sized cached features (8,091 images, 40,455 captions, 512-d,
+synthetic by default so it runs offline). For every job it reports:
+
+- wall: the subprocess end to end; overhead: interpreter start, imports, CLI and writing outputs
+  (wall - the job's own wall_s) plus reading pairs and features (load_s), as a share of wall;
+- achieved FLOP/s over the training loop (train_s: optimiser steps and dev evaluations), with
+  the steps' and evaluations' FLOPs counted by torch.utils.flop_counter on one step of the same
+  seed-stacked head, against the float32 matmul peak measured in this run at the same threads;
+- peak RSS of the job's process.
+
+    python benchmarks/train_grid.py                       # 3 jobs, 1 thread: ~3-5 min on 2 cores
+    python benchmarks/train_grid.py --threads 2 --jobs concat:2048,concat:16384
+    python benchmarks/train_grid.py --features-dir DIR --pairs-dir results/pairs/flickr8k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from _common import matmul_peak, run_measured
+from torch.utils.flop_counter import FlopCounterMode
+
+from alignfuse.pairs import make_pairs
+from alignfuse.parquet import embedding_file_schema, write_embeddings, write_frame
+from alignfuse.synthetic import synthetic_captions, synthetic_features
+from alignfuse.training import SeedEnsemble, Split
+
+# Flickr8k: 6000/1000/1000 official images per split (+91 unlisted, here in test), 5 captions each.
+FLICKR8K = {"n_images": 8091, "captions_per_image": 5, "train": 6000, "dev": 1000}
+# The study's heads (config.yaml); a method not listed runs with its constructor's defaults.
+HEADS = {
+    "concat": {"hidden": [256, 128], "dropout": 0.1},
+    "xattn_txt2img": {"tokens": 8, "dim": 288, "heads": 4, "ffn": 512, "dropout": 0.1},
+}
+
+
+def synthetic_flickr8k(directory: Path, dim: int) -> tuple[Path, Path, Path]:
+    """Write Flickr8k-sized synthetic features and pairs; return (image, text, pairs dir)."""
+    n = FLICKR8K["n_images"]
+    cfg = {
+        "n_images": n,
+        "captions_per_image": FLICKR8K["captions_per_image"],
+        # synthetic_split_images rounds down: nudge the fractions onto whole image counts
+        "split": {
+            "train": (FLICKR8K["train"] + 0.5) / n,
+            "dev": (FLICKR8K["dev"] + 0.5) / n,
+            "test": (n - FLICKR8K["train"] - FLICKR8K["dev"] - 1) / n,
+        },
+        "latent_dim": 16,
+        "private_dim": 16,
+        "private_scale": 1.0,
+        "caption_noise": 0.5,
+        "noise": 0.1,
+        "d_image": dim,
+        "d_text": dim,
+        "seed": 0,
+    }
+    image_ids, image, caption_ids, text = synthetic_features(cfg, rotation=0.0)
+    write_embeddings(directory / "image.parquet", "image_id", image_ids, image)
+    write_embeddings(directory / "text.parquet", "caption_id", caption_ids, text)
+    for split, frame in make_pairs(synthetic_captions(cfg), seed=0).items():
+        write_frame(frame, directory / "pairs" / f"{split}.parquet")
+    return directory / "image.parquet", directory / "text.parquet", directory / "pairs"
+
+
+def flops_per_pair(spec: dict, d_image: int, d_text: int, batch: int) -> tuple[float, float]:
+    """(training FLOPs, evaluation FLOPs) per pair and seed: one step of the stacked head, counted.
+
+    Training is forward + backward of the seed-stacked head under vmap, as the job runs it (the
+    first layer needs no input gradient, so this is less than 3x the forward); evaluation is the
+    no-grad forward over shared pairs. Matmul-type operations only, as FlopCounterMode counts.
+    """
+    seeds = spec["seeds"]
+    torch.manual_seed(0)
+    model = SeedEnsemble(spec["method"], spec["head"], d_image, d_text, seeds)
+    image, text = torch.randn(len(seeds), batch, d_image), torch.randn(len(seeds), batch, d_text)
+    label = torch.randint(0, 2, (len(seeds) * batch,))
+    model.adopt_grad_layout(image, text)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(image, text).flatten(0, 1), label).backward()
+    train = counter.get_total_flops() / (len(seeds) * batch)
+    with FlopCounterMode(display=False) as counter:
+        model.predict(Split(image[0], text[0], label[:batch]))
+    return train, counter.get_total_flops() / (len(seeds) * batch)
+
+
+def job_spec(method: str, args) -> dict:
+    return {
+        "method": method,
+        "head": HEADS.get(method, {}),
+        "training": {
+            "max_epochs": args.max_epochs,
+            "batch_size": args.batch_size,
+            "lr": 1e-3,
+            "weight_decay": 0.01,
+            "patience": args.patience,
+            "eval_every": 1,
+        },
+        "seeds": list(range(args.seeds)),
+    }
+
+
+def train_command() -> list[str]:
+    """The console script the train rule calls (next to this interpreter), else the module."""
+    script = Path(sys.executable).parent / "alignfuse"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "alignfuse.cli"]
+
+
+def run_job(method: str, n: int, args, image: Path, text: Path, pairs: Path, out: Path) -> dict:
+    spec = job_spec(method, args)
+    runs_path, curves_path = out / f"{method}_n{n}.parquet", out / f"{method}_n{n}.curves.parquet"
+    command = train_command() + [
+        "train",
+        f"--image-features={image}",
+        f"--text-features={text}",
+        f"--pairs-dir={pairs}",
+        f"--n={n}",
+        f"--spec={json.dumps(spec)}",
+        f"--threads={args.threads}",
+        "--label=dataset=bench",
+        f"--out={runs_path}",
+        f"--curves-out={curves_path}",
+    ]
+    job = run_measured(command)
+    if job.returncode:
+        sys.exit(f"job {method} n={n} failed ({job.returncode}):\n{job.output[-3000:]}")
+    runs, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)
+    first = runs.iloc[0]
+    return {
+        "method": method,
+        "n": n,
+        "spec": spec,
+        "wall": job.wall_s,
+        "cpu": job.cpu_s,
+        "start": job.wall_s - first["wall_s"],  # interpreter, imports, CLI, writing outputs
+        "load": first["load_s"],
+        "train": first["train_s"],
+        "eval": first["eval_s"],
+        "seed_epochs": int(runs["epochs"].sum()),
+        "dev_evals": len(curves),
+        "rss": job.max_rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--jobs",
+        default="concat:2048,concat:16384,xattn_txt2img:2048",
+        help="comma-separated METHOD:N_TRAIN jobs (default: %(default)s)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="--threads of every job")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--max-epochs", type=int, default=5, help="caps each job's length")
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=512, help="synthetic feature width")
+    parser.add_argument(
+        "--features-dir",
+        type=Path,
+        help="real cached features: DIR/image.parquet, DIR/text.parquet",
+    )
+    parser.add_argument("--pairs-dir", type=Path, help="pairs for --features-dir (train/dev/test)")
+    parser.add_argument("--work-dir", type=Path, help="keep generated features and runs here")
+    args = parser.parse_args()
+    if bool(args.features_dir) != bool(args.pairs_dir):
+        parser.error("--features-dir and --pairs-dir go together")
+    jobs = [(m, int(n)) for m, n in (job.split(":") for job in args.jobs.split(","))]
+
+    started = time.perf_counter()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="train_grid."))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.features_dir:
+            image, text = args.features_dir / "image.parquet", args.features_dir / "text.parquet"
+            pairs = args.pairs_dir
+        elif (work / "pairs" / "test.parquet").exists():
+            image, text, pairs = work / "image.parquet", work / "text.parquet", work / "pairs"
+        else:
+            print("writing Flickr8k-sized synthetic features ...", file=sys.stderr)
+            image, text, pairs = synthetic_flickr8k(work, args.dim)
+        d_image = embedding_file_schema(image).field("emb").type.list_size
+        d_text = embedding_file_schema(text).field("emb").type.list_size
+        n_dev = len(pd.read_parquet(pairs / "dev.parquet", columns=["label"]))
+
+        peaks = [matmul_peak(args.threads)]
+        results = []
+        for method, n in jobs:
+            print(f"running {method} n={n} ...", file=sys.stderr)
+            results.append(run_job(method, n, args, image, text, pairs, work))
+        peaks.append(matmul_peak(args.threads))
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    peak = max(peaks)
+
+    rows, totals = [], {"wall": 0.0, "overhead": 0.0, "flops": 0.0, "train": 0.0}
+    for r in results:
+        train_pp, eval_pp = flops_per_pair(r["spec"], d_image, d_text, args.batch_size)
+        step_flops = r["seed_epochs"] * r["n"] * train_pp
+        eval_flops = r["dev_evals"] * n_dev * eval_pp
+        loop = (step_flops + eval_flops) / r["train"]
+        steps = step_flops / max(r["train"] - r["eval"], 1e-9)
+        overhead = r["start"] + r["load"]
+        totals["wall"] += r["wall"]
+        totals["overhead"] += overhead
+        totals["flops"] += step_flops + eval_flops
+        totals["train"] += r["train"]
+        rows.append(
+            f"| {r['method']} n={r['n']} | {r['seed_epochs']} | {r['wall']:.1f} ({r['cpu']:.1f}) | "
+            f"{r['start']:.1f} + {r['load']:.1f} | {overhead / r['wall']:.1%} | "
+            f"{r['train']:.1f} ({r['eval']:.1f}) | {loop / 1e9:.1f} | {steps / 1e9:.1f} | "
+            f"{eval_flops / max(r['eval'], 1e-9) / 1e9:.1f} | {peak / 1e9:.1f} | "
+            f"{loop / peak:.0%} | {r['rss'] / 2**20:.0f} |"
+        )
+    print(
+        f"\nthreads={args.threads}, seeds={args.seeds}, batch={args.batch_size}, "
+        f"max_epochs={args.max_epochs}, dev pairs={n_dev}, features {d_image}/{d_text}-d; "
+        f"matmul peak {', '.join(f'{p / 1e9:.1f}' for p in peaks)} GFLOP/s (before, after)\n"
+    )
+    print(
+        "| job | seed-epochs | wall s (cpu s) | start + load s | overhead | train s (eval s) | "
+        "GFLOP/s loop | steps | evals | peak | loop/peak | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(
+        f"\ngrid: {totals['wall']:.1f} s in jobs ({time.perf_counter() - started:.1f} s in all), "
+        f"overhead {totals['overhead'] / totals['wall']:.1%} of job time, "
+        f"{totals['flops'] / totals['train'] / 1e9:.1f} GFLOP/s over all training loops = "
+        f"{totals['flops'] / totals['train'] / peak:.0%} of peak"
+    )
+
+
+if __name__ == "__main__":
+    main()
