@@ -307,3 +307,13 @@ def test_read_embedding_rows_names_the_file_and_the_missing_ids(tmp_path):
     )
     with pytest.raises(AlignfuseError, match=r"twice\.parquet: duplicate ids"):
         read_embedding_rows(tmp_path / "twice.parquet", ["i3"])
+
+
+def test_no_seed_stops_before_min_epochs_even_on_a_plateau():
+    stopping = EarlyStopping(1, patience=2, min_epochs=10)
+    stopping.update(1, [0], [0.5], [0.69])
+    for epoch in range(2, 10):
+        stopping.update(epoch, [0], [0.5], [0.69])
+        assert stopping.active(0), f"stopped at epoch {epoch}, before min_epochs"
+    stopping.update(10, [0], [0.5], [0.69])
+    assert not stopping.active(0)

@@ -281,11 +281,14 @@ class EarlyStopping:
     """Per-seed patience on dev accuracy (ties broken by lower dev loss), counted in evaluations.
 
     A seed that has run out of patience is frozen: later evaluations do not change its record,
-    so its result does not depend on how long the other seeds keep training.
+    so its result does not depend on how long the other seeds keep training. No seed stops before
+    ``min_epochs``: attention heads sit at chance for a while before they find the task, and
+    patience alone would stop them on that plateau.
     """
 
-    def __init__(self, n_seeds: int, patience: int):
+    def __init__(self, n_seeds: int, patience: int, min_epochs: int = 0):
         self.patience = patience
+        self.min_epochs = min_epochs
         self.best_accuracy = [-math.inf] * n_seeds
         self.best_loss = [math.inf] * n_seeds
         self.best_epoch = [0] * n_seeds
@@ -308,7 +311,7 @@ class EarlyStopping:
                 self.stale[s] = 0
             elif self.active(s):
                 self.stale[s] += 1
-                if self.stale[s] >= self.patience:
+                if self.stale[s] >= self.patience and epoch >= self.min_epochs:
                     self.stopped_at[s] = epoch
             improved.append(better)
         return improved
@@ -346,7 +349,7 @@ def train_condition(
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
     max_epochs, eval_every = cfg["max_epochs"], cfg["eval_every"]
-    stopping = EarlyStopping(len(seeds), cfg["patience"])
+    stopping = EarlyStopping(len(seeds), cfg["patience"], cfg.get("min_epochs", 0))
     best, curves = model.snapshot(), []
     active = torch.arange(len(seeds))  # positions in `seeds` of the seeds still training
     train_loss, seen, eval_s = torch.zeros(len(seeds)), 0, 0.0
