@@ -15,11 +15,13 @@ from matplotlib.patches import Patch
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
+    alignment_legend,
     alignment_linestyles,
     apply_style,
     log2_scale_axis,
     message_figure,
     method_palette,
+    single_dataset,
 )
 from alignfuse.paper import (
     CLIP_GAP,
@@ -82,12 +84,7 @@ def plot(paired: pd.DataFrame, study: str) -> Figure:
             title,
             f"No paired runs of {REFERENCE} and a cross-attention method (xattn*) in this study.",
         )
-    datasets = sorted(rows["dataset"].unique())
-    if len(datasets) > 1:
-        raise AlignfuseError(
-            f"study {study!r}: paired rows span datasets {', '.join(datasets)}; "
-            "plot one dataset at a time"
-        )
+    dataset = single_dataset(rows, study)
     apply_style()
     backbones = sorted(rows["backbone"].unique())
     colours = method_palette(rows["method"])
@@ -126,7 +123,7 @@ def plot(paired: pd.DataFrame, study: str) -> Figure:
         ax.set_title(backbone)
         ax.set_xlabel("training pairs")
     axes[0].set_ylabel(f"{REFERENCE} − cross-attention\n(accuracy points)")
-    fig.suptitle(f"{title} ({datasets[0]})")
+    fig.suptitle(f"{title} ({dataset})")
 
     handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items()]
     handles.append(Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="no difference"))
@@ -141,14 +138,5 @@ def plot(paired: pd.DataFrame, study: str) -> Figure:
             )
         )
     fig.legend(handles=handles, title="concat −", loc="outside right upper")
-    if len(linestyles) > 1:
-        style_handles = [
-            Line2D([], [], color="black", linestyle=s, label=a) for a, s in linestyles.items()
-        ]
-        fig.legend(
-            handles=style_handles,
-            title="alignment",
-            loc="outside lower center",
-            ncols=len(style_handles),
-        )
+    alignment_legend(fig, linestyles)
     return fig

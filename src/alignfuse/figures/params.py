@@ -13,12 +13,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
 
 from alignfuse.analysis import summarize
-from alignfuse.errors import AlignfuseError
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_markers,
     apply_style,
     method_palette,
+    single_dataset,
 )
 
 CHANCE = 0.5
@@ -44,13 +44,7 @@ def parameter_axis(ax, params: pd.Series) -> None:
 
 def plot(runs: pd.DataFrame, study: str) -> Figure:
     """One panel per backbone, one marker per method (marker shape per alignment when several)."""
-    if runs.empty:
-        raise AlignfuseError(f"study {study!r}: no runs to plot; the runs table is empty")
-    datasets = sorted(runs["dataset"].unique())
-    if len(datasets) > 1:
-        raise AlignfuseError(
-            f"study {study!r}: runs span datasets {', '.join(datasets)}; plot one dataset at a time"
-        )
+    dataset = single_dataset(runs, study)
     apply_style()
     summary = largest_scale(summarize(runs))
     backbones = sorted(summary["backbone"].unique())
@@ -80,7 +74,7 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
         ax.set_title(f"{backbone} (n = {panel['n_train'].iloc[0]})")
         ax.set_xlabel("parameters")
     axes[0].set_ylabel("test accuracy")
-    fig.suptitle(f"{study}: test accuracy vs head parameters ({datasets[0]})")
+    fig.suptitle(f"{study}: test accuracy vs head parameters ({dataset})")
 
     handles = [
         Line2D([], [], color=c, marker="o", linestyle="none", label=m) for m, c in colours.items()

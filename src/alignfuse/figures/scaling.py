@@ -12,13 +12,14 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
 from alignfuse.analysis import summarize
-from alignfuse.errors import AlignfuseError
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
+    alignment_legend,
     alignment_linestyles,
     apply_style,
     log2_scale_axis,
     method_palette,
+    single_dataset,
 )
 
 CHANCE = 0.5
@@ -29,13 +30,7 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
 
     Applies the shared style (global rcParams) first, so the figure looks the same from any caller.
     """
-    if runs.empty:
-        raise AlignfuseError(f"study {study!r}: no runs to plot; the runs table is empty")
-    datasets = sorted(runs["dataset"].unique())
-    if len(datasets) > 1:
-        raise AlignfuseError(
-            f"study {study!r}: runs span datasets {', '.join(datasets)}; plot one dataset at a time"
-        )
+    dataset = single_dataset(runs, study)
     apply_style()
     summary = summarize(runs)
     backbones = sorted(summary["backbone"].unique())
@@ -61,21 +56,12 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
         ax.set_title(backbone)
         ax.set_xlabel("training pairs")
     axes[0].set_ylabel("test accuracy")
-    fig.suptitle(f"{study}: test accuracy vs training pairs ({datasets[0]})")
+    fig.suptitle(f"{study}: test accuracy vs training pairs ({dataset})")
 
     method_handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items()]
     method_handles.append(
         Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
     )
     fig.legend(handles=method_handles, title="method", loc="outside right upper")
-    if len(linestyles) > 1:
-        style_handles = [
-            Line2D([], [], color="black", linestyle=s, label=a) for a, s in linestyles.items()
-        ]
-        fig.legend(
-            handles=style_handles,
-            title="alignment",
-            loc="outside lower center",
-            ncols=len(style_handles),
-        )
+    alignment_legend(fig, linestyles)
     return fig

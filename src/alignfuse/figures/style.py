@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from alignfuse.errors import AlignfuseError
@@ -141,3 +142,23 @@ def log2_scale_axis(ax, scales: Iterable[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(scales, labels=[str(n) for n in scales])
     ax.xaxis.set_minor_locator(NullLocator())
+
+
+def single_dataset(runs, study: str) -> str:
+    """The one dataset a figure draws: an empty table or one that mixes datasets is refused."""
+    if runs.empty:
+        raise AlignfuseError(f"study {study!r}: no runs to plot; the runs table is empty")
+    datasets = sorted(runs["dataset"].unique())
+    if len(datasets) > 1:
+        raise AlignfuseError(
+            f"study {study!r}: runs span datasets {', '.join(datasets)}; plot one dataset at a time"
+        )
+    return datasets[0]
+
+
+def alignment_legend(fig: Figure, linestyles: dict[str, str | tuple]) -> None:
+    """A legend of line styles below the panels, only when there is more than one alignment."""
+    if len(linestyles) < 2:
+        return
+    handles = [Line2D([], [], color="black", linestyle=s, label=a) for a, s in linestyles.items()]
+    fig.legend(handles=handles, title="alignment", loc="outside lower center", ncols=len(handles))
