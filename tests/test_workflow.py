@@ -123,6 +123,7 @@ def flickr8k_study(archives, scales=(16, 32)) -> dict:
     for encoder in config["encoders"].values():
         encoder["pretrained"] = False
         encoder["batch_size"] = 8
+    config["encoders"]["clip"]["tokens"] = True
     config["scales"] = list(scales)
     config["seeds"] = [0, 1]
     config["training"] = {"max_epochs": 3, "batch_size": 8, "patience": 2}
@@ -152,6 +153,11 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     }
     image = pd.read_parquet(workdir / "results/features/fixture/resnet18/image.parquet")
     assert len(image) == 40 and len(image["emb"].iloc[0]) == 512
+    # CLIP asked for tokens: 49 patch tokens per image, the caption's tokens per caption
+    tokens = pd.read_parquet(workdir / "results/features/fixture/clip/image_tokens.parquet")
+    assert len(tokens) == 40 and len(tokens["tokens"].iloc[0]) == 49
+    assert (workdir / "results/features/fixture/clip/text_tokens.parquet").exists()
+    assert not (workdir / "results/features/fixture/resnet18/image_tokens.parquet").exists()
     runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
     assert len(runs) == 2 * len(config["methods"]) * 2 * 2
     assert (workdir / "results/figures/scaling.pdf").exists()

@@ -82,7 +82,22 @@ def all_targets():
     tables += [
         f"results/tables/{t}.{ext}" for t in REPORT_TABLES for ext in ("md", "html")
     ]
-    return tables + [f for name in FIGURES for f in figure_files(name)]
+    figures = [f for name in FIGURES for f in figure_files(name)]
+    return tables + figures + token_files()
+
+
+def token_files():
+    """Token sequences of the encoders that ask for them, for the modalities backbones use."""
+    if config["dataset"]["kind"] == "synthetic":
+        return []
+    return sorted(
+        {
+            f"results/features/{DATASET}/{backbone[m]}/{m}_tokens.parquet"
+            for backbone in config["backbones"].values()
+            for m in ("image", "text")
+            if config["encoders"][backbone[m]]["tokens"]
+        }
+    )
 
 
 def download_args(archive):

@@ -1,4 +1,10 @@
-"""Frozen encoder features cached to Parquet, once per (dataset, encoder, modality)."""
+"""Frozen encoder features cached to Parquet, once per (dataset, encoder, modality).
+
+Encoders with ``tokens: true`` also write their token sequences, in the same pass.
+"""
+
+TOKEN_ENCODERS = [name for name, spec in config["encoders"].items() if spec["tokens"]]
+POOLED_ENCODERS = [name for name in config["encoders"] if name not in TOKEN_ENCODERS]
 
 
 localrules:
@@ -20,15 +26,17 @@ rule fetch_weights:
 
 
 rule features:
-    """Encode every image or caption of the dataset with one encoder."""
     input:
         unpack(feature_inputs),
     output:
-        "results/features/{dataset}/{encoder}/{modality}.parquet",
+        features="results/features/{dataset}/{encoder}/{modality}.parquet",
     log:
         "results/logs/features/{dataset}/{encoder}/{modality}.log",
     benchmark:
         "results/benchmarks/features/{dataset}/{encoder}/{modality}.tsv"
+    """Encode every image or caption of the dataset with one encoder."""
+    wildcard_constraints:
+        encoder=one_of(POOLED_ENCODERS),
     conda:
         CONDA_ENV
     threads: config["threads"]["features"]
@@ -37,9 +45,20 @@ rule features:
         images_arg=lambda w, input: (
             f"--images-zip {input.images}" if w.modality == "image" else ""
         ),
+        tokens_arg=lambda w, output: (
+            f"--tokens-out {output.tokens}" if "tokens" in output.keys() else ""
+        ),
         on_bad_image=FLICKR8K["on_bad_image"],
         code=code_hash("features"),
     shell:
         "alignfuse features --encoder {params.encoder:q} --modality {wildcards.modality} "
         "--captions {input.captions} {params.images_arg} --workers {threads} --threads {threads} "
-        "--on-bad-image {params.on_bad_image} --out {output} > {log} 2>&1"
+        "--on-bad-image {params.on_bad_image} {params.tokens_arg} --out {output.features} > {log} 2>&1"
+
+
+use rule features as features_with_tokens with:
+    output:
+        features="results/features/{dataset}/{encoder}/{modality}.parquet",
+        tokens="results/features/{dataset}/{encoder}/{modality}_tokens.parquet",
+    wildcard_constraints:
+        encoder=one_of(TOKEN_ENCODERS),
