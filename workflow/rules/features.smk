@@ -26,6 +26,7 @@ rule fetch_weights:
 
 
 rule features:
+    """Encode every image or caption of the dataset with one encoder."""
     input:
         unpack(feature_inputs),
     output:
@@ -34,7 +35,6 @@ rule features:
         "results/logs/features/{dataset}/{encoder}/{modality}.log",
     benchmark:
         "results/benchmarks/features/{dataset}/{encoder}/{modality}.tsv"
-    """Encode every image or caption of the dataset with one encoder."""
     wildcard_constraints:
         encoder=one_of(POOLED_ENCODERS),
     conda:
