@@ -24,6 +24,7 @@ from alignfuse.training import (
 )
 
 RUN_COLUMNS = [
+    "method",
     "seed",
     "n_train",
     "test_accuracy",
@@ -40,7 +41,7 @@ RUN_COLUMNS = [
     "seeds_trained_together",
 ]
 TIMES = ["wall_s", "load_s", "train_s", "eval_s"]
-CURVE_COLUMNS = ["seed", "epoch", "train_loss", "dev_loss", "dev_accuracy", "dev_auroc"]
+CURVE_COLUMNS = ["method", "seed", "epoch", "train_loss", "dev_loss", "dev_accuracy", "dev_auroc"]
 HEADS = {
     "concat": {"hidden": [64, 64]},
     "xattn_txt2img": {"tokens": 4, "dim": 32, "heads": 2, "ffn": 64},
@@ -317,3 +318,19 @@ def test_no_seed_stops_before_min_epochs_even_on_a_plateau():
         assert stopping.active(0), f"stopped at epoch {epoch}, before min_epochs"
     stopping.update(10, [0], [0.5], [0.69])
     assert not stopping.active(0)
+
+
+def test_runs_and_curves_start_with_the_condition_labels(task):
+    labels = {"dataset": "d", "backbone": "b", "alignment": "raw"}
+    runs, curves = train_condition(
+        task / "image.parquet",
+        task / "text.parquet",
+        task / "pairs",
+        200,
+        spec("concat", seeds=(0,), max_epochs=1),
+        1,
+        labels,
+    )
+    for frame in (runs, curves):
+        assert list(frame.columns[:4]) == ["dataset", "backbone", "alignment", "method"]
+        assert (frame["method"] == "concat").all() and (frame["backbone"] == "b").all()

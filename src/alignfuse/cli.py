@@ -93,12 +93,14 @@ def train(args) -> None:
     from alignfuse.training import train_condition
 
     runs, curves = train_condition(
-        args.image_features, args.text_features, args.pairs_dir, args.n, args.spec, args.threads
+        args.image_features,
+        args.text_features,
+        args.pairs_dir,
+        args.n,
+        args.spec,
+        args.threads,
+        labels=dict(args.label),
     )
-    labels = dict(args.label) | {"method": args.spec["method"]}
-    for frame in (runs, curves):
-        for position, (key, value) in enumerate(labels.items()):
-            frame.insert(position, key, value)
     metadata = {"spec": args.spec, "n": args.n}
     write_frame(curves, args.curves_out, metadata)
     write_frame(runs, args.out, metadata)

@@ -322,9 +322,18 @@ class EarlyStopping:
 
 
 def train_condition(
-    image_features: Path, text_features: Path, pairs_dir: Path, n: int, spec: dict, threads: int
+    image_features: Path,
+    text_features: Path,
+    pairs_dir: Path,
+    n: int,
+    spec: dict,
+    threads: int,
+    labels: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train all seeds of one condition; return runs (row per seed) and curves (per seed per eval).
+
+    Both tables start with the condition's ``labels`` (e.g. dataset, backbone, alignment) and the
+    method, so that aggregated tables can tell conditions apart.
 
     The seeds share one optimiser step: the loss is the sum over seeds of each seed's mean
     cross-entropy, so the gradient of seed s's parameter slice is exactly the gradient of seed s's
@@ -428,4 +437,9 @@ def train_condition(
         }
         for s, seed in enumerate(seeds)
     ]
-    return pd.DataFrame(runs), pd.DataFrame(curves)
+    condition = {**(labels or {}), "method": spec["method"]}
+    return labelled(pd.DataFrame(runs), condition), labelled(pd.DataFrame(curves), condition)
+
+
+def labelled(frame: pd.DataFrame, condition: dict[str, str]) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame(condition, index=frame.index), frame], axis=1)
