@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
+from alignfuse.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion.build import build_head
 from alignfuse.parquet import read_embedding_rows
 
-SPLITS = ("train", "dev", "test")
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
 # Pairs x seeds per evaluation forward pass: big enough for efficient matmuls, small enough that
 # a head's temporaries (the cross-attention FFN holds ~16 KB per pair) stay under glibc's 32 MiB
