@@ -27,7 +27,8 @@ CONDA_ENV = "../../envs/alignfuse.yaml"
 
 
 def one_of(names):
-    return "|".join(re.escape(str(name)) for name in names)
+    """A wildcard regex matching exactly ``names``; none matches nothing (not everything)."""
+    return "|".join(re.escape(str(name)) for name in names) or "(?!)"
 
 
 wildcard_constraints:
