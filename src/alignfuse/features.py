@@ -29,7 +29,7 @@ from tqdm import tqdm
 from alignfuse.archives import image_members
 from alignfuse.encoders import Encoder, key, load_encoder
 from alignfuse.errors import AlignfuseError
-from alignfuse.parquet import EmbeddingWriter
+from alignfuse.parquet import TOKEN_DTYPE, EmbeddingWriter, TokenWriter
 
 ID_COLUMNS = {"image": "image_id", "text": "caption_id"}
 BAD_IMAGE_POLICIES = ("error", "skip")
@@ -41,25 +41,6 @@ DECODE_ERRORS = (
     zlib.error,
     Image.DecompressionBombError,
 )
-
-
-class TokenWriter(EmbeddingWriter):
-    """Streams token sequences: ``tokens`` is list<fixed_size_list<float32, d>>, one per row."""
-
-    def __init__(self, path, id_column: str, dim: int, metadata: dict | None = None):
-        super().__init__(path, id_column, dim, metadata)
-        self.dim = dim
-        self.schema = pa.schema(
-            [(id_column, pa.string()), ("tokens", pa.list_(pa.list_(pa.float32(), dim)))]
-        )
-
-    def write(self, ids, sequences: list[np.ndarray]) -> None:
-        offsets = np.cumsum([0] + [len(s) for s in sequences], dtype=np.int32)
-        flat = np.concatenate(sequences).astype(np.float32, copy=False).reshape(-1)
-        values = pa.FixedSizeListArray.from_arrays(pa.array(flat), self.dim)
-        column = pa.ListArray.from_arrays(pa.array(offsets), values)
-        ids = pa.array(list(ids), pa.string())
-        self._writer.write_batch(pa.RecordBatch.from_arrays([ids, column], schema=self.schema))
 
 
 def pick_device(device: str) -> torch.device:
@@ -258,7 +239,8 @@ def extract_features(
         "preprocessing": encoder.preprocessing,
         "modality": modality,
         "device": torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else chosen.type,
-        "dtype": f"{dtype} autocast, stored as float32" if dtype else "float32",
+        "dtype": f"{dtype} autocast" if dtype else "float32",
+        "stored_as": "float32",
         "versions": versions(),
     }
     rows = 0
@@ -268,7 +250,10 @@ def extract_features(
         id_column = ID_COLUMNS[modality]
         writers = [stack.enter_context(EmbeddingWriter(out, id_column, encoder.dim, metadata))]
         if tokens_out:
-            token_metadata = metadata | {"tokens": encoder.token_description}
+            token_metadata = metadata | {
+                "tokens": encoder.token_description,
+                "stored_as": np.dtype(TOKEN_DTYPE.to_pandas_dtype()).name,
+            }
             writers.append(
                 stack.enter_context(
                     TokenWriter(tokens_out, id_column, encoder.token_dim, token_metadata)

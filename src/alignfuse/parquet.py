@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 from alignfuse.errors import AlignfuseError
 
 METADATA_KEY = b"alignfuse"
+# Token sequences are stored in half precision: float16 keeps 11 significant bits (relative
+# error <= 4.9e-4), finer than the bfloat16 autocast (8 bits) the encoders run in on GPU.
+TOKEN_DTYPE = pa.float16()
 
 
 @contextlib.contextmanager
@@ -145,22 +148,13 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def read_embedding_rows(
-    path: str | os.PathLike,
-    ids,
-    fix: str = "check that the ids and the feature file come from the same data",
-    batch_rows: int = 4096,
-) -> np.ndarray:
-    """The float32 rows [len(ids), d] of the given ids, in their order, from an embedding file.
+def file_rows(path: Path, id_column: str, ids, fix: str) -> np.ndarray:
+    """The row of each id in the file (int64, in the order of ``ids``), reading only the id column.
 
-    Only the id column is read whole; ``emb`` is streamed in batches of ``batch_rows`` rows from
-    the row groups that hold a wanted row, keeping just those rows, so memory holds the result plus
-    one batch whatever the file's size. A float16 ``emb`` is widened to float32. Duplicate ids in
-    the file, or ids it lacks, raise AlignfuseError naming the file (``fix`` ends the message).
+    Duplicate ids in the file, or ids it lacks, raise AlignfuseError naming the file (``fix`` ends
+    the message).
     """
-    path = Path(path)
-    schema = embedding_file_schema(path)
-    file_ids = pq.read_table(path, columns=[schema.names[0]]).column(0).combine_chunks()
+    file_ids = pq.read_table(path, columns=[id_column]).column(0).combine_chunks()
     if pc.count_distinct(file_ids).as_py() != len(file_ids):
         raise AlignfuseError(f"{path}: duplicate ids; rebuild the feature file")
     wanted = pa.array(np.asarray(ids, dtype=object), pa.string())
@@ -171,10 +165,18 @@ def read_embedding_rows(
             f"{path}: {len(absent)} of {len(wanted)} id(s) asked for are not in the file, "
             f"e.g. {absent[:3]}; {fix}"
         )
+    return rows
 
-    dim = schema.field("emb").type.list_size
-    out = np.empty((len(rows), dim), dtype=np.float32)
-    order = np.argsort(rows, kind="stable")  # output positions in file-row order
+
+def stream_rows(
+    path: Path, column: str, rows: np.ndarray, batch_rows: int
+) -> Iterator[tuple[np.ndarray, pa.Array]]:
+    """(positions in ``rows``, ``column`` at those file rows) per batch, in file-row order.
+
+    Only the row groups that hold a wanted row are read, batch by batch, so memory holds one batch
+    of the column beside what the caller keeps.
+    """
+    order = np.argsort(rows, kind="stable")  # positions in `rows`, in file-row order
     sorted_rows = rows[order]
     # a buffered stream without pre-buffering reads page by page, not whole column chunks
     parquet = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
@@ -184,15 +186,103 @@ def read_embedding_rows(
         lo, hi = np.searchsorted(sorted_rows, [group_start, group_end])
         if lo < hi:
             batch_start = group_start
-            for batch in parquet.iter_batches(batch_rows, row_groups=[group], columns=["emb"]):
+            for batch in parquet.iter_batches(batch_rows, row_groups=[group], columns=[column]):
                 batch_end = batch_start + batch.num_rows
                 stop = lo + np.searchsorted(sorted_rows[lo:hi], batch_end)
                 if stop > lo:
-                    values = batch.column(0).flatten().to_numpy().reshape(-1, dim)
-                    out[order[lo:stop]] = values[sorted_rows[lo:stop] - batch_start]
+                    yield order[lo:stop], batch.column(0).take(sorted_rows[lo:stop] - batch_start)
                     lo = stop
                 if lo == hi:
                     break
                 batch_start = batch_end
         group_start = group_end
+
+
+def read_embedding_rows(
+    path: str | os.PathLike,
+    ids,
+    fix: str = "check that the ids and the feature file come from the same data",
+    batch_rows: int = 4096,
+) -> np.ndarray:
+    """The float32 rows [len(ids), d] of the given ids, in their order, from an embedding file.
+
+    Only the id column is read whole; ``emb`` is streamed (:func:`stream_rows`), so memory holds
+    the result plus one batch whatever the file's size. A float16 ``emb`` is widened to float32.
+    """
+    path = Path(path)
+    schema = embedding_file_schema(path)
+    rows = file_rows(path, schema.names[0], ids, fix)
+    dim = schema.field("emb").type.list_size
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    for positions, values in stream_rows(path, "emb", rows, batch_rows):
+        out[positions] = values.flatten().to_numpy().reshape(-1, dim)
     return out
+
+
+def token_schema(id_column: str, dim: int) -> pa.Schema:
+    return pa.schema([(id_column, pa.string()), ("tokens", pa.list_(pa.list_(TOKEN_DTYPE, dim)))])
+
+
+class TokenWriter(EmbeddingWriter):
+    """Streams token sequences: ``tokens`` is list<fixed_size_list<float16, d>>, one list per row.
+
+    float16 because token files are tens of times larger than pooled ones; see ``TOKEN_DTYPE``.
+    """
+
+    def __init__(self, path, id_column: str, dim: int, metadata: dict | None = None):
+        super().__init__(path, id_column, dim, metadata)
+        self.dim = dim
+        self.schema = token_schema(id_column, dim)
+
+    def write(self, ids, sequences: list[np.ndarray]) -> None:
+        offsets = np.cumsum([0] + [len(s) for s in sequences], dtype=np.int32)
+        flat = np.concatenate(sequences).astype(np.float16).reshape(-1)
+        values = pa.FixedSizeListArray.from_arrays(pa.array(flat), self.dim)
+        column = pa.ListArray.from_arrays(pa.array(offsets), values)
+        ids = pa.array(list(ids), pa.string())
+        self._writer.write_batch(pa.RecordBatch.from_arrays([ids, column], schema=self.schema))
+
+
+def is_token_file(path: str | os.PathLike) -> bool:
+    """Whether a feature file holds token sequences (``tokens``) rather than pooled rows (``emb``)."""
+    path = Path(path)
+    if not path.exists():
+        raise AlignfuseError(
+            f"{path}: feature file not found; run the workflow's features stage first"
+        )
+    return "tokens" in pq.read_schema(path).names
+
+
+def read_token_rows(
+    path: str | os.PathLike,
+    ids,
+    fix: str = "check that the ids and the feature file come from the same data",
+    batch_rows: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The token sequences of the given ids: (values [T, d], offsets [len(ids)], lengths [len(ids)]).
+
+    Sequence i is ``values[offsets[i] : offsets[i] + lengths[i]]``. Values keep the file's dtype
+    (float16 as written) and are packed in file order, not in the order of ``ids``, so nothing is
+    copied to reorder ragged rows. Only the wanted rows are kept as the file is streamed.
+    """
+    path = Path(path)
+    kind = pq.read_schema(path).field("tokens").type if is_token_file(path) else None
+    if kind is None or not (
+        pa.types.is_list(kind) and pa.types.is_fixed_size_list(kind.value_type)
+    ):
+        raise AlignfuseError(
+            f"{path}: no 'tokens' column of token sequences; it is not an alignfuse token file"
+        )
+    dim = kind.value_type.list_size
+    rows = file_rows(path, pq.read_schema(path).names[0], ids, fix)
+    chunks, positions, lengths = [np.empty((0, dim), np.float16)], [rows[:0]], [rows[:0]]
+    for where, values in stream_rows(path, "tokens", rows, batch_rows):
+        chunks.append(values.flatten().flatten().to_numpy().reshape(-1, dim))
+        positions.append(where)
+        lengths.append(values.value_lengths().to_numpy())
+    packed_lengths = np.concatenate(lengths).astype(np.int64)
+    packed_offsets = np.concatenate([[0], np.cumsum(packed_lengths)[:-1]]).astype(np.int64)
+    offsets, out_lengths = np.empty_like(rows), np.empty_like(rows)
+    where = np.concatenate(positions)
+    offsets[where], out_lengths[where] = packed_offsets, packed_lengths
+    return np.concatenate(chunks), offsets, out_lengths
