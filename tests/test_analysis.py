@@ -31,6 +31,9 @@ def run_rows(method="concat", n_train=2048, accuracies=(0.7, 0.8, 0.9), backbone
             "params": 295_554,
             "wall_s": 1.5,
             "seeds_trained_together": len(accuracies),
+            "token_source": "pooled" if method == "concat" else "encoder",
+            "image_tokens": 1.0 if method == "concat" else 49.0,
+            "text_tokens": 1.0 if method == "concat" else 14.25,
         }
     )
 
@@ -134,10 +137,11 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
     assert {p.name for p in out.iterdir()} == names  # no temporary files left behind
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs, check_dtype=False)
     summary = summarize(runs)
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(out / "summary.parquet"), summary, check_dtype=False
-    )
-    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), summary, check_dtype=False)
+    written = pd.read_parquet(out / "summary.parquet")
+    pd.testing.assert_frame_equal(written[summary.columns], summary, check_dtype=False)
+    assert written["token_source"].tolist() == ["pooled", "encoder"]
+    assert written["text_tokens"].tolist() == [1.0, 14.25]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), written, check_dtype=False)
     assert len(pd.read_csv(out / "runs.csv")) == 4
 
 
@@ -149,6 +153,7 @@ def test_summary_markdown_shows_accuracy_in_percent_with_its_interval(tmp_path):
     assert f"80.00 ± {halfwidth:.2f}" in text
     assert "| xattn " in text and " 60.00 |" in text  # one seed: no interval
     assert "295,554" in text
+    assert "| pooled " in text and "| encoder 49 / 14.2 " in text
 
 
 def five_point_study(tmp_path):

@@ -245,6 +245,16 @@ SEMANTIC = [
         ["methods.xattn_bidir.dim", "heads=5"],
     ),
     (
+        "encoder tokens from an encoder that does not cache them",
+        lambda c: set_key(c, "methods.xattn_img2txt.token_source", "encoder"),
+        ["methods.xattn_img2txt.token_source", "'resnet18'", "encoders.resnet18.tokens: true"],
+    ),
+    (
+        "token source that does not exist",
+        lambda c: set_key(c, "methods.xattn_img2txt.token_source", "patches"),
+        ["methods.xattn_img2txt.token_source", "'patches' is not one of", "pseudo"],
+    ),
+    (
         "both modality weights zero",
         lambda c: set_key(c, "methods.weighted_sum.weights", [0.0, 0.0]),
         ["methods.weighted_sum.weights", "both zero"],
@@ -303,3 +313,19 @@ def test_method_defaults_are_filled(synthetic):
 def test_without_methods_the_paper_pair_is_trained(synthetic):
     del synthetic["methods"]
     assert set(validate_config(synthetic, SCHEMA)["methods"]) == {"concat", "xattn_txt2img"}
+
+
+def test_encoder_tokens_need_a_dataset_with_token_sequences(synthetic):
+    synthetic["methods"]["xattn_txt2img"]["token_source"] = "encoder"
+    with pytest.raises(
+        AlignfuseError, match="xattn_txt2img.token_source.*use token_source: pseudo"
+    ):
+        validate_config(synthetic, SCHEMA)
+
+
+def test_encoder_tokens_are_valid_when_every_backbone_encoder_caches_them(paper):
+    for encoder in paper["encoders"].values():
+        encoder["tokens"] = True
+    paper["methods"]["xattn_txt2img"]["token_source"] = "encoder"
+    config = validate_config(paper, SCHEMA)
+    assert config["methods"]["xattn_img2txt"]["token_source"] == "pseudo"  # the default

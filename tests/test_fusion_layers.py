@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion.layers import CrossAttentionBlock, PseudoTokens, merge_tokens, split_tokens
+from alignfuse.fusion.layers import (
+    CrossAttentionBlock,
+    PseudoTokens,
+    masked_mean,
+    merge_tokens,
+    split_tokens,
+)
 
 
 def block(**kwargs) -> CrossAttentionBlock:
@@ -46,6 +52,22 @@ def test_block_is_invariant_to_permuting_keys_and_values():
     queries, context = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
     perm = torch.randperm(7)
     torch.testing.assert_close(block()(queries, context), block()(queries, context[:, perm]))
+
+
+def test_masked_keys_get_no_attention_whatever_their_values():
+    queries, context = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3, [True] * 2 + [False] * 5])
+    out = block()(queries, context, mask)
+    noisy = context.clone()
+    noisy[~mask] = 1e3 * torch.randn(int((~mask).sum()), 16)
+    torch.testing.assert_close(block()(queries, noisy, mask), out)
+    torch.testing.assert_close(block()(queries[1:2], context[1:2, :4]), out[1:2])  # = truncated
+
+
+def test_masked_mean_counts_only_real_positions():
+    x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert masked_mean(x, torch.tensor([[True, True, False]])).item() == 2.0
+    assert masked_mean(x, None).item() == pytest.approx(104 / 3)
 
 
 def test_block_is_equivariant_to_permuting_queries():

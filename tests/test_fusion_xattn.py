@@ -10,6 +10,7 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
 from alignfuse.fusion.build import build_head
 from alignfuse.fusion.xattn import CrossAttentionHead
+from alignfuse.training import SeedEnsemble
 
 SMALL = {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32}
 NAMES = {"xattn_txt2img": "txt2img", "xattn_img2txt": "img2txt", "xattn_bidir": "bidir"}
@@ -110,3 +111,81 @@ def test_param_match_finds_the_exact_width_when_one_exists():
 @pytest.mark.parametrize("name", NAMES)
 def test_learns_matching_far_above_chance(name):
     assert min(matching_accuracy(name, SMALL, epochs=10, batch_size=100, lr=5e-3)) > LEARNS
+
+
+ENCODER = {**SMALL, "token_source": "encoder"}
+
+
+def ragged(batch: int, longest: int, d: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sequences [batch, longest, d] of lengths 1..longest, padded with garbage, and masks."""
+    lengths = torch.randint(1, longest + 1, (batch,), generator=generator)
+    mask = torch.arange(longest) < lengths[:, None]
+    return torch.randn(batch, longest, d, generator=generator), mask
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoder_tokens_map_ragged_sequences_to_two_logits_per_pair(name):
+    head = build_head(name, 12, 10, ENCODER)
+    assert head.token_source == "encoder" and head.pseudo_tokens is None
+    (image, image_mask), (text, text_mask) = ragged(5, 7, 12), ragged(5, 9, 10)
+    assert head(image, text, image_mask, text_mask).shape == (5, 2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoder_token_head_ignores_padding_and_the_order_of_tokens(name):
+    """Keys are a set (no position embedding is added to encoder tokens) and padded positions,
+    queries or keys, change nothing; pooling over queries makes their order irrelevant too."""
+    torch.manual_seed(0)
+    head = build_head(name, 12, 10, ENCODER).eval()
+    (image, image_mask), (text, text_mask) = ragged(4, 7, 12), ragged(4, 9, 10)
+    out = head(image, text, image_mask, text_mask)
+    garbage_image, garbage_text = image.clone(), text.clone()
+    garbage_image[~image_mask] = 1e3
+    garbage_text[~text_mask] = -1e3
+    torch.testing.assert_close(head(garbage_image, garbage_text, image_mask, text_mask), out)
+    flip_image, flip_text = torch.randperm(7), torch.randperm(9)
+    torch.testing.assert_close(
+        head(
+            image[:, flip_image],
+            text[:, flip_text],
+            image_mask[:, flip_image],
+            text_mask[:, flip_text],
+        ),
+        out,
+    )
+
+
+def test_encoder_tokens_replace_the_pseudo_token_embeddings_with_one_projection():
+    """At the paper's dim 288 on 512-d tokens: 755,650 - 2 x 21,024 (64 -> 288 and 8 positions)
+    + 2 x 147,744 (512 -> 288)."""
+    config = {"tokens": 8, "dim": 288, "heads": 4, "ffn": 512, "token_source": "encoder"}
+    assert n_params(build_head("xattn_txt2img", 512, 512, config)) == 1_009_090
+
+
+def test_unknown_token_source_is_a_config_error():
+    with pytest.raises(AlignfuseError, match="token_source 'patches'.*pseudo, encoder"):
+        CrossAttentionHead(8, 8, token_source="patches")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoder_token_head_runs_under_vmap_as_each_seed_alone(name):
+    seeds = [3, 7]
+    ensemble = SeedEnsemble(name, ENCODER, 12, 10, seeds)
+    generator = torch.Generator().manual_seed(0)
+    (image, image_mask), (text, text_mask) = (
+        ragged(5, 7, 12, generator),
+        ragged(5, 9, 10, generator),
+    )
+    stacked = [t.expand(2, *t.shape) for t in (image, text, image_mask, text_mask)]
+    ensemble.eval()
+    out = ensemble(*stacked)
+    for s, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        alone = build_head(name, 12, 10, ENCODER).eval()
+        torch.testing.assert_close(out[s], alone(image, text, image_mask, text_mask))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoder_token_head_learns_which_caption_tokens_its_image_holds(name):
+    accuracy = matching_accuracy(name, ENCODER, epochs=40, batch_size=100, lr=5e-3, tokens=True)
+    assert min(accuracy) > LEARNS, accuracy

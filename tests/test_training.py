@@ -13,7 +13,13 @@ from sklearn.metrics import roc_auc_score
 
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion.build import build_head
-from alignfuse.parquet import EmbeddingWriter, read_embedding_rows, write_embeddings, write_frame
+from alignfuse.parquet import (
+    EmbeddingWriter,
+    TokenWriter,
+    read_embedding_rows,
+    write_embeddings,
+    write_frame,
+)
 from alignfuse.training import (
     EarlyStopping,
     SeedEnsemble,
@@ -39,6 +45,9 @@ RUN_COLUMNS = [
     "train_s",
     "eval_s",
     "seeds_trained_together",
+    "token_source",
+    "image_tokens",
+    "text_tokens",
 ]
 TIMES = ["wall_s", "load_s", "train_s", "eval_s"]
 CURVE_COLUMNS = ["method", "seed", "epoch", "train_loss", "dev_loss", "dev_accuracy", "dev_auroc"]
@@ -89,10 +98,32 @@ def task(tmp_path_factory):
     return root
 
 
-def spec(method, seeds=(0, 1), **training):
+@pytest.fixture(scope="module")
+def token_task(task, tmp_path_factory):
+    """The task's items as token files: 6 image tokens, a caption = 2..5 of them + noise.
+
+    Pairs are the task's own; only the features change, so pooled heads and token heads see the
+    same pairs.
+    """
+    root = tmp_path_factory.mktemp("token_task")
+    rng = np.random.default_rng(1)
+    items, d = 600, 8
+    image = rng.standard_normal((items, 6, d)).astype(np.float32)
+    captions = [
+        image[k, rng.permutation(6)[: rng.integers(2, 6)]] + 0.1 * rng.standard_normal(d)
+        for k in range(items)
+    ]
+    with TokenWriter(root / "image_tokens.parquet", "image_id", d) as writer:
+        writer.write([f"i{k}" for k in range(items)], list(image))
+    with TokenWriter(root / "text_tokens.parquet", "caption_id", d) as writer:
+        writer.write([f"c{k}" for k in range(items)], captions)
+    return root
+
+
+def spec(method, seeds=(0, 1), head=None, **training):
     return {
         "method": method,
-        "head": HEADS[method],
+        "head": head or HEADS[method],
         "training": {
             "max_epochs": 15,
             "batch_size": 64,
@@ -172,6 +203,71 @@ def test_pair_with_unknown_feature_id_names_the_feature_file(task, tmp_path):
     with pytest.raises(AlignfuseError, match=r"text\.parquet.*nowhere"):
         train_condition(
             task / "image.parquet", task / "text.parquet", pairs, 100, spec("concat"), 1
+        )
+
+
+def train_on_tokens(task, token_task, method, head, **kwargs):
+    return train_condition(
+        token_task / "image_tokens.parquet",
+        token_task / "text_tokens.parquet",
+        task / "pairs",
+        800,
+        spec(method, head=head, **kwargs),
+        1,
+    )
+
+
+def test_encoder_token_head_learns_from_token_files_and_records_its_inputs(task, token_task):
+    head = {**HEADS["xattn_txt2img"], "token_source": "encoder"}
+    runs, _ = train_on_tokens(task, token_task, "xattn_txt2img", head, max_epochs=30)
+    assert (runs["token_source"] == "encoder").all()
+    assert (runs["image_tokens"] == 6).all()
+    assert 2 < runs["text_tokens"].iloc[0] < 5  # the mean caption length of the rows loaded
+    assert (runs["test_accuracy"] > 0.8).all(), runs
+
+
+def test_pooled_and_pseudo_token_heads_record_what_they_attend_over(task):
+    runs, _ = train(task, "concat", n=100, max_epochs=1)
+    assert runs[["token_source", "image_tokens", "text_tokens"]].iloc[0].tolist() == [
+        "pooled",
+        1.0,
+        1.0,
+    ]
+    runs, _ = train(task, "xattn_txt2img", n=100, max_epochs=1)
+    assert runs[["token_source", "image_tokens", "text_tokens"]].iloc[0].tolist() == [
+        "pseudo",
+        4.0,
+        4.0,
+    ]
+
+
+def test_token_files_for_a_pooled_head_are_an_error_naming_the_files(task, token_task):
+    with pytest.raises(AlignfuseError, match=r"image_tokens\.parquet.*'concat' reads pooled"):
+        train_on_tokens(task, token_task, "concat", HEADS["concat"])
+
+
+def test_pooled_files_for_an_encoder_token_head_are_an_error_naming_the_fix(task):
+    head = {**HEADS["xattn_txt2img"], "token_source": "encoder"}
+    with pytest.raises(AlignfuseError, match=r"image\.parquet.*pooled.*\*_tokens\.parquet"):
+        train_condition(
+            task / "image.parquet",
+            task / "text.parquet",
+            task / "pairs",
+            100,
+            spec("xattn_txt2img", head=head),
+            1,
+        )
+
+
+def test_a_token_file_beside_a_pooled_one_is_an_error(task, token_task):
+    with pytest.raises(AlignfuseError, match="one holds token sequences and the other pooled"):
+        train_condition(
+            token_task / "image_tokens.parquet",
+            task / "text.parquet",
+            task / "pairs",
+            100,
+            spec("concat"),
+            1,
         )
 
 

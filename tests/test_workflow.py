@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from workflow_runner import ROOT, load_preset, planned_jobs, snakemake, write_config
+from workflow_runner import ROOT, dry_run, load_preset, planned_jobs, snakemake, write_config
 
 from alignfuse.figures import FIGURES
 
@@ -95,6 +95,38 @@ def test_default_study_plans_download_features_pairs_training_and_figures(tmp_pa
     assert {"captions", "aggregate", "figure_scaling", "all"} <= set(jobs)
 
 
+def test_tokens_are_cached_only_where_asked_and_feed_only_encoder_token_heads(tmp_path):
+    paper = yaml.safe_load((ROOT / "config.yaml").read_text())
+    paper["encoders"]["clip"]["tokens"] = True
+    configfile = write_config(tmp_path / "clip_tokens.yaml", paper)
+    jobs = planned_jobs(tmp_path, "--configfile", str(configfile))
+    assert sorted(jobs["features_with_tokens"]) == [
+        f"results/features/flickr8k/clip/{m}.parquet, results/features/flickr8k/clip/{m}_tokens.parquet"
+        for m in ("image", "text")
+    ]
+    assert jobs["features"] == ["results/features/flickr8k/resnet18/image.parquet"]
+
+    paper["encoders"]["resnet18"]["tokens"] = True
+    paper["methods"]["xattn_img2txt"]["token_source"] = "encoder"
+    configfile = write_config(tmp_path / "encoder_tokens.yaml", paper)
+    train = [
+        job for job in dry_run(tmp_path, "--configfile", str(configfile)) if job.rule == "train"
+    ]
+    inputs = {job.outputs[0].split("/")[4]: set() for job in train}
+    for job in train:
+        inputs[job.outputs[0].split("/")[4]].update(f for f in job.inputs if "/features/" in f)
+    assert inputs["xattn_img2txt"] == {
+        "results/features/flickr8k/resnet18/image_tokens.parquet",
+        "results/features/flickr8k/clip/image_tokens.parquet",
+        "results/features/flickr8k/clip/text_tokens.parquet",
+    }
+    assert inputs["xattn_txt2img"] == {
+        "results/features/flickr8k/resnet18/image.parquet",
+        "results/features/flickr8k/clip/image.parquet",
+        "results/features/flickr8k/clip/text.parquet",
+    }
+
+
 def test_lint_and_format_are_clean():
     bin_dir = Path(sys.executable).parent
     fmt = subprocess.run(
@@ -123,7 +155,8 @@ def flickr8k_study(archives, scales=(16, 32)) -> dict:
     for encoder in config["encoders"].values():
         encoder["pretrained"] = False
         encoder["batch_size"] = 8
-    config["encoders"]["clip"]["tokens"] = True
+    for encoder in config["encoders"].values():
+        encoder["tokens"] = True
     config["scales"] = list(scales)
     config["seeds"] = [0, 1]
     config["training"] = {"max_epochs": 3, "batch_size": 8, "patience": 2}
@@ -131,6 +164,10 @@ def flickr8k_study(archives, scales=(16, 32)) -> dict:
     config["methods"] = {
         name: {k: v for k, v in spec.items() if k != "param_match"}
         for name, spec in load_preset("smoke")["methods"].items()
+    }
+    config["methods"]["xattn_img2txt"] = {
+        **config["methods"]["xattn_txt2img"],
+        "token_source": "encoder",
     }
     config["threads"] = {"train": 1, "features": 1}
     return config
@@ -153,11 +190,22 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     }
     image = pd.read_parquet(workdir / "results/features/fixture/resnet18/image.parquet")
     assert len(image) == 40 and len(image["emb"].iloc[0]) == 512
-    # CLIP asked for tokens: 49 patch tokens per image, the caption's tokens per caption
-    tokens = pd.read_parquet(workdir / "results/features/fixture/clip/image_tokens.parquet")
-    assert len(tokens) == 40 and len(tokens["tokens"].iloc[0]) == 49
+    # tokens: 49 CLIP patches or ResNet18 layer4 positions per image, the caption's own tokens
+    for encoder in ("clip", "resnet18"):
+        tokens = pd.read_parquet(
+            workdir / f"results/features/fixture/{encoder}/image_tokens.parquet"
+        )
+        assert len(tokens) == 40 and len(tokens["tokens"].iloc[0]) == 49
     assert (workdir / "results/features/fixture/clip/text_tokens.parquet").exists()
-    assert not (workdir / "results/features/fixture/resnet18/image_tokens.parquet").exists()
     runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
     assert len(runs) == 2 * len(config["methods"]) * 2 * 2
+    sources = runs.groupby("method")["token_source"].unique().map(list).to_dict()
+    assert sources == {
+        "concat": ["pooled"],
+        "gated_sum": ["pooled"],
+        "xattn_txt2img": ["pseudo"],
+        "xattn_img2txt": ["encoder"],
+    }
+    attended = runs[runs["method"] == "xattn_img2txt"]
+    assert (attended["image_tokens"] == 49).all() and (attended["text_tokens"] > 5).all()
     assert (workdir / "results/figures/scaling.pdf").exists()

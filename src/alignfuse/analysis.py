@@ -38,6 +38,9 @@ RUN_COLUMNS = [
     "params",
     "wall_s",
     "seeds_trained_together",
+    "token_source",
+    "image_tokens",
+    "text_tokens",
 ]
 METRICS = ["test_accuracy", "test_auroc"]
 CONFIDENCE = 0.95
@@ -99,6 +102,26 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def with_tokens(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The summary with each condition's ``token_source`` and mean ``image_tokens``/``text_tokens``."""
+    groups = runs.groupby(CONDITION, sort=True, dropna=False)
+    tokens = groups.agg(
+        token_source=("token_source", "first"),
+        image_tokens=("image_tokens", "mean"),
+        text_tokens=("text_tokens", "mean"),
+    )
+    return summary.merge(tokens.reset_index(), on=CONDITION, how="left")
+
+
+def tokens_label(source: str, image: float, text: float) -> str:
+    """What a head attended over, for people: pooled, k pseudo-tokens, or encoder sequence lengths."""
+    if source == "pooled":
+        return "pooled"
+    if source == "pseudo":
+        return f"{image:.0f} pseudo"
+    return f"encoder {image:.0f} / {text:.1f}"
+
+
 def with_interval(mean: float, halfwidth: float, scale: float, digits: int) -> str:
     if np.isnan(halfwidth):
         return f"{mean * scale:.{digits}f}"
@@ -151,9 +174,16 @@ def summary_display(summary: pd.DataFrame) -> Display:
     ]
     table["params"] = [f"{p:,.0f}" for p in summary["params_mean"]]
     table["epochs"] = [f"{e:.1f}" for e in summary["epochs_mean"]]
+    table["tokens"] = [
+        tokens_label(r.token_source, r.image_tokens, r.text_tokens) for r in summary.itertuples()
+    ]
     names = len(CONDITION) - 1  # the condition's keys but n_train are names: left-aligned
-    align = ["left"] * names + ["right"] * (table.shape[1] - names)
-    note = "Mean ± half-width of the 95% Student t interval across seeds (none with one seed)."
+    align = ["left"] * names + ["right"] * (table.shape[1] - names - 1) + ["left"]
+    note = (
+        "Mean ± half-width of the 95% Student t interval across seeds (none with one seed). "
+        "tokens: what the head attends over: pooled vectors, k pseudo-tokens cut from them, or "
+        "the encoders' own sequences (mean tokens per image / per caption)."
+    )
     return Display("Test accuracy and AUROC per condition", table, align, note)
 
 
@@ -267,7 +297,7 @@ def build_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     paired = paired_differences(runs)
     return {
         "runs": runs,
-        "summary": summarize(runs),
+        "summary": with_tokens(summarize(runs), runs),
         "paired": paired,
         "paper_vs_ours": paper_vs_ours(paired, sorted(runs["dataset"].unique())),
     }

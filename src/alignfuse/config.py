@@ -114,6 +114,7 @@ def check_semantics(config: dict) -> None:
             f"'{dataset['name']}' provides; use scales of at most {train_pairs}"
         )
     check_methods(config["methods"])
+    check_token_sources(config)
 
 
 def check_methods(methods: dict) -> None:
@@ -129,3 +130,25 @@ def check_methods(methods: dict) -> None:
                 f"config key 'methods.{name}.weights': {spec['weights']} are both zero; "
                 "give at least one modality a positive weight"
             )
+
+
+def check_token_sources(config: dict) -> None:
+    """A head with ``token_source: encoder`` needs token files for every backbone it trains on."""
+    for name, spec in config["methods"].items():
+        if spec.get("token_source") != "encoder":
+            continue
+        key = f"config key 'methods.{name}.token_source'"
+        if config["dataset"]["kind"] == "synthetic":
+            raise AlignfuseError(
+                f"{key}: synthetic features are pooled vectors with no token sequences; "
+                "use token_source: pseudo"
+            )
+        for backbone, encoders in config["backbones"].items():
+            for modality in ("image", "text"):
+                encoder = encoders[modality]
+                if not config["encoders"][encoder]["tokens"]:
+                    raise AlignfuseError(
+                        f"{key}: encoder tokens need token files, but encoder '{encoder}' "
+                        f"(backbones.{backbone}.{modality}) does not cache them; set "
+                        f"encoders.{encoder}.tokens: true, or use token_source: pseudo"
+                    )

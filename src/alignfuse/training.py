@@ -25,44 +25,52 @@ from tqdm import tqdm
 
 from alignfuse.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
+from alignfuse.feature_rows import PooledRows, TokenRows, load_rows
 from alignfuse.fusion.build import build_head
-from alignfuse.parquet import read_embedding_rows
 
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
-# Pairs x seeds per evaluation forward pass: big enough for efficient matmuls, small enough that
-# a head's temporaries (the cross-attention FFN holds ~16 KB per pair) stay under glibc's 32 MiB
-# mmap threshold; beyond it every temporary is page-faulted in afresh and evaluation halves speed.
+# Pairs x seeds per evaluation forward pass (divided by the tokens per pair of token features):
+# big enough for efficient matmuls, small enough that a head's temporaries (the cross-attention
+# FFN holds ~16 KB per pair) stay under glibc's 32 MiB mmap threshold; beyond it every temporary
+# is page-faulted in afresh and evaluation halves speed.
 EVAL_ROWS = 2048
 
 
 @dataclass
 class Split:
-    """One split's pairs in memory, with the features of pair i found in one of two ways.
+    """One split's pairs in memory: pair i is image row ``image_row[i]``, text row ``text_row[i]``.
 
-    Without row indices, ``image`` [N, d_image] and ``text`` [N, d_text] hold pair i's features in
-    row i. With ``image_row``/``text_row`` [N], they are matrices of distinct feature rows shared by
-    every split, and pair i's are ``image[image_row[i]]``, ``text[text_row[i]]``: an image used by
-    many pairs is held once.
+    The rows (:mod:`alignfuse.feature_rows`) are shared by every split, so an image used by many
+    pairs is held once.
     """
 
-    image: torch.Tensor
-    text: torch.Tensor
+    image: PooledRows | TokenRows
+    text: PooledRows | TokenRows
     label: torch.Tensor
-    image_row: torch.Tensor | None = None
-    text_row: torch.Tensor | None = None
+    image_row: torch.Tensor
+    text_row: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.label)
 
-    def inputs(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of the pairs at ``index`` (any shape [...]): image [..., d_image], text [..., d_text]."""
-        flat = index.reshape(-1)
-        image_rows = flat if self.image_row is None else self.image_row[flat]
-        text_rows = flat if self.text_row is None else self.text_row[flat]
-        return (
-            self.image.index_select(0, image_rows).view(*index.shape, -1),
-            self.text.index_select(0, text_rows).view(*index.shape, -1),
-        )
+    @property
+    def tokens(self) -> bool:
+        """Whether the features are token sequences (heads then also take their masks)."""
+        return isinstance(self.image, TokenRows)
+
+    @property
+    def tokens_per_pair(self) -> float:
+        return max(self.image.tokens_per_row, self.text.tokens_per_row)
+
+    def inputs(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A head's inputs for the pairs at ``index`` (any shape [...]).
+
+        Pooled: (image [..., d_image], text [..., d_text]). Tokens: (image [..., Li, d_image],
+        text [..., Lt, d_text], image_mask [..., Li], text_mask [..., Lt]).
+        """
+        image = self.image.gather(self.image_row[index])
+        text = self.text.gather(self.text_row[index])
+        return (image[0], text[0], *image[1:], *text[1:])
 
 
 def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
@@ -85,15 +93,6 @@ def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
     return pairs
 
 
-def feature_rows(path: Path, ids: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the distinct rows that ``ids`` name, read from ``path`` [R, d]; each id's row in them [N])."""
-    needed = pd.Index(pd.unique(ids))
-    rows = read_embedding_rows(
-        path, needed, fix="the features and pairs come from different data; rebuild them together"
-    )
-    return torch.from_numpy(rows), torch.from_numpy(needed.get_indexer(ids).astype(np.int64))
-
-
 def load_splits(
     image_features: Path, text_features: Path, pairs_dir: Path, n: int
 ) -> dict[str, Split]:
@@ -102,8 +101,13 @@ def load_splits(
         s: read_pairs(Path(pairs_dir) / f"{s}.parquet", n if s == "train" else None) for s in SPLITS
     }
     every = pd.concat(pairs.values(), keys=SPLITS)
-    image, image_row = feature_rows(Path(image_features), every["image_id"])
-    text, text_row = feature_rows(Path(text_features), every["caption_id"])
+    image, image_row = load_rows(Path(image_features), every["image_id"])
+    text, text_row = load_rows(Path(text_features), every["caption_id"])
+    if isinstance(image, TokenRows) != isinstance(text, TokenRows):
+        raise AlignfuseError(
+            f"{image_features}, {text_features}: one holds token sequences and the other pooled "
+            "features; pass two token files (*_tokens.parquet) or two pooled ones"
+        )
     splits, start = {}, 0
     for name, frame in pairs.items():
         rows = slice(start, start + len(frame))
@@ -139,12 +143,15 @@ class SeedEnsemble:
         self.params, self.buffers = stack_module_state(models)
         self.base = copy.deepcopy(models[0]).to("meta")
         self.unpermute: dict[str, list[int]] = {}  # leaf dims -> the head's dims, where permuted
+        # what the head reads: "pooled" vectors, "pseudo" tokens cut from them, or "encoder" tokens
+        self.token_source = getattr(models[0], "token_source", "pooled")
+        self.pseudo_tokens = getattr(models[0], "pseudo_tokens", None)
         self._batched = vmap(self.forward, randomness="different")
-        self._shared = vmap(self.forward, in_dims=(0, 0, None, None))
+        self._shared = vmap(self.forward, in_dims=(0, 0, None))
 
-    def forward(self, params, buffers, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, params, buffers, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One seed's head with the given parameters (the function that vmap maps over seeds)."""
-        return functional_call(self.base, (params, buffers), (image, text))
+        return functional_call(self.base, (params, buffers), inputs)
 
     def train(self) -> None:
         self.base.train()
@@ -162,22 +169,23 @@ class SeedEnsemble:
             for k, p in self.params.items()
         }
 
-    def __call__(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Per-seed batches image [S, B, d_image], text [S, B, d_text] -> logits [S, B, 2]."""
-        return self._batched(self.weights(), self.buffers, image, text)
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Per-seed batches of a split's inputs (:meth:`Split.inputs` of [S, B]) -> logits [S, B, 2]."""
+        return self._batched(self.weights(), self.buffers, inputs)
 
     @torch.no_grad()
     def predict(self, split: Split) -> torch.Tensor:
         """Every seed on the same pairs, in eval mode: logits [S, N, 2]."""
         self.eval()
-        weights, step = self.weights(), max(1, EVAL_ROWS // len(self))
+        weights = self.weights()
+        step = max(1, int(EVAL_ROWS / (len(self) * split.tokens_per_pair)))
         logits = []
         for i in range(0, len(split), step):
-            image, text = split.inputs(torch.arange(i, min(i + step, len(split))))
-            logits.append(self._shared(weights, self.buffers, image, text))
+            inputs = split.inputs(torch.arange(i, min(i + step, len(split))))
+            logits.append(self._shared(weights, self.buffers, inputs))
         return torch.cat(logits, dim=1)
 
-    def adopt_grad_layout(self, image: torch.Tensor, text: torch.Tensor) -> None:
+    def adopt_grad_layout(self, *inputs: torch.Tensor) -> None:
         """Store each parameter with its dimensions in the memory order of its gradient.
 
         Under vmap a Linear weight's gradient [S, out, in] comes out laid out as [S, in, out].
@@ -187,7 +195,7 @@ class SeedEnsemble:
         so no random numbers are drawn) finds the layouts; values are unchanged.
         """
         self.eval()
-        grads = torch.autograd.grad(self(image, text).sum(), list(self.params.values()))
+        grads = torch.autograd.grad(self(*inputs).sum(), list(self.params.values()))
         for (name, p), g in zip(list(self.params.items()), grads, strict=True):
             order = [0] + sorted(range(1, g.dim()), key=lambda d: (-g.stride(d), d))
             if name in self.unpermute or order == list(range(g.dim())):
@@ -342,7 +350,9 @@ def train_condition(
     from the global RNG (seeded from the seed list) for the seeds still training, so a seed's
     result is independent of the others' only up to dropout noise and floating-point summation
     order. Runs record ``load_s`` (reading pairs and features), ``train_s`` (the epochs, dev
-    evaluations included) and ``eval_s`` (the dev evaluations alone).
+    evaluations included) and ``eval_s`` (the dev evaluations alone), and what the head attended
+    over: ``token_source`` and the mean tokens per image and per caption (see
+    :func:`tokens_attended`).
     """
     start = time.perf_counter()
     torch.set_num_threads(threads)
@@ -351,8 +361,8 @@ def train_condition(
     load_s = time.perf_counter() - start
     train, dev = data["train"], data["dev"]
     batch_size = min(cfg["batch_size"], n)
-    d_image, d_text = train.image.shape[1], train.text.shape[1]
-    model = SeedEnsemble(spec["method"], spec["head"], d_image, d_text, seeds)
+    model = SeedEnsemble(spec["method"], spec["head"], train.image.dim, train.text.dim, seeds)
+    check_token_source(spec["method"], model.token_source, train, image_features, text_features)
     model.adopt_grad_layout(*train.inputs(torch.arange(batch_size).expand(len(seeds), -1)))
     optimizer = adamw(model.params.values(), cfg)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
@@ -434,11 +444,41 @@ def train_condition(
             "train_s": train_s,
             "eval_s": eval_s,
             "seeds_trained_together": len(seeds),
+            "token_source": model.token_source,
+            **tokens_attended(model, train),
         }
         for s, seed in enumerate(seeds)
     ]
     condition = {**(labels or {}), "method": spec["method"]}
     return labelled(pd.DataFrame(runs), condition), labelled(pd.DataFrame(curves), condition)
+
+
+def check_token_source(
+    method: str, token_source: str, split: Split, image_features: Path, text_features: Path
+) -> None:
+    """Token files for a head that reads encoder tokens, pooled files for every other head."""
+    if (token_source == "encoder") == split.tokens:
+        return
+    if split.tokens:
+        raise AlignfuseError(
+            f"{image_features}, {text_features}: token sequences, but method '{method}' reads "
+            f"pooled features ({token_source}); pass the pooled feature files"
+        )
+    raise AlignfuseError(
+        f"{image_features}, {text_features}: pooled features, but method '{method}' has "
+        "token_source: encoder; pass the encoders' *_tokens.parquet files"
+    )
+
+
+def tokens_attended(model: SeedEnsemble, split: Split) -> dict[str, float]:
+    """Mean tokens per image and per caption that the head sees: 1 for a pooled vector, the
+    pseudo-token count k, or the encoder sequences' mean length over the rows the job loaded."""
+    if model.token_source == "pseudo":
+        return {
+            "image_tokens": float(model.pseudo_tokens),
+            "text_tokens": float(model.pseudo_tokens),
+        }
+    return {"image_tokens": split.image.tokens_per_row, "text_tokens": split.text.tokens_per_row}
 
 
 def labelled(frame: pd.DataFrame, condition: dict[str, str]) -> pd.DataFrame:

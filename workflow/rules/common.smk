@@ -47,10 +47,13 @@ def as_json(value):
 
 
 def features_for(wildcards):
-    """The image and text feature files of a backbone."""
+    """The image and text feature files a method trains on: its backbone's pooled features, or
+    their token sequences for a head with ``token_source: encoder``."""
     backbone = config["backbones"][wildcards.backbone]
+    tokens = config["methods"][wildcards.method].get("token_source") == "encoder"
+    suffix = "_tokens" if tokens else ""
     return {
-        modality: f"results/features/{wildcards.dataset}/{backbone[modality]}/{modality}.parquet"
+        modality: f"results/features/{wildcards.dataset}/{backbone[modality]}/{modality}{suffix}.parquet"
         for modality in ("image", "text")
     }
 

@@ -1,8 +1,9 @@
 """Building blocks shared by fusion heads: an MLP, pseudo-tokens and a cross-attention block.
 
-Cached features are pooled vectors. Attention over a single key is degenerate (its softmax weight
-is always 1, so the output ignores the query), so each vector is cut into k chunks that act as
-tokens. Attention is written with einsum so that a head runs under ``torch.func.vmap``.
+Attention over a single key is degenerate (its softmax weight is always 1, so the output ignores
+the query), so a pooled vector is cut into k chunks that act as tokens; encoders' own token
+sequences (ragged, with masks) are the alternative. Attention is written with einsum so that a
+head runs under ``torch.func.vmap``.
 """
 
 from __future__ import annotations
@@ -95,14 +96,32 @@ class CrossAttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def attention(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Multi-head scaled dot-product attention: [.., Lq, d], [.., Lk, d] -> [.., Lq, d]."""
+    def attention(
+        self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Multi-head scaled dot-product attention: [.., Lq, d], [.., Lk, d] -> [.., Lq, d].
+
+        ``mask`` [.., Lk] marks the real keys; padded ones get no attention weight.
+        """
         q, k, v = self.q(queries), self.k(context), self.v(context)
         q, k, v = (t.unflatten(-1, (self.heads, -1)) for t in (q, k, v))  # [..., L, h, dh]
         scores = torch.einsum("...qhd,...khd->...hqk", q, k) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask[..., None, None, :], -math.inf)
         y = torch.einsum("...hqk,...khd->...qhd", scores.softmax(dim=-1), v)
         return self.out(y.flatten(-2))
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(queries + self.drop(self.attention(queries, context)))
+    def forward(
+        self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Queries [.., Lq, d] updated from ``context`` [.., Lk, d] (real keys where ``mask``)."""
+        x = self.norm1(queries + self.drop(self.attention(queries, context, mask)))
         return self.norm2(x + self.drop(self.ffn(x)))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of [.., L, d] over L, counting only positions where ``mask`` [.., L] (all if None)."""
+    if mask is None:
+        return x.mean(dim=-2)
+    weights = mask.to(x.dtype)[..., None]
+    return (x * weights).sum(dim=-2) / weights.sum(dim=-2)

@@ -1,9 +1,11 @@
 """Cross-attention fusion: tokens of one modality attend to tokens of the other.
 
 Attention scores are bilinear in the two modalities (q_i . k_j = x_i^T W_q^T W_k y_j), the
-O(d_image * d_text) capacity the paper contrasts with concatenation. Pooled features are cut into
-pseudo-tokens (see :mod:`alignfuse.fusion.layers`) so that the softmax has keys to choose between.
-The registry binds one direction per method name: ``xattn_txt2img``, ``xattn_img2txt``,
+O(d_image * d_text) capacity the paper contrasts with concatenation. The tokens come from one of
+two sources (``token_source``): ``pseudo`` cuts each pooled vector into k chunks (see
+:mod:`alignfuse.fusion.layers`) so that the softmax has keys to choose between; ``encoder`` reads
+the encoders' own sequences (CLIP patch and caption tokens, a ResNet's 7x7 grid), ragged and
+masked. The registry binds one direction per method name: ``xattn_txt2img``, ``xattn_img2txt``,
 ``xattn_bidir``.
 """
 
@@ -13,17 +15,21 @@ import torch
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion.layers import CrossAttentionBlock, PseudoTokens
+from alignfuse.fusion.layers import CrossAttentionBlock, PseudoTokens, masked_mean
 
 DIRECTIONS = ("txt2img", "img2txt", "bidir")
+TOKEN_SOURCES = ("pseudo", "encoder")
 
 
 class CrossAttentionHead(nn.Module):
-    """Pseudo-tokens per modality -> cross-attention block(s) -> mean over queries -> MLP -> 2.
+    """Tokens per modality -> cross-attention block(s) -> mean over queries -> MLP -> 2.
 
     ``direction``: "txt2img" (text queries image tokens, as in BLIP), "img2txt" (image queries
     text) or "bidir" (both, each pooled, pooled vectors concatenated). Each block is post-norm:
-    residual + LayerNorm after attention and after the FFN.
+    residual + LayerNorm after attention and after the FFN. ``token_source``: "pseudo" takes
+    pooled vectors [B, d] and cuts them into ``tokens`` chunks with position embeddings;
+    "encoder" takes sequences [B, L, d] with masks [B, L] and projects each token to ``dim``
+    (encoder tokens already carry their position, and ``tokens`` is unused).
     """
 
     def __init__(
@@ -36,15 +42,28 @@ class CrossAttentionHead(nn.Module):
         ffn: int = 512,
         dropout: float = 0.1,
         direction: str = "txt2img",
+        token_source: str = "pseudo",
     ):
         super().__init__()
         if direction not in DIRECTIONS:
             raise AlignfuseError(
                 f"cross-attention: unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}"
             )
+        if token_source not in TOKEN_SOURCES:
+            raise AlignfuseError(
+                f"cross-attention: unknown token_source {token_source!r}; "
+                f"use one of {', '.join(TOKEN_SOURCES)}"
+            )
         self.direction = direction
-        self.image_tokens = PseudoTokens(d_image, tokens, dim)
-        self.text_tokens = PseudoTokens(d_text, tokens, dim)
+        self.token_source = token_source
+        if token_source == "pseudo":
+            self.pseudo_tokens = tokens
+            self.image_tokens = PseudoTokens(d_image, tokens, dim)
+            self.text_tokens = PseudoTokens(d_text, tokens, dim)
+        else:
+            self.pseudo_tokens = None
+            self.image_tokens = nn.Linear(d_image, dim)
+            self.text_tokens = nn.Linear(d_text, dim)
         self.blocks = nn.ModuleDict(
             {
                 name: CrossAttentionBlock(dim, heads, ffn, dropout)
@@ -63,10 +82,23 @@ class CrossAttentionHead(nn.Module):
         dim = width * config["heads"]
         return {**config, "dim": dim, "ffn": max(1, round(dim * config["ffn"] / config["dim"]))}
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, 2] of pooled [B, d] or token [B, L, d] inputs (masks: real tokens)."""
         img, txt = self.image_tokens(image), self.text_tokens(text)
-        queries = {"txt2img": (txt, img), "img2txt": (img, txt)}
-        pooled = [block(*queries[name]).mean(dim=-2) for name, block in self.blocks.items()]
+        sides = {
+            "txt2img": (txt, text_mask, img, image_mask),
+            "img2txt": (img, image_mask, txt, text_mask),
+        }
+        pooled = []
+        for name, block in self.blocks.items():
+            queries, query_mask, keys, key_mask = sides[name]
+            pooled.append(masked_mean(block(queries, keys, key_mask), query_mask))
         return self.classifier(torch.cat(pooled, dim=-1))
 
 
@@ -84,8 +116,11 @@ class DirectedCrossAttentionHead(CrossAttentionHead):
         heads: int = 4,
         ffn: int = 512,
         dropout: float = 0.1,
+        token_source: str = "pseudo",
     ):
-        super().__init__(d_image, d_text, tokens, dim, heads, ffn, dropout, self.DIRECTION)
+        super().__init__(
+            d_image, d_text, tokens, dim, heads, ffn, dropout, self.DIRECTION, token_source
+        )
 
 
 class TextToImageHead(DirectedCrossAttentionHead):
