@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from alignfuse.encoders import load_encoder
-from alignfuse.features import autocast_dtype, embed, extract_features, pick_device
+from alignfuse.devices import pick_device
+from alignfuse.features import autocast_dtype, embed, extract_features
 
 ENCODERS = {
     "resnet18": {"library": "torchvision", "model": "resnet18", "pretrained": False},

@@ -45,6 +45,7 @@ RUN_COLUMNS = [
     "train_s",
     "eval_s",
     "seeds_trained_together",
+    "device",
     "token_source",
     "image_tokens",
     "text_tokens",
@@ -269,6 +270,15 @@ def test_a_token_file_beside_a_pooled_one_is_an_error(task, token_task):
             spec("concat"),
             1,
         )
+
+
+def test_runs_record_the_device_and_an_absent_accelerator_is_a_one_line_error(task):
+    runs, _ = train(task, "concat", n=100, max_epochs=1, device="auto")
+    expected = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    assert set(runs["device"]) == {expected}
+    if not torch.cuda.is_available():
+        with pytest.raises(AlignfuseError, match="device 'cuda': not available.*use auto or cpu"):
+            train(task, "concat", n=100, max_epochs=1, device="cuda")
 
 
 def test_each_seed_initialises_as_if_built_alone():

@@ -34,6 +34,9 @@ class PooledRows:
     def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor]:
         return (self.values.index_select(0, rows.reshape(-1)).view(*rows.shape, -1),)
 
+    def to(self, device: torch.device) -> PooledRows:
+        return PooledRows(self.values.to(device))
+
 
 class TokenRows:
     """Ragged token sequences: row r is ``values[offsets[r] : offsets[r] + lengths[r]]``.
@@ -56,13 +59,17 @@ class TokenRows:
     def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = rows.reshape(-1)
         lengths = self.lengths.index_select(0, flat)
-        positions = torch.arange(int(lengths.max()) if len(flat) else 0)
+        positions = torch.arange(int(lengths.max()) if len(flat) else 0, device=flat.device)
         mask = positions < lengths[:, None]
         # padded positions read the row's first token (always there), then are zeroed
         index = self.offsets.index_select(0, flat)[:, None] + positions * mask
         tokens = self.values.index_select(0, index.reshape(-1)).view(*index.shape, -1).float()
         tokens = tokens.masked_fill_(~mask[..., None], 0.0)
         return tokens.view(*rows.shape, *tokens.shape[1:]), mask.view(*rows.shape, -1)
+
+    def to(self, device: torch.device) -> TokenRows:
+        """The rows on ``device``, still packed in the file's dtype (float16 halves GPU memory)."""
+        return TokenRows(*(t.to(device) for t in (self.values, self.offsets, self.lengths)))
 
 
 def load_rows(path: Path, ids: pd.Series) -> tuple[PooledRows | TokenRows, torch.Tensor]:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from alignfuse.archives import image_members
+from alignfuse.devices import describe, pick_device
 from alignfuse.encoders import Encoder, key, load_encoder
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import TOKEN_DTYPE, EmbeddingWriter, TokenWriter
@@ -41,26 +42,6 @@ DECODE_ERRORS = (
     zlib.error,
     Image.DecompressionBombError,
 )
-
-
-def pick_device(device: str) -> torch.device:
-    """``auto`` takes CUDA, then Apple's MPS, then the CPU; a named one must be available."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError as err:
-        raise AlignfuseError(
-            f"device '{device}': not a torch device; use auto, cpu, cuda or mps"
-        ) from err
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-    if not available.get(chosen.type, lambda: True)():
-        raise AlignfuseError(f"device '{device}': not available on this machine; use auto or cpu")
-    return chosen
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -238,7 +219,7 @@ def extract_features(
         "weights_id": encoder.weights_id,
         "preprocessing": encoder.preprocessing,
         "modality": modality,
-        "device": torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else chosen.type,
+        "device": describe(chosen),
         "dtype": f"{dtype} autocast" if dtype else "float32",
         "stored_as": "float32",
         "versions": versions(),

@@ -24,11 +24,13 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from alignfuse.datasets import SPLITS
+from alignfuse.devices import describe, pick_device
 from alignfuse.errors import AlignfuseError
 from alignfuse.feature_rows import PooledRows, TokenRows, load_rows
 from alignfuse.fusion.build import build_head
 
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
+CPU = torch.device("cpu")
 # Pairs x seeds per evaluation forward pass (divided by the tokens per pair of token features):
 # big enough for efficient matmuls, small enough that a head's temporaries (the cross-attention
 # FFN holds ~16 KB per pair) stay under glibc's 32 MiB mmap threshold; beyond it every temporary
@@ -94,9 +96,14 @@ def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
 
 
 def load_splits(
-    image_features: Path, text_features: Path, pairs_dir: Path, n: int
+    image_features: Path,
+    text_features: Path,
+    pairs_dir: Path,
+    n: int,
+    device: torch.device = CPU,
 ) -> dict[str, Split]:
-    """Train (first n pairs), dev and test pairs over the feature rows they use, read once."""
+    """Train (first n pairs), dev and test pairs over the feature rows they use, read once and
+    held on ``device``."""
     pairs = {
         s: read_pairs(Path(pairs_dir) / f"{s}.parquet", n if s == "train" else None) for s in SPLITS
     }
@@ -108,13 +115,15 @@ def load_splits(
             f"{image_features}, {text_features}: one holds token sequences and the other pooled "
             "features; pass two token files (*_tokens.parquet) or two pooled ones"
         )
+    image, text = image.to(device), text.to(device)
+    image_row, text_row = image_row.to(device), text_row.to(device)
     splits, start = {}, 0
     for name, frame in pairs.items():
         rows = slice(start, start + len(frame))
         splits[name] = Split(
             image=image,
             text=text,
-            label=torch.tensor(frame["label"].to_numpy(), dtype=torch.long),
+            label=torch.tensor(frame["label"].to_numpy(), dtype=torch.long, device=device),
             image_row=image_row[rows],
             text_row=text_row[rows],
         )
@@ -134,13 +143,23 @@ class SeedEnsemble:
     contiguous, seeds first); :meth:`weights` gives every parameter in the head's own shape.
     """
 
-    def __init__(self, method: str, head_config: dict, d_image: int, d_text: int, seeds: list[int]):
+    def __init__(
+        self,
+        method: str,
+        head_config: dict,
+        d_image: int,
+        d_text: int,
+        seeds: list[int],
+        device: torch.device = CPU,
+    ):
         models = []
         for seed in seeds:
-            torch.manual_seed(seed)
+            torch.manual_seed(seed)  # on the CPU: a seed's initialisation is the same on any device
             models.append(build_head(method, d_image, d_text, head_config))
         self.n_params = sum(p.numel() for p in models[0].parameters())
-        self.params, self.buffers = stack_module_state(models)
+        params, buffers = stack_module_state(models)
+        self.params = {k: p.detach().to(device).requires_grad_() for k, p in params.items()}
+        self.buffers = {k: b.to(device) for k, b in buffers.items()}
         self.base = copy.deepcopy(models[0]).to("meta")
         self.unpermute: dict[str, list[int]] = {}  # leaf dims -> the head's dims, where permuted
         # what the head reads: "pooled" vectors, "pseudo" tokens cut from them, or "encoder" tokens
@@ -175,15 +194,15 @@ class SeedEnsemble:
 
     @torch.no_grad()
     def predict(self, split: Split) -> torch.Tensor:
-        """Every seed on the same pairs, in eval mode: logits [S, N, 2]."""
+        """Every seed on the same pairs, in eval mode: logits [S, N, 2], on the CPU."""
         self.eval()
         weights = self.weights()
         step = max(1, int(EVAL_ROWS / (len(self) * split.tokens_per_pair)))
         logits = []
         for i in range(0, len(split), step):
-            inputs = split.inputs(torch.arange(i, min(i + step, len(split))))
-            logits.append(self._shared(weights, self.buffers, inputs))
-        return torch.cat(logits, dim=1)
+            index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
+            logits.append(self._shared(weights, self.buffers, split.inputs(index)))
+        return torch.cat(logits, dim=1).cpu()
 
     def adopt_grad_layout(self, *inputs: torch.Tensor) -> None:
         """Store each parameter with its dimensions in the memory order of its gradient.
@@ -206,6 +225,7 @@ class SeedEnsemble:
 
     def keep_seeds(self, index: torch.Tensor) -> None:
         """Keep only the seeds at positions ``index`` (new contiguous leaf tensors)."""
+        index = index.to(next(iter(self.params.values())).device)
         self.params = {
             k: p.detach().index_select(0, index).requires_grad_() for k, p in self.params.items()
         }
@@ -223,7 +243,8 @@ class SeedEnsemble:
         """Copy the state of the seeds in ``mask`` [S] into rows ``positions[mask]`` of ``best``."""
         mask = torch.as_tensor(mask, dtype=torch.bool)
         for k, v in self.state().items():
-            best[k].index_copy_(0, positions[mask], v.detach()[mask])
+            where = positions[mask].to(v.device)
+            best[k].index_copy_(0, where, v.detach()[mask.to(v.device)])
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         """Use this stacked state (e.g. every seed's best checkpoint) from now on."""
@@ -250,7 +271,7 @@ def keep_optimizer_seeds(
     fresh = adamw(new.values(), cfg)
     for name, p in new.items():
         fresh.state[p] = {
-            key: value.index_select(0, index) if value.dim() else value.clone()
+            key: value.index_select(0, index.to(value.device)) if value.dim() else value.clone()
             for key, value in optimizer.state[old[name]].items()
         }
     return fresh
@@ -349,7 +370,9 @@ def train_condition(
     the stack (parameters and optimiser state), so the rest train on alone. Dropout masks are drawn
     from the global RNG (seeded from the seed list) for the seeds still training, so a seed's
     result is independent of the others' only up to dropout noise and floating-point summation
-    order. Runs record ``load_s`` (reading pairs and features), ``train_s`` (the epochs, dev
+    order. ``training.device`` (default cpu) picks where the features and heads live; data order
+    and initialisation are drawn on the CPU, so only floating-point results differ by device.
+    Runs record the device, ``load_s`` (reading pairs and features), ``train_s`` (the epochs, dev
     evaluations included) and ``eval_s`` (the dev evaluations alone), and what the head attended
     over: ``token_source`` and the mean tokens per image and per caption (see
     :func:`tokens_attended`).
@@ -357,13 +380,17 @@ def train_condition(
     start = time.perf_counter()
     torch.set_num_threads(threads)
     cfg, seeds = spec["training"], list(spec["seeds"])
-    data = load_splits(image_features, text_features, pairs_dir, n)
+    device = pick_device(cfg.get("device", "cpu"))
+    data = load_splits(image_features, text_features, pairs_dir, n, device)
     load_s = time.perf_counter() - start
     train, dev = data["train"], data["dev"]
     batch_size = min(cfg["batch_size"], n)
-    model = SeedEnsemble(spec["method"], spec["head"], train.image.dim, train.text.dim, seeds)
+    model = SeedEnsemble(
+        spec["method"], spec["head"], train.image.dim, train.text.dim, seeds, device
+    )
     check_token_source(spec["method"], model.token_source, train, image_features, text_features)
-    model.adopt_grad_layout(*train.inputs(torch.arange(batch_size).expand(len(seeds), -1)))
+    probe = torch.arange(batch_size, device=device).expand(len(seeds), -1)
+    model.adopt_grad_layout(*train.inputs(probe))
     optimizer = adamw(model.params.values(), cfg)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
@@ -371,7 +398,7 @@ def train_condition(
     stopping = EarlyStopping(len(seeds), cfg["patience"], cfg.get("min_epochs", 0))
     best, curves = model.snapshot(), []
     active = torch.arange(len(seeds))  # positions in `seeds` of the seeds still training
-    train_loss, seen, eval_s = torch.zeros(len(seeds)), 0, 0.0
+    train_loss, seen, eval_s = torch.zeros(len(seeds), device=device), 0, 0.0
 
     train_start = time.perf_counter()
     bar = tqdm(range(1, max_epochs + 1), desc=f"{spec['method']} n={n}", file=sys.stderr)
@@ -379,7 +406,7 @@ def train_condition(
         model.train()
         order = torch.stack([torch.randperm(n, generator=orders[s]) for s in active.tolist()])
         for i in range(0, n, batch_size):
-            idx = order[:, i : i + batch_size]  # [S, B] positions in the train split
+            idx = order[:, i : i + batch_size].to(device)  # [S, B] positions in the train split
             logits = model(*train.inputs(idx))
             per_pair = F.cross_entropy(
                 logits.flatten(0, 1), train.label[idx.flatten()], reduction="none"
@@ -394,7 +421,7 @@ def train_condition(
         if epoch % eval_every and epoch != max_epochs:
             continue
         eval_start = time.perf_counter()
-        dev_metrics = metrics(model.predict(dev), dev.label)
+        dev_metrics = metrics(model.predict(dev), dev.label.cpu())
         eval_s += time.perf_counter() - eval_start
         for j, s in enumerate(active.tolist()):
             curves.append(
@@ -421,12 +448,12 @@ def train_condition(
             model.keep_seeds(keep)
             optimizer = keep_optimizer_seeds(optimizer, old, model.params, keep, cfg)
             active = active[keep]
-        train_loss, seen = torch.zeros(len(active)), 0
+        train_loss, seen = torch.zeros(len(active), device=device), 0
     bar.close()
     train_s = time.perf_counter() - train_start
 
     model.load(best)
-    test = metrics(model.predict(data["test"]), data["test"].label)
+    test = metrics(model.predict(data["test"]), data["test"].label.cpu())
     wall = time.perf_counter() - start
     runs = [
         {
@@ -444,6 +471,7 @@ def train_condition(
             "train_s": train_s,
             "eval_s": eval_s,
             "seeds_trained_together": len(seeds),
+            "device": describe(device),
             "token_source": model.token_source,
             **tokens_attended(model, train),
         }
