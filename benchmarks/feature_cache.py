@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from alignfuse.encoders import load_encoder
 from alignfuse.devices import pick_device
+from alignfuse.encoders import load_encoder
 from alignfuse.features import autocast_dtype, embed, extract_features
 
 ENCODERS = {
