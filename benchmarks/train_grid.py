@@ -11,8 +11,12 @@ synthetic by default so it runs offline). For every job it reports:
   seed-stacked head, against the float32 matmul peak measured in this run at the same threads;
 - peak RSS of the job's process.
 
+A job ``METHOD:N:tokens`` trains the head with ``token_source: encoder`` on token files of
+Flickr8k's shape (49 image tokens, ragged captions of about 16 tokens, 512-d, float16 on disk).
+
     python benchmarks/train_grid.py                       # 3 jobs, 1 thread: ~3-5 min on 2 cores
     python benchmarks/train_grid.py --threads 2 --jobs concat:2048,concat:16384
+    python benchmarks/train_grid.py --jobs xattn_txt2img:16384:tokens --max-epochs 1
     python benchmarks/train_grid.py --features-dir DIR --pairs-dir results/pairs/flickr8k
 """
 
@@ -26,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -33,9 +38,9 @@ from _common import matmul_peak, run_measured
 from torch.utils.flop_counter import FlopCounterMode
 
 from alignfuse.pairs import make_pairs
-from alignfuse.parquet import embedding_file_schema, write_embeddings, write_frame
+from alignfuse.parquet import TokenWriter, read_embeddings, write_embeddings, write_frame
 from alignfuse.synthetic import synthetic_captions, synthetic_features
-from alignfuse.training import SeedEnsemble, Split
+from alignfuse.training import SeedEnsemble, load_splits
 
 # Flickr8k: 6000/1000/1000 official images per split (+91 unlisted, here in test), 5 captions each.
 FLICKR8K = {"n_images": 8091, "captions_per_image": 5, "train": 6000, "dev": 1000}
@@ -75,32 +80,72 @@ def synthetic_flickr8k(directory: Path, dim: int) -> tuple[Path, Path, Path]:
     return directory / "image.parquet", directory / "text.parquet", directory / "pairs"
 
 
-def flops_per_pair(spec: dict, d_image: int, d_text: int, batch: int) -> tuple[float, float]:
+# Flickr8k captions through CLIP's tokenizer: about 16 tokens from start to end of text.
+CAPTION_TOKENS = {"mean_words": 14, "least": 2, "most": 77}
+IMAGE_TOKENS = 49  # ViT-B/32 patches at 224 px, or ResNet18's 7x7 layer4 grid
+
+
+def synthetic_token_files(directory: Path, image: Path, text: Path) -> tuple[Path, Path]:
+    """Token files with the ids of the pooled files: each token is its row's vector plus noise."""
+    rng = np.random.default_rng(0)
+    out = []
+    for path, id_column in ((image, "image_id"), (text, "caption_id")):
+        ids, pooled = read_embeddings(path)
+        target = directory / f"{path.stem}_tokens.parquet"
+        with TokenWriter(target, id_column, pooled.shape[1]) as writer:
+            for start in range(0, len(ids), 1024):
+                rows = pooled[start : start + 1024]
+                if id_column == "image_id":
+                    lengths = np.full(len(rows), IMAGE_TOKENS)
+                else:
+                    lengths = CAPTION_TOKENS["least"] + rng.poisson(
+                        CAPTION_TOKENS["mean_words"], len(rows)
+                    )
+                    lengths = lengths.clip(max=CAPTION_TOKENS["most"])
+                sequences = [
+                    row + 0.1 * rng.standard_normal((n, len(row)), dtype=np.float32)
+                    for row, n in zip(rows, lengths, strict=True)
+                ]
+                writer.write(ids[start : start + 1024], sequences)
+        out.append(target)
+    return out[0], out[1]
+
+
+def flops_per_pair(
+    spec: dict, image: Path, text: Path, pairs: Path, batch: int
+) -> tuple[float, float]:
     """(training FLOPs, evaluation FLOPs) per pair and seed: one step of the stacked head, counted.
 
-    Training is forward + backward of the seed-stacked head under vmap, as the job runs it (the
-    first layer needs no input gradient, so this is less than 3x the forward); evaluation is the
-    no-grad forward over shared pairs. Matmul-type operations only, as FlopCounterMode counts.
+    Training is forward + backward of the seed-stacked head under vmap, as the job runs it, on a
+    batch of the job's own training pairs (token batches padded as the job pads them); evaluation
+    is the no-grad forward over shared dev pairs. Matmul-type operations only, as
+    FlopCounterMode counts.
     """
     seeds = spec["seeds"]
     torch.manual_seed(0)
-    model = SeedEnsemble(spec["method"], spec["head"], d_image, d_text, seeds)
-    image, text = torch.randn(len(seeds), batch, d_image), torch.randn(len(seeds), batch, d_text)
-    label = torch.randint(0, 2, (len(seeds) * batch,))
-    model.adopt_grad_layout(image, text)
+    data = load_splits(image, text, pairs, len(seeds) * batch)
+    train, dev = data["train"], data["dev"]
+    model = SeedEnsemble(spec["method"], spec["head"], train.image.dim, train.text.dim, seeds)
+    index = torch.randperm(len(seeds) * batch).view(len(seeds), batch)
+    model.adopt_grad_layout(*train.inputs(index))
     model.train()
     with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model(image, text).flatten(0, 1), label).backward()
-    train = counter.get_total_flops() / (len(seeds) * batch)
+        logits = model(*train.inputs(index))
+        F.cross_entropy(logits.flatten(0, 1), train.label[index.flatten()]).backward()
+    train_flops = counter.get_total_flops() / (len(seeds) * batch)
+    dev.label, dev.image_row, dev.text_row = (
+        t[:batch] for t in (dev.label, dev.image_row, dev.text_row)
+    )
     with FlopCounterMode(display=False) as counter:
-        model.predict(Split(image[0], text[0], label[:batch]))
-    return train, counter.get_total_flops() / (len(seeds) * batch)
+        model.predict(dev)
+    return train_flops, counter.get_total_flops() / (len(seeds) * batch)
 
 
-def job_spec(method: str, args) -> dict:
+def job_spec(method: str, tokens: bool, args) -> dict:
+    head = HEADS.get(method, {})
     return {
         "method": method,
-        "head": HEADS.get(method, {}),
+        "head": {**head, "token_source": "encoder"} if tokens else head,
         "training": {
             "max_epochs": args.max_epochs,
             "batch_size": args.batch_size,
@@ -119,9 +164,12 @@ def train_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "alignfuse.cli"]
 
 
-def run_job(method: str, n: int, args, image: Path, text: Path, pairs: Path, out: Path) -> dict:
-    spec = job_spec(method, args)
-    runs_path, curves_path = out / f"{method}_n{n}.parquet", out / f"{method}_n{n}.curves.parquet"
+def run_job(
+    method: str, n: int, tokens: bool, args, image: Path, text: Path, pairs: Path, out: Path
+) -> dict:
+    spec = job_spec(method, tokens, args)
+    name = f"{method}_n{n}{'_tokens' if tokens else ''}"
+    runs_path, curves_path = out / f"{name}.parquet", out / f"{name}.curves.parquet"
     command = train_command() + [
         "train",
         f"--image-features={image}",
@@ -140,9 +188,10 @@ def run_job(method: str, n: int, args, image: Path, text: Path, pairs: Path, out
     runs, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)
     first = runs.iloc[0]
     return {
-        "method": method,
+        "job": f"{method} n={n}" + (" tokens" if tokens else ""),
         "n": n,
         "spec": spec,
+        "files": (image, text, pairs),
         "wall": job.wall_s,
         "cpu": job.cpu_s,
         "start": job.wall_s - first["wall_s"],  # interpreter, imports, CLI, writing outputs
@@ -160,7 +209,7 @@ def main() -> None:
     parser.add_argument(
         "--jobs",
         default="concat:2048,concat:16384,xattn_txt2img:2048",
-        help="comma-separated METHOD:N_TRAIN jobs (default: %(default)s)",
+        help="comma-separated METHOD:N_TRAIN[:tokens] jobs (default: %(default)s)",
     )
     parser.add_argument("--threads", type=int, default=1, help="--threads of every job")
     parser.add_argument("--seeds", type=int, default=5)
@@ -178,7 +227,12 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.features_dir) != bool(args.pairs_dir):
         parser.error("--features-dir and --pairs-dir go together")
-    jobs = [(m, int(n)) for m, n in (job.split(":") for job in args.jobs.split(","))]
+    jobs = []
+    for job in args.jobs.split(","):
+        method, n, *tokens = job.split(":")
+        if tokens not in ([], ["tokens"]):
+            parser.error(f"--jobs: '{job}' is not METHOD:N_TRAIN or METHOD:N_TRAIN:tokens")
+        jobs.append((method, int(n), bool(tokens)))
 
     started = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="train_grid."))
@@ -192,24 +246,29 @@ def main() -> None:
         else:
             print("writing Flickr8k-sized synthetic features ...", file=sys.stderr)
             image, text, pairs = synthetic_flickr8k(work, args.dim)
-        d_image = embedding_file_schema(image).field("emb").type.list_size
-        d_text = embedding_file_schema(text).field("emb").type.list_size
+        tokens = {}
+        if any(token_job for *_, token_job in jobs):
+            tokens = {"image": work / "image_tokens.parquet", "text": work / "text_tokens.parquet"}
+            if not tokens["text"].exists():
+                print("writing Flickr8k-shaped token files ...", file=sys.stderr)
+                synthetic_token_files(work, image, text)
         n_dev = len(pd.read_parquet(pairs / "dev.parquet", columns=["label"]))
 
         peaks = [matmul_peak(args.threads)]
         results = []
-        for method, n in jobs:
-            print(f"running {method} n={n} ...", file=sys.stderr)
-            results.append(run_job(method, n, args, image, text, pairs, work))
+        for method, n, token_job in jobs:
+            print(f"running {method} n={n}{' on tokens' if token_job else ''} ...", file=sys.stderr)
+            files = (tokens["image"], tokens["text"]) if token_job else (image, text)
+            results.append(run_job(method, n, token_job, args, *files, pairs, work))
         peaks.append(matmul_peak(args.threads))
+        flops = [flops_per_pair(r["spec"], *r["files"], args.batch_size) for r in results]
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
     peak = max(peaks)
 
     rows, totals = [], {"wall": 0.0, "overhead": 0.0, "flops": 0.0, "train": 0.0}
-    for r in results:
-        train_pp, eval_pp = flops_per_pair(r["spec"], d_image, d_text, args.batch_size)
+    for r, (train_pp, eval_pp) in zip(results, flops, strict=True):
         step_flops = r["seed_epochs"] * r["n"] * train_pp
         eval_flops = r["dev_evals"] * n_dev * eval_pp
         loop = (step_flops + eval_flops) / r["train"]
@@ -220,7 +279,7 @@ def main() -> None:
         totals["flops"] += step_flops + eval_flops
         totals["train"] += r["train"]
         rows.append(
-            f"| {r['method']} n={r['n']} | {r['seed_epochs']} | {r['wall']:.1f} ({r['cpu']:.1f}) | "
+            f"| {r['job']} | {r['seed_epochs']} | {r['wall']:.1f} ({r['cpu']:.1f}) | "
             f"{r['start']:.1f} + {r['load']:.1f} | {overhead / r['wall']:.1%} | "
             f"{r['train']:.1f} ({r['eval']:.1f}) | {loop / 1e9:.1f} | {steps / 1e9:.1f} | "
             f"{eval_flops / max(r['eval'], 1e-9) / 1e9:.1f} | {peak / 1e9:.1f} | "
@@ -228,7 +287,7 @@ def main() -> None:
         )
     print(
         f"\nthreads={args.threads}, seeds={args.seeds}, batch={args.batch_size}, "
-        f"max_epochs={args.max_epochs}, dev pairs={n_dev}, features {d_image}/{d_text}-d; "
+        f"max_epochs={args.max_epochs}, dev pairs={n_dev}; "
         f"matmul peak {', '.join(f'{p / 1e9:.1f}' for p in peaks)} GFLOP/s (before, after)\n"
     )
     print(
