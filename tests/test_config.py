@@ -32,6 +32,7 @@ def synthetic() -> dict:
         "workflow/presets/synthetic.yaml",
         "workflow/presets/smoke.yaml",
         "workflow/presets/param_matched.yaml",
+        "workflow/presets/encoder_tokens.yaml",
     ],
 )
 def test_shipped_configs_are_valid(name):
