@@ -122,13 +122,18 @@ def write_embeddings(
         writer.write(ids, emb)
 
 
-def embedding_file_schema(path: Path) -> pa.Schema:
-    """The schema of an embedding file, or an AlignfuseError saying why it is not one."""
+def feature_file_schema(path: Path) -> pa.Schema:
+    """The schema of a feature file (pooled or tokens), or an AlignfuseError if it is missing."""
     if not path.exists():
         raise AlignfuseError(
             f"{path}: feature file not found; run the workflow's features stage first"
         )
-    schema = pq.read_schema(path)
+    return pq.read_schema(path)
+
+
+def embedding_file_schema(path: Path) -> pa.Schema:
+    """The schema of an embedding file, or an AlignfuseError saying why it is not one."""
+    schema = feature_file_schema(path)
     if "emb" not in schema.names or not pa.types.is_fixed_size_list(schema.field("emb").type):
         raise AlignfuseError(
             f"{path}: no fixed-size 'emb' column; it is not an alignfuse feature file"
@@ -252,12 +257,20 @@ class TokenWriter(EmbeddingWriter):
 
 def is_token_file(path: str | os.PathLike) -> bool:
     """Whether a feature file holds token sequences (``tokens``) rather than pooled rows (``emb``)."""
-    path = Path(path)
-    if not path.exists():
+    return "tokens" in feature_file_schema(Path(path)).names
+
+
+def token_file_schema(path: Path) -> pa.Schema:
+    """The schema of a token file, or an AlignfuseError saying why it is not one."""
+    schema = feature_file_schema(path)
+    kind = schema.field("tokens").type if "tokens" in schema.names else None
+    if kind is None or not (
+        pa.types.is_list(kind) and pa.types.is_fixed_size_list(kind.value_type)
+    ):
         raise AlignfuseError(
-            f"{path}: feature file not found; run the workflow's features stage first"
+            f"{path}: no 'tokens' column of token sequences; it is not an alignfuse token file"
         )
-    return "tokens" in pq.read_schema(path).names
+    return schema
 
 
 def read_token_rows(
@@ -273,15 +286,9 @@ def read_token_rows(
     copied to reorder ragged rows. Only the wanted rows are kept as the file is streamed.
     """
     path = Path(path)
-    kind = pq.read_schema(path).field("tokens").type if is_token_file(path) else None
-    if kind is None or not (
-        pa.types.is_list(kind) and pa.types.is_fixed_size_list(kind.value_type)
-    ):
-        raise AlignfuseError(
-            f"{path}: no 'tokens' column of token sequences; it is not an alignfuse token file"
-        )
+    schema = token_file_schema(path)
+    kind = schema.field("tokens").type
     dim = kind.value_type.list_size
-    schema = pq.read_schema(path)
     rows = file_rows(path, schema.names[0], ids, fix)
     # Room for every token of the file: pages never written to are never made resident, so this
     # costs only the wanted rows, and no batch is held twice.
