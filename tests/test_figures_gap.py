@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from figure_runs import condition_grid, data_lines
 from matplotlib.colors import to_hex
 
 from alignfuse.cli import main
@@ -29,26 +30,15 @@ def paired_table(
     rng = np.random.default_rng(0)
     rows = [
         {
-            "dataset": "flickr8k",
-            "backbone": backbone,
-            "alignment": alignment,
-            "method": method,
-            "n_train": n,
-            "seed": seed,
-            "test_accuracy": 0.7 + (0.045 if method == "concat" else 0) + rng.normal(0, 0.01),
+            **key,
+            "test_accuracy": 0.7
+            + (0.045 if key["method"] == "concat" else 0)
+            + rng.normal(0, 0.01),
             "test_auroc": 0.8,
         }
-        for backbone in backbones
-        for alignment in alignments
-        for method in ("concat", *methods)
-        for n in scales
-        for seed in range(3)
+        for key in condition_grid(backbones, alignments, ("concat", *methods), scales)
     ]
     return paired_differences(pd.DataFrame(rows))
-
-
-def data_lines(ax):
-    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
 
 
 def test_one_panel_per_backbone_and_one_line_per_cross_attention_method():

@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from figure_runs import condition_grid
 from matplotlib.colors import to_hex
 
 from alignfuse.analysis import summarize
@@ -23,22 +24,13 @@ def runs_table(backbones=("clip", "resnet18"), alignments=("raw",), scales=(2048
     rng = np.random.default_rng(0)
     rows = [
         {
-            "dataset": "flickr8k",
-            "backbone": backbone,
-            "alignment": alignment,
-            "method": method,
-            "n_train": n,
-            "seed": seed,
-            "test_accuracy": 0.7 + 0.01 * np.log2(n / 2048) + rng.normal(0, 0.01),
+            **key,
+            "test_accuracy": 0.7 + 0.01 * np.log2(key["n_train"] / 2048) + rng.normal(0, 0.01),
             "test_auroc": 0.8,
-            "params": params,
+            "params": PARAMS[key["method"]],
             "epochs": 10,
         }
-        for backbone in backbones
-        for alignment in alignments
-        for method, params in PARAMS.items()
-        for n in scales
-        for seed in range(3)
+        for key in condition_grid(backbones, alignments, PARAMS, scales)
     ]
     return pd.DataFrame(rows)
 

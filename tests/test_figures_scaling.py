@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from figure_runs import condition_grid, data_lines
 from matplotlib.colors import to_hex
 
 from alignfuse.analysis import summarize
@@ -20,28 +21,15 @@ def runs_table(backbones=("clip", "resnet18"), alignments=("raw",), methods=("co
     rng = np.random.default_rng(0)
     rows = [
         {
-            "dataset": "flickr8k",
-            "backbone": backbone,
-            "alignment": alignment,
-            "method": method,
-            "n_train": n,
-            "seed": seed,
-            "test_accuracy": 0.6 + 0.03 * np.log2(n / 2048) + rng.normal(0, 0.01),
+            **key,
+            "test_accuracy": 0.6 + 0.03 * np.log2(key["n_train"] / 2048) + rng.normal(0, 0.01),
             "test_auroc": 0.7,
             "params": 1000,
             "epochs": 10,
         }
-        for backbone in backbones
-        for alignment in alignments
-        for method in methods
-        for n in SCALES
-        for seed in range(3)
+        for key in condition_grid(backbones, alignments, methods, SCALES)
     ]
     return pd.DataFrame(rows)
-
-
-def data_lines(ax):
-    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
 
 
 def test_the_registry_names_the_scaling_plot():
