@@ -18,6 +18,7 @@ from alignfuse.figures.style import (
     alignment_legend,
     alignment_linestyles,
     apply_style,
+    backbone_panels,
     log2_scale_axis,
     message_figure,
     method_palette,
@@ -91,8 +92,7 @@ def plot(paired: pd.DataFrame, study: str) -> Figure:
     linestyles = alignment_linestyles(rows["alignment"])
     scales = sorted(rows["n_train"].unique())
 
-    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
-    axes = fig.subplots(1, len(backbones), sharex=True, sharey=True, squeeze=False)[0]
+    fig, axes = backbone_panels(backbones)
     shaded = False
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = rows[rows["backbone"] == backbone]

@@ -17,6 +17,7 @@ from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_markers,
     apply_style,
+    backbone_panels,
     method_palette,
     single_dataset,
 )
@@ -51,8 +52,7 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
     colours = method_palette(summary["method"])
     markers = alignment_markers(summary["alignment"])
 
-    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
-    axes = fig.subplots(1, len(backbones), sharey=True, squeeze=False)[0]
+    fig, axes = backbone_panels(backbones, sharex=False)
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for point in panel.itertuples():

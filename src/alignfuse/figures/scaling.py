@@ -17,6 +17,7 @@ from alignfuse.figures.style import (
     alignment_legend,
     alignment_linestyles,
     apply_style,
+    backbone_panels,
     log2_scale_axis,
     method_palette,
     single_dataset,
@@ -38,8 +39,7 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
     linestyles = alignment_linestyles(summary["alignment"])
     scales = sorted(summary["n_train"].unique())
 
-    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
-    axes = fig.subplots(1, len(backbones), sharex=True, sharey=True, squeeze=False)[0]
+    fig, axes = backbone_panels(backbones)
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for (method, alignment), line in panel.groupby(["method", "alignment"], sort=True):

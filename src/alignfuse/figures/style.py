@@ -136,6 +136,13 @@ def message_figure(title: str, message: str) -> Figure:
     return fig
 
 
+def backbone_panels(backbones: list[str], sharex: bool = True) -> tuple[Figure, list]:
+    """A row of panels, one per backbone, sharing the y axis (and the x axis unless told not)."""
+    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(backbones), sharex=sharex, sharey=True, squeeze=False)[0]
+    return fig, list(axes)
+
+
 def log2_scale_axis(ax, scales: Iterable[int]) -> None:
     """Training pairs on a log2 axis, ticked and labelled at the study's scales only."""
     scales = sorted(set(scales))
