@@ -15,19 +15,8 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
-
-
-if config["dataset"]["kind"] == "synthetic":
-
-    include: "workflow/rules/synthetic.smk"
-
-else:
-
-    include: "workflow/rules/data.smk"
-    include: "workflow/rules/features.smk"
-
-
-include: "workflow/rules/pairs.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from alignfuse.config import SCHEMA_NAME, validate_config
-from alignfuse.datasets import available_pairs
+from alignfuse.data.datasets import available_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

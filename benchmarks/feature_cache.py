@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 
 from alignfuse.devices import pick_device
-from alignfuse.encoders import load_encoder
-from alignfuse.features import autocast_dtype, embed, extract_features
+from alignfuse.features.encoders import load_encoder
+from alignfuse.features.extraction import autocast_dtype, embed, extract_features
 
 ENCODERS = {
     "resnet18": {"library": "torchvision", "model": "resnet18", "pretrained": False},

@@ -37,10 +37,12 @@ import torch.nn.functional as F
 from _common import matmul_peak, run_measured
 from torch.utils.flop_counter import FlopCounterMode
 
-from alignfuse.pairs import make_pairs
+from alignfuse.data.pairs import make_pairs
+from alignfuse.data.synthetic import synthetic_captions
+from alignfuse.features.synthetic import synthetic_features
 from alignfuse.parquet import TokenWriter, read_embeddings, write_embeddings, write_frame
-from alignfuse.synthetic import synthetic_captions, synthetic_features
-from alignfuse.training import SeedEnsemble, load_splits
+from alignfuse.train.ensemble import SeedEnsemble
+from alignfuse.train.splits import load_splits
 
 # Flickr8k: 6000/1000/1000 official images per split (+91 unlisted, here in test), 5 captions each.
 FLICKR8K = {"n_images": 8091, "captions_per_image": 5, "train": 6000, "dev": 1000}

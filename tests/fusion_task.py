@@ -1,7 +1,7 @@
 """A small matching task that needs both modalities, and a minimal loop that trains fusion heads on it.
 
 Shared by the tests of the fusion heads (tests/test_fusion_*.py). Training goes through
-:class:`alignfuse.training.SeedEnsemble`, so every head is trained the way the workflow trains it:
+:class:`alignfuse.train.ensemble.SeedEnsemble`, so every head is trained the way the workflow trains it:
 seeds stacked and the head run under ``torch.func.vmap``.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alignfuse.feature_rows import PooledRows, TokenRows
+from alignfuse.features.rows import PooledRows, TokenRows
 from alignfuse.fusion.build import build_head
-from alignfuse.training import SeedEnsemble, Split
+from alignfuse.train.ensemble import SeedEnsemble
+from alignfuse.train.splits import Split
 
 torch.set_num_threads(1)  # the tests are sized for one thread per process
 

@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alignfuse.analysis import RUN_COLUMNS, build_tables, collect_runs, summarize, write_tables
+from alignfuse.analysis.tables import (
+    RUN_COLUMNS,
+    build_tables,
+    collect_runs,
+    summarize,
+    write_tables,
+)
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame

@@ -4,7 +4,7 @@ import zipfile
 import pytest
 from flickr8k_fixture import make_flickr8k_archives
 
-from alignfuse.archives import image_members, open_archive, read_member
+from alignfuse.data.archives import image_members, open_archive, read_member
 from alignfuse.errors import AlignfuseError
 
 

@@ -75,4 +75,4 @@ def test_unknown_module_is_an_error():
 
 
 def test_the_real_training_hash_covers_the_parquet_reader():
-    assert "parquet" in codehash.dependencies("training")
+    assert "parquet" in codehash.dependencies("train.condition")

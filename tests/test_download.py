@@ -5,8 +5,8 @@ import threading
 import pytest
 from flickr8k_fixture import make_flickr8k_archives
 
-import alignfuse.download
-from alignfuse.download import fetch_archive
+import alignfuse.data.download
+from alignfuse.data.download import fetch_archive
 from alignfuse.errors import AlignfuseError
 
 
@@ -17,7 +17,7 @@ def archives(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(alignfuse.download, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(alignfuse.data.download, "BACKOFF_SECONDS", 0.0)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

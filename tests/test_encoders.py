@@ -7,8 +7,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from alignfuse.encoders import fetch_weights, load_encoder
 from alignfuse.errors import AlignfuseError
+from alignfuse.features.encoders import fetch_weights, load_encoder
 
 RESNET = {"name": "resnet18", "library": "torchvision", "model": "resnet18", "pretrained": False}
 CLIP = {"name": "clip", "library": "open_clip", "model": "ViT-B-32", "pretrained": False}

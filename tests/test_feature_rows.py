@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.feature_rows import PooledRows, TokenRows, load_rows
+from alignfuse.features.rows import PooledRows, TokenRows, load_rows
 from alignfuse.parquet import TokenWriter, read_token_rows, write_embeddings
 
 DIM = 4

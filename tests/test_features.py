@@ -5,7 +5,7 @@ import pytest
 from flickr8k_fixture import image_name, make_flickr8k_archives
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.features import extract_features
+from alignfuse.features.extraction import extract_features
 from alignfuse.parquet import read_embeddings, read_metadata
 
 RESNET = {

@@ -8,12 +8,12 @@ import pytest
 from figure_runs import condition_grid, data_lines
 from matplotlib.colors import to_hex
 
+from alignfuse.analysis.statistics import paired_differences
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures.gap import plot
 from alignfuse.figures.style import method_palette, save_figure
 from alignfuse.parquet import write_frame
-from alignfuse.statistics import paired_differences
 
 PDF_MAGIC = b"%PDF-"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

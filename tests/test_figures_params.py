@@ -8,7 +8,7 @@ import pytest
 from figure_runs import condition_grid
 from matplotlib.colors import to_hex
 
-from alignfuse.analysis import summarize
+from alignfuse.analysis.tables import summarize
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures.params import plot

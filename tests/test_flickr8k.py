@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from flickr8k_fixture import STRAY, make_flickr8k_archives
 
+from alignfuse.data.flickr8k import read_captions, write_captions
 from alignfuse.errors import AlignfuseError
-from alignfuse.flickr8k import read_captions, write_captions
 from alignfuse.parquet import read_metadata
 
 

@@ -10,7 +10,7 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
 from alignfuse.fusion.build import build_head
 from alignfuse.fusion.xattn import CrossAttentionHead
-from alignfuse.training import SeedEnsemble
+from alignfuse.train.ensemble import SeedEnsemble
 
 SMALL = {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32}
 NAMES = {"xattn_txt2img": "txt2img", "xattn_img2txt": "img2txt", "xattn_bidir": "bidir"}

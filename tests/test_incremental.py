@@ -178,7 +178,7 @@ def test_editing_one_fusion_method_retrains_only_its_conditions(study, tmp_path,
 
 
 def test_editing_the_training_loop_retrains_every_condition(study, tmp_path):
-    plan = study.plan_after_editing(tmp_path, "training")
+    plan = study.plan_after_editing(tmp_path, "train.condition")
     assert plan == study.rerun(lambda job: job.rule == "train")
     assert plan["train"] == as_plan(study.dag)["train"]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alignfuse.data.pairs import make_pairs, write_pairs
 from alignfuse.errors import AlignfuseError
-from alignfuse.pairs import make_pairs, write_pairs
 from alignfuse.parquet import read_metadata
 
 FIVE_EACH = {"train": [5] * 12, "dev": [5] * 4, "test": [5] * 5}

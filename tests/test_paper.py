@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignfuse.paper import (
+from alignfuse.analysis.paper import (
     COLUMNS,
     GAP_CLAIMS,
     INCONCLUSIVE,
@@ -19,7 +19,7 @@ from alignfuse.paper import (
     paper_vs_ours,
     verdict,
 )
-from alignfuse.statistics import paired_differences
+from alignfuse.analysis.statistics import paired_differences
 
 BAND = (4.1, 5.1)
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from workflow_runner import ROOT, load_preset, snakemake
 
+from alignfuse.analysis.paper import NOT_IN_STUDY, PAPER_BACKBONE, REFERENCE
 from alignfuse.config import validate_config
 from alignfuse.figures import FIGURES
-from alignfuse.paper import NOT_IN_STUDY, PAPER_BACKBONE, REFERENCE
 
 pytestmark = pytest.mark.slow
 

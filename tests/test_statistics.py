@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alignfuse.errors import AlignfuseError
-from alignfuse.statistics import (
+from alignfuse.analysis.statistics import (
     BOOTSTRAP_RESAMPLES,
     PAIRED_COLUMNS,
     bootstrap_ci,
@@ -14,6 +13,7 @@ from alignfuse.statistics import (
     paired_differences,
     wilcoxon_test,
 )
+from alignfuse.errors import AlignfuseError
 
 T_975_DF4 = 2.7764451051977987  # Student t quantile 0.975 with 4 degrees of freedom (tables)
 

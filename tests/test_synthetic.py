@@ -3,17 +3,12 @@ import pandas as pd
 import pytest
 
 import alignfuse
-from alignfuse.datasets import synthetic_split_images
+from alignfuse.data.datasets import synthetic_split_images
+from alignfuse.data.synthetic import synthetic_captions, write_captions
 from alignfuse.errors import AlignfuseError
+from alignfuse.features.synthetic import rotation_seed, synthetic_features, write_features
 from alignfuse.parquet import read_embeddings, read_metadata
 from alignfuse.rotation import fractional_rotation
-from alignfuse.synthetic import (
-    rotation_seed,
-    synthetic_captions,
-    synthetic_features,
-    write_captions,
-    write_features,
-)
 
 
 def generator(**overrides) -> dict:

@@ -20,14 +20,11 @@ from alignfuse.parquet import (
     write_embeddings,
     write_frame,
 )
-from alignfuse.training import (
-    EarlyStopping,
-    SeedEnsemble,
-    adamw,
-    auroc,
-    keep_optimizer_seeds,
-    train_condition,
-)
+from alignfuse.train.condition import train_condition
+from alignfuse.train.ensemble import SeedEnsemble
+from alignfuse.train.metrics import auroc
+from alignfuse.train.optim import adamw, keep_optimizer_seeds
+from alignfuse.train.stopping import EarlyStopping
 
 RUN_COLUMNS = [
     "method",

@@ -30,37 +30,37 @@ def label_arg(text: str) -> tuple[str, str]:
 
 
 def synth_captions(args) -> None:
-    from alignfuse.synthetic import write_captions
+    from alignfuse.data.synthetic import write_captions
 
     write_captions(args.config, args.out)
 
 
 def synth_features(args) -> None:
-    from alignfuse.synthetic import write_features
+    from alignfuse.features.synthetic import write_features
 
     write_features(args.config, args.encoder, args.rotation, args.image_out, args.text_out)
 
 
 def download(args) -> None:
-    from alignfuse.download import fetch_archive
+    from alignfuse.data.download import fetch_archive
 
     fetch_archive(args.url, args.out, md5=args.md5, sha256=args.sha256, local=args.local)
 
 
 def captions(args) -> None:
-    from alignfuse.flickr8k import write_captions
+    from alignfuse.data.flickr8k import write_captions
 
     write_captions(args.text_zip, args.images_zip, args.out, on_malformed=args.on_malformed)
 
 
 def pairs(args) -> None:
-    from alignfuse.pairs import write_pairs
+    from alignfuse.data.pairs import write_pairs
 
     write_pairs(args.captions, args.out_dir, args.seed)
 
 
 def fetch_weights(args) -> None:
-    from alignfuse.encoders import fetch_weights
+    from alignfuse.features.encoders import fetch_weights
 
     print(fetch_weights(args.encoder))
     if args.out:
@@ -71,7 +71,7 @@ def fetch_weights(args) -> None:
 def features(args) -> None:
     import torch
 
-    from alignfuse.features import extract_features
+    from alignfuse.features.extraction import extract_features
 
     torch.set_num_threads(args.threads)
 
@@ -90,7 +90,7 @@ def features(args) -> None:
 
 def train(args) -> None:
     from alignfuse.parquet import write_frame
-    from alignfuse.training import train_condition
+    from alignfuse.train.condition import train_condition
 
     runs, curves = train_condition(
         args.image_features,
@@ -107,7 +107,7 @@ def train(args) -> None:
 
 
 def aggregate(args) -> None:
-    from alignfuse.analysis import collect_runs, write_tables
+    from alignfuse.analysis.tables import collect_runs, write_tables
 
     write_tables(collect_runs(args.runs), args.out_dir)
 

@@ -20,7 +20,7 @@ REGISTRIES = frozenset({"fusion", "figures"})
 
 
 def module_path(module: str) -> Path:
-    """Source file of a dotted module path relative to the package ("fusion.concat", "training")."""
+    """Source file of a dotted module path relative to the package ("fusion.concat", "train.condition")."""
     base = PACKAGE_DIR.joinpath(*module.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alignfuse.datasets import SPLITS, available_pairs, check_synthetic
+from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.errors import AlignfuseError
 
 SCHEMA_NAME = "workflow/schemas/config.schema.yaml"

@@ -27,6 +27,6 @@ rule aggregate:
     conda:
         CONDA_ENV
     params:
-        code=code_hash("analysis"),
+        code=code_hash("analysis.tables"),
     shell:
         "alignfuse aggregate --runs {input} --out-dir results/tables > {log} 2>&1"

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from alignfuse import grid
 from alignfuse.codehash import code_hash
 from alignfuse.config import validate_config
-from alignfuse.datasets import SPLITS
+from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import method_module
 
@@ -59,7 +59,7 @@ def features_for(wildcards):
 
 
 def train_code(wildcards):
-    return code_hash("training", method_module(wildcards.method))
+    return code_hash("train.condition", method_module(wildcards.method))
 
 
 def run_files():

@@ -1,44 +1,80 @@
-"""Flickr8k: checksummed archives (downloaded or the user's own), captions and official splits."""
+"""Data: the dataset's captions and splits (Flickr8k's checksummed archives, or the synthetic
+dataset's ids), and the matching pairs of every split."""
 
 FLICKR8K = config["dataset"]["flickr8k"]
 
 
-localrules:
-    download,
+if config["dataset"]["kind"] == "synthetic":
+
+    rule synthetic_captions:
+        """Captions table and splits of the synthetic dataset."""
+        output:
+            "results/data/{dataset}/captions.parquet",
+        log:
+            "results/logs/data/{dataset}/captions.log",
+        conda:
+            CONDA_ENV
+        params:
+            cfg=as_json(config["dataset"]["synthetic"]),
+            code=code_hash("data.synthetic"),
+        shell:
+            "alignfuse synth-captions --config {params.cfg:q} --out {output} > {log} 2>&1"
+
+else:
+
+    localrules:
+        download,
+
+    rule download:
+        """Fetch one Flickr8k archive, or link a local copy; both are checked against the checksum."""
+        output:
+            "results/data/{dataset}/archives/{archive}.zip",
+        log:
+            "results/logs/data/{dataset}/download_{archive}.log",
+        wildcard_constraints:
+            archive="images|text",
+        retries: 2
+        conda:
+            CONDA_ENV
+        params:
+            source=lambda w: as_json(FLICKR8K[w.archive]),
+            args=lambda w: download_args(w.archive),
+        shell:
+            "alignfuse download {params.args} --out {output} > {log} 2>&1"
+
+    rule captions:
+        """Captions and the official train/dev/test splits as one table."""
+        input:
+            text="results/data/{dataset}/archives/text.zip",
+            images="results/data/{dataset}/archives/images.zip",
+        output:
+            "results/data/{dataset}/captions.parquet",
+        log:
+            "results/logs/data/{dataset}/captions.log",
+        conda:
+            CONDA_ENV
+        params:
+            on_malformed=FLICKR8K["on_malformed_line"],
+            code=code_hash("data.flickr8k"),
+        shell:
+            "alignfuse captions --text-zip {input.text} --images-zip {input.images} "
+            "--on-malformed {params.on_malformed} --out {output} > {log} 2>&1"
 
 
-rule download:
-    """Fetch one Flickr8k archive, or link a local copy; both are checked against the checksum."""
-    output:
-        "results/data/{dataset}/archives/{archive}.zip",
-    log:
-        "results/logs/data/{dataset}/download_{archive}.log",
-    wildcard_constraints:
-        archive="images|text",
-    retries: 2
-    conda:
-        CONDA_ENV
-    params:
-        source=lambda w: as_json(FLICKR8K[w.archive]),
-        args=lambda w: download_args(w.archive),
-    shell:
-        "alignfuse download {params.args} --out {output} > {log} 2>&1"
-
-
-rule captions:
-    """Captions and the official train/dev/test splits as one table."""
+rule pairs:
+    """Balanced positive and negative image-caption pairs for every split."""
     input:
-        text="results/data/{dataset}/archives/text.zip",
-        images="results/data/{dataset}/archives/images.zip",
-    output:
         "results/data/{dataset}/captions.parquet",
+    output:
+        expand("results/pairs/{{dataset}}/{split}.parquet", split=SPLITS),
     log:
-        "results/logs/data/{dataset}/captions.log",
+        "results/logs/pairs/{dataset}.log",
     conda:
         CONDA_ENV
     params:
-        on_malformed=FLICKR8K["on_malformed_line"],
-        code=code_hash("flickr8k"),
+        seed=config["pairs"]["seed"],
+        out_dir=lambda w: f"results/pairs/{w.dataset}",
+        code=code_hash("data.pairs"),
     shell:
-        "alignfuse captions --text-zip {input.text} --images-zip {input.images} "
-        "--on-malformed {params.on_malformed} --out {output} > {log} 2>&1"
+        "alignfuse pairs --captions {input} --seed {params.seed} --out-dir {params.out_dir} "
+        "> {log} 2>&1"

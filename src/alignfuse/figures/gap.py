@@ -12,6 +12,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from alignfuse.analysis.paper import (
+    CLIP_GAP,
+    METRIC,
+    PAPER_BACKBONE,
+    PAPER_SCALES,
+    POINTS,
+    REFERENCE,
+    is_cross_attention,
+)
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
@@ -23,15 +32,6 @@ from alignfuse.figures.style import (
     message_figure,
     method_palette,
     single_dataset,
-)
-from alignfuse.paper import (
-    CLIP_GAP,
-    METRIC,
-    PAPER_BACKBONE,
-    PAPER_SCALES,
-    POINTS,
-    REFERENCE,
-    is_cross_attention,
 )
 
 REQUIRED = ["dataset", "backbone", "alignment", "n_train", "metric", "reference", "method"]

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
 
-from alignfuse.analysis import summarize
+from alignfuse.analysis.tables import summarize
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_markers,

@@ -1,7 +1,8 @@
-"""A latent-variable generator of image and text features whose alignment is known and set by hand.
+"""The ``synthetic`` encoder library: a latent-variable generator of image and text features whose
+alignment is known and set by hand.
 
-It writes the same captions and feature files as the real data and encoder stages, so every later
-stage is shared. Matched image and caption vectors share a semantic latent; the ``rotation`` of a
+It writes the same feature files as the real encoders, over the synthetic dataset's ids
+(:mod:`alignfuse.data.synthetic`), so every later stage is shared. Matched image and caption vectors share a semantic latent; the ``rotation`` of a
 synthetic encoder only rotates the text features, so the information stays the same while the
 coordinate correspondence goes from exact (0) to none (1).
 
@@ -22,9 +23,6 @@ noise^2 d_image) and c_t = sqrt((1 + caption_noise^2) |S_t|_F^2 + private_scale^
 noise^2 d_text) are the root expected squared norms, so vectors have unit norm on average.
 Q(rotation) is ``fractional_rotation(d_text, rotation, rotation_seed(cfg))``. Every draw depends
 on the config alone, never on the rotation: encoders of one config see identical latents.
-
-Images are numbered img00000, img00001, ... and fill the train, dev and test splits in that order
-(sizes from ``datasets.synthetic_split_images``); caption j of image i has id ``<image id>#j``.
 """
 
 from __future__ import annotations
@@ -32,47 +30,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import alignfuse
-from alignfuse.datasets import SPLITS, check_synthetic, synthetic_split_images
-from alignfuse.parquet import write_embeddings, write_frame
+from alignfuse.data.datasets import check_synthetic
+from alignfuse.data.synthetic import caption_ids, image_ids
+from alignfuse.parquet import write_embeddings
 from alignfuse.rotation import fractional_rotation, haar_frame
 
 # Independent random streams, one per kind of draw: np.random.default_rng([seed, stream]).
 LATENTS, MAP, IMAGE_NOISE, TEXT_NOISE, ROTATION = range(5)
-
-
-def image_ids(cfg: dict) -> np.ndarray:
-    return np.array([f"img{i:05d}" for i in range(cfg["n_images"])])
-
-
-def caption_ids(cfg: dict) -> np.ndarray:
-    return np.array([f"{i}#{j}" for i in image_ids(cfg) for j in range(cfg["captions_per_image"])])
-
-
-def synthetic_captions(cfg: dict) -> pd.DataFrame:
-    """The captions table (image_id, caption_id, caption, split) of the synthetic dataset."""
-    check_synthetic(cfg)
-    sizes = synthetic_split_images(cfg["n_images"], cfg["split"])
-    image_split = np.repeat(SPLITS, [sizes[s] for s in SPLITS])
-    per_image = cfg["captions_per_image"]
-    images = np.repeat(image_ids(cfg), per_image)
-    number = np.tile(np.arange(per_image), cfg["n_images"])
-    return pd.DataFrame(
-        {
-            "image_id": images,
-            "caption_id": caption_ids(cfg),
-            "caption": [
-                f"synthetic caption {j} of {i}" for i, j in zip(images, number, strict=True)
-            ],
-            "split": np.repeat(image_split, per_image),
-        }
-    )
-
-
-def write_captions(cfg: dict, out: Path) -> None:
-    write_frame(synthetic_captions(cfg), out, metadata={"generator": cfg})
 
 
 def rotation_seed(cfg: dict) -> int:

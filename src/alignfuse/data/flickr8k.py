@@ -17,8 +17,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from alignfuse.archives import image_members, is_ignored, open_archive, read_member
-from alignfuse.datasets import SPLITS
+from alignfuse.data.archives import image_members, is_ignored, open_archive, read_member
+from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
 

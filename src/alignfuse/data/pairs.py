@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 import alignfuse
-from alignfuse.datasets import SPLITS
+from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
 

@@ -26,10 +26,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from alignfuse.archives import image_members
+from alignfuse.data.archives import image_members
 from alignfuse.devices import describe, pick_device
-from alignfuse.encoders import Encoder, key, load_encoder
 from alignfuse.errors import AlignfuseError
+from alignfuse.features.encoders import Encoder, key, load_encoder
 from alignfuse.parquet import TOKEN_DTYPE, EmbeddingWriter, TokenWriter
 
 ID_COLUMNS = {"image": "image_id", "text": "caption_id"}

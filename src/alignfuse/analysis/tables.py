@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alignfuse.errors import AlignfuseError
-from alignfuse.paper import PAPER, paper_vs_ours
-from alignfuse.parquet import atomic_path, write_frame
-from alignfuse.statistics import (
+from alignfuse.analysis.paper import PAPER, paper_vs_ours
+from alignfuse.analysis.statistics import (
     BOOTSTRAP_RESAMPLES,
     PAIR_KEYS,
     WILCOXON_MIN_PAIRS,
     paired_differences,
 )
+from alignfuse.errors import AlignfuseError
+from alignfuse.parquet import atomic_path, write_frame
 
 CONDITION = ["dataset", "backbone", "alignment", "method", "n_train"]
 RUN_COLUMNS = [

@@ -1,0 +1,220 @@
+"""One training job: every seed of one fusion condition, trained together, then tested.
+
+The loop (:func:`fit`) reads top to bottom: per epoch, each seed's shuffled batches through the
+seed ensemble (:mod:`alignfuse.train.ensemble`) and one AdamW step over the stack; every
+``eval_every`` epochs a dev evaluation drives each seed's early stopping
+(:mod:`alignfuse.train.stopping`), and seeds that stop leave the stack. :func:`train_condition`
+wraps it: load the pairs and features, build the ensemble, fit, test every seed's best checkpoint,
+and lay the results out as the runs and curves tables.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from alignfuse.devices import describe, pick_device
+from alignfuse.errors import AlignfuseError
+from alignfuse.train.ensemble import SeedEnsemble
+from alignfuse.train.metrics import metrics
+from alignfuse.train.optim import adamw, keep_optimizer_seeds
+from alignfuse.train.splits import Split, load_splits
+from alignfuse.train.stopping import EarlyStopping
+
+
+@dataclass
+class Fit:
+    """What the loop leaves: each seed's stopping record and best state, the curves, the timing."""
+
+    stopping: EarlyStopping
+    best: dict[str, torch.Tensor]
+    last_epoch: int = 0
+    curves: list[dict] = field(default_factory=list)
+    eval_s: float = 0.0
+
+
+def fit(
+    model: SeedEnsemble, train: Split, dev: Split, cfg: dict, seeds: list[int], desc: str
+) -> Fit:
+    """Train the ensemble's seeds on ``train`` with early stopping on ``dev``.
+
+    The loss is the sum over seeds of each seed's mean cross-entropy, so the gradient of seed s's
+    parameter slice is exactly that of seed s's own loss, and one AdamW over the stack is S
+    independent AdamWs. Each seed draws its data order from its own generator.
+    """
+    n, device = len(train), train.label.device
+    batch_size = min(cfg["batch_size"], n)
+    optimizer = adamw(model.params.values(), cfg)
+    orders = [torch.Generator().manual_seed(seed) for seed in seeds]
+    torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
+    max_epochs, eval_every = cfg["max_epochs"], cfg["eval_every"]
+    result = Fit(
+        EarlyStopping(len(seeds), cfg["patience"], cfg.get("min_epochs", 0)), model.snapshot()
+    )
+    active = torch.arange(len(seeds))  # positions in `seeds` of the seeds still training
+    train_loss, seen = torch.zeros(len(seeds), device=device), 0
+
+    bar = tqdm(range(1, max_epochs + 1), desc=desc, file=sys.stderr)
+    for epoch in bar:
+        result.last_epoch = epoch
+        model.train()
+        order = torch.stack([torch.randperm(n, generator=orders[s]) for s in active.tolist()])
+        for i in range(0, n, batch_size):
+            idx = order[:, i : i + batch_size].to(device)  # [S, B] positions in the train split
+            logits = model(*train.inputs(idx))
+            per_pair = F.cross_entropy(
+                logits.flatten(0, 1), train.label[idx.flatten()], reduction="none"
+            )
+            loss = per_pair.view(idx.shape).sum(dim=1)  # [S]: each seed's summed loss
+            optimizer.zero_grad(set_to_none=True)
+            (loss.sum() / idx.shape[1]).backward()  # the sum over seeds of each seed's mean loss
+            optimizer.step()
+            train_loss += loss.detach()
+        seen += n
+
+        if epoch % eval_every and epoch != max_epochs:
+            continue
+        eval_start = time.perf_counter()
+        dev_metrics = metrics(model.predict(dev), dev.label.cpu())
+        result.eval_s += time.perf_counter() - eval_start
+        for j, s in enumerate(active.tolist()):
+            result.curves.append(
+                {
+                    "seed": seeds[s],
+                    "epoch": epoch,
+                    "train_loss": (train_loss[j] / seen).item(),
+                    "dev_loss": dev_metrics["loss"][j],
+                    "dev_accuracy": dev_metrics["accuracy"][j],
+                    "dev_auroc": dev_metrics["auroc"][j],
+                }
+            )
+        stopping = result.stopping
+        improved = stopping.update(
+            epoch, active.tolist(), dev_metrics["accuracy"], dev_metrics["loss"]
+        )
+        model.save_into(result.best, active, improved)
+        bar.set_postfix(dev_acc=f"{dev_metrics['accuracy'].max():.3f}")
+        if stopping.done:
+            break
+        still = torch.tensor([stopping.active(s) for s in active.tolist()])
+        if not still.all():
+            keep = still.nonzero().flatten()
+            old = model.params
+            model.keep_seeds(keep)
+            optimizer = keep_optimizer_seeds(optimizer, old, model.params, keep, cfg)
+            active = active[keep]
+        train_loss, seen = torch.zeros(len(active), device=device), 0
+    bar.close()
+    return result
+
+
+def train_condition(
+    image_features: Path,
+    text_features: Path,
+    pairs_dir: Path,
+    n: int,
+    spec: dict,
+    threads: int,
+    labels: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train all seeds of one condition; return runs (row per seed) and curves (per seed per eval).
+
+    Both tables start with the condition's ``labels`` (e.g. dataset, backbone, alignment) and the
+    method, so that aggregated tables can tell conditions apart.
+
+    Seeds that stop early leave the stack (parameters and optimiser state), so the rest train on
+    alone. Dropout masks are drawn from the global RNG (seeded from the seed list) for the seeds
+    still training, so a seed's result is independent of the others' only up to dropout noise and
+    floating-point summation order. ``training.device`` (default cpu) picks where the features and
+    heads live; data order and initialisation are drawn on the CPU, so only floating-point results
+    differ by device. Runs record the device, ``load_s`` (reading pairs and features), ``train_s``
+    (the epochs, dev evaluations included) and ``eval_s`` (the dev evaluations alone), and what the
+    head attended over: ``token_source`` and the mean tokens per image and per caption (see
+    :func:`tokens_attended`).
+    """
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    cfg, seeds = spec["training"], list(spec["seeds"])
+    device = pick_device(cfg.get("device", "cpu"))
+    data = load_splits(image_features, text_features, pairs_dir, n, device)
+    load_s = time.perf_counter() - start
+    train = data["train"]
+    model = SeedEnsemble(
+        spec["method"], spec["head"], train.image.dim, train.text.dim, seeds, device
+    )
+    check_token_source(spec["method"], model.token_source, train, image_features, text_features)
+    probe = torch.arange(min(cfg["batch_size"], n), device=device).expand(len(seeds), -1)
+    model.adopt_grad_layout(*train.inputs(probe))
+
+    train_start = time.perf_counter()
+    result = fit(model, train, data["dev"], cfg, seeds, f"{spec['method']} n={n}")
+    train_s = time.perf_counter() - train_start
+
+    model.load(result.best)
+    test = metrics(model.predict(data["test"]), data["test"].label.cpu())
+    wall = time.perf_counter() - start
+    stopping = result.stopping
+    runs = [
+        {
+            "seed": seed,
+            "n_train": n,
+            "test_accuracy": test["accuracy"][s],
+            "test_auroc": test["auroc"][s],
+            "test_loss": test["loss"][s],
+            "best_dev_accuracy": stopping.best_accuracy[s],
+            "best_epoch": stopping.best_epoch[s],
+            "epochs": stopping.stopped_at[s] or result.last_epoch,
+            "params": model.n_params,
+            "wall_s": wall,
+            "load_s": load_s,
+            "train_s": train_s,
+            "eval_s": result.eval_s,
+            "seeds_trained_together": len(seeds),
+            "device": describe(device),
+            "token_source": model.token_source,
+            **tokens_attended(model, train),
+        }
+        for s, seed in enumerate(seeds)
+    ]
+    condition = {**(labels or {}), "method": spec["method"]}
+    return labelled(pd.DataFrame(runs), condition), labelled(pd.DataFrame(result.curves), condition)
+
+
+def check_token_source(
+    method: str, token_source: str, split: Split, image_features: Path, text_features: Path
+) -> None:
+    """Token files for a head that reads encoder tokens, pooled files for every other head."""
+    if (token_source == "encoder") == split.tokens:
+        return
+    if split.tokens:
+        raise AlignfuseError(
+            f"{image_features}, {text_features}: token sequences, but method '{method}' reads "
+            f"pooled features ({token_source}); pass the pooled feature files"
+        )
+    raise AlignfuseError(
+        f"{image_features}, {text_features}: pooled features, but method '{method}' has "
+        "token_source: encoder; pass the encoders' *_tokens.parquet files"
+    )
+
+
+def tokens_attended(model: SeedEnsemble, split: Split) -> dict[str, float]:
+    """Mean tokens per image and per caption that the head sees: 1 for a pooled vector, the
+    pseudo-token count k, or the encoder sequences' mean length over the rows the job loaded."""
+    if model.token_source == "pseudo":
+        return {
+            "image_tokens": float(model.pseudo_tokens),
+            "text_tokens": float(model.pseudo_tokens),
+        }
+    return {"image_tokens": split.image.tokens_per_row, "text_tokens": split.text.tokens_per_row}
+
+
+def labelled(frame: pd.DataFrame, condition: dict[str, str]) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame(condition, index=frame.index), frame], axis=1)

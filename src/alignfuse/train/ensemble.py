@@ -1,0 +1,142 @@
+"""S copies of one fusion head trained as one: parameters stacked per seed, a vmapped forward.
+
+One forward/backward and one optimiser step serve all seeds, so S small heads cost one batched
+pass (a Linear layer becomes one bmm over the seeds), while each seed keeps its own parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from alignfuse.fusion.build import build_head
+from alignfuse.train.splits import CPU, Split
+
+# Pairs x seeds per evaluation forward pass (divided by the tokens per pair of token features):
+# big enough for efficient matmuls, small enough that a head's temporaries (the cross-attention
+# FFN holds ~16 KB per pair) stay under glibc's 32 MiB mmap threshold; beyond it every temporary
+# is page-faulted in afresh and evaluation halves speed.
+EVAL_ROWS = 2048
+
+
+class SeedEnsemble:
+    """S copies of one head with stacked parameters [S, ...] and one vmapped functional forward.
+
+    Seed s's copy is built right after ``torch.manual_seed(s)``, so its initialisation depends only
+    on s. Train/eval mode lives on the parameter-less ``base`` module that ``functional_call``
+    runs, so ``train()``/``eval()`` switch dropout for every seed at once.
+
+    ``params`` are the leaf tensors that an optimiser updates, one row per seed. After
+    :meth:`adopt_grad_layout` a leaf may hold its parameter with dimensions permuted (always
+    contiguous, seeds first); :meth:`weights` gives every parameter in the head's own shape.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        head_config: dict,
+        d_image: int,
+        d_text: int,
+        seeds: list[int],
+        device: torch.device = CPU,
+    ):
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)  # on the CPU: a seed's initialisation is the same on any device
+            models.append(build_head(method, d_image, d_text, head_config))
+        self.n_params = sum(p.numel() for p in models[0].parameters())
+        params, buffers = stack_module_state(models)
+        self.params = {k: p.detach().to(device).requires_grad_() for k, p in params.items()}
+        self.buffers = {k: b.to(device) for k, b in buffers.items()}
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.unpermute: dict[str, list[int]] = {}  # leaf dims -> the head's dims, where permuted
+        # what the head reads: "pooled" vectors, "pseudo" tokens cut from them, or "encoder" tokens
+        self.token_source = getattr(models[0], "token_source", "pooled")
+        self.pseudo_tokens = getattr(models[0], "pseudo_tokens", None)
+        self._batched = vmap(self.forward, randomness="different")
+        self._shared = vmap(self.forward, in_dims=(0, 0, None))
+
+    def forward(self, params, buffers, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One seed's head with the given parameters (the function that vmap maps over seeds)."""
+        return functional_call(self.base, (params, buffers), inputs)
+
+    def train(self) -> None:
+        self.base.train()
+
+    def eval(self) -> None:
+        self.base.eval()
+
+    def __len__(self) -> int:
+        return len(next(iter(self.params.values())))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every stacked parameter in the head's shape [S, ...] (views of ``params``)."""
+        return {
+            k: p.permute(self.unpermute[k]) if k in self.unpermute else p
+            for k, p in self.params.items()
+        }
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Per-seed batches of a split's inputs (:meth:`Split.inputs` of [S, B]) -> logits [S, B, 2]."""
+        return self._batched(self.weights(), self.buffers, inputs)
+
+    @torch.no_grad()
+    def predict(self, split: Split) -> torch.Tensor:
+        """Every seed on the same pairs, in eval mode: logits [S, N, 2], on the CPU."""
+        self.eval()
+        weights = self.weights()
+        step = max(1, int(EVAL_ROWS / (len(self) * split.tokens_per_pair)))
+        logits = []
+        for i in range(0, len(split), step):
+            index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
+            logits.append(self._shared(weights, self.buffers, split.inputs(index)))
+        return torch.cat(logits, dim=1).cpu()
+
+    def adopt_grad_layout(self, *inputs: torch.Tensor) -> None:
+        """Store each parameter with its dimensions in the memory order of its gradient.
+
+        Under vmap a Linear weight's gradient [S, out, in] comes out laid out as [S, in, out].
+        Autograd would copy it into the parameter's layout on every step, and a fused optimiser
+        runs several times slower on non-contiguous tensors; a contiguous leaf [S, in, out] that the
+        forward pass reads through a permuted view avoids both. One probe backward pass (eval mode,
+        so no random numbers are drawn) finds the layouts; values are unchanged.
+        """
+        self.eval()
+        grads = torch.autograd.grad(self(*inputs).sum(), list(self.params.values()))
+        for (name, p), g in zip(list(self.params.items()), grads, strict=True):
+            order = [0] + sorted(range(1, g.dim()), key=lambda d: (-g.stride(d), d))
+            if name in self.unpermute or order == list(range(g.dim())):
+                continue
+            if g.permute(order).is_contiguous():
+                self.params[name] = p.detach().permute(order).contiguous().requires_grad_()
+                self.unpermute[name] = [order.index(d) for d in range(g.dim())]
+
+    def keep_seeds(self, index: torch.Tensor) -> None:
+        """Keep only the seeds at positions ``index`` (new contiguous leaf tensors)."""
+        index = index.to(next(iter(self.params.values())).device)
+        self.params = {
+            k: p.detach().index_select(0, index).requires_grad_() for k, p in self.params.items()
+        }
+        self.buffers = {k: b.index_select(0, index) for k, b in self.buffers.items()}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Stacked parameter leaves and buffers by name: every seed's checkpoint, one row each."""
+        return {**self.params, **self.buffers}
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.state().items()}
+
+    @torch.no_grad()
+    def save_into(self, best: dict[str, torch.Tensor], positions: torch.Tensor, mask) -> None:
+        """Copy the state of the seeds in ``mask`` [S] into rows ``positions[mask]`` of ``best``."""
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        for k, v in self.state().items():
+            where = positions[mask].to(v.device)
+            best[k].index_copy_(0, where, v.detach()[mask.to(v.device)])
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Use this stacked state (e.g. every seed's best checkpoint) from now on."""
+        self.params = {k: state[k] for k in self.params}
+        self.buffers = {k: state[k] for k in self.buffers}

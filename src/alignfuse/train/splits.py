@@ -1,0 +1,114 @@
+"""A training job's pairs in memory: each split's labels and the feature rows its pairs use.
+
+Pairs refer to feature rows by index, and all splits share one set of rows, so an image used by
+many pairs (and by several splits) is read and held once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from alignfuse.data.datasets import SPLITS
+from alignfuse.errors import AlignfuseError
+from alignfuse.features.rows import PooledRows, TokenRows, load_rows
+
+PAIR_COLUMNS = ("image_id", "caption_id", "label")
+CPU = torch.device("cpu")
+
+
+@dataclass
+class Split:
+    """One split's pairs in memory: pair i is image row ``image_row[i]``, text row ``text_row[i]``.
+
+    The rows (:mod:`alignfuse.features.rows`) are shared by every split, so an image used by many
+    pairs is held once.
+    """
+
+    image: PooledRows | TokenRows
+    text: PooledRows | TokenRows
+    label: torch.Tensor
+    image_row: torch.Tensor
+    text_row: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the features are token sequences (heads then also take their masks)."""
+        return isinstance(self.image, TokenRows)
+
+    @property
+    def tokens_per_pair(self) -> float:
+        return max(self.image.tokens_per_row, self.text.tokens_per_row)
+
+    def inputs(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A head's inputs for the pairs at ``index`` (any shape [...]).
+
+        Pooled: (image [..., d_image], text [..., d_text]). Tokens: (image [..., Li, d_image],
+        text [..., Lt, d_text], image_mask [..., Li], text_mask [..., Lt]).
+        """
+        image = self.image.gather(self.image_row[index])
+        text = self.text.gather(self.text_row[index])
+        return (image[0], text[0], *image[1:], *text[1:])
+
+
+def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
+    """The pairs of one split; with ``n``, its first n rows (the nested training prefixes)."""
+    if not path.exists():
+        raise AlignfuseError(f"{path}: pairs file not found; run the workflow's pairs stage first")
+    missing = [c for c in PAIR_COLUMNS if c not in pq.read_schema(path).names]
+    if missing:
+        raise AlignfuseError(
+            f"{path}: missing column(s) {missing}; rebuild it with the pairs stage"
+        )
+    pairs = pd.read_parquet(path, columns=list(PAIR_COLUMNS))
+    if n is not None:
+        if n > len(pairs):
+            raise AlignfuseError(
+                f"{path}: {n} training pairs requested but only {len(pairs)} available; "
+                "lower the scale in `scales` or build more training pairs"
+            )
+        pairs = pairs.iloc[:n]
+    return pairs
+
+
+def load_splits(
+    image_features: Path,
+    text_features: Path,
+    pairs_dir: Path,
+    n: int,
+    device: torch.device = CPU,
+) -> dict[str, Split]:
+    """Train (first n pairs), dev and test pairs over the feature rows they use, read once and
+    held on ``device``."""
+    pairs = {
+        s: read_pairs(Path(pairs_dir) / f"{s}.parquet", n if s == "train" else None) for s in SPLITS
+    }
+    every = pd.concat(pairs.values(), keys=SPLITS)
+    image, image_row = load_rows(Path(image_features), every["image_id"])
+    text, text_row = load_rows(Path(text_features), every["caption_id"])
+    if isinstance(image, TokenRows) != isinstance(text, TokenRows):
+        raise AlignfuseError(
+            f"{image_features}, {text_features}: one holds token sequences and the other pooled "
+            "features; pass two token files (*_tokens.parquet) or two pooled ones"
+        )
+    image, text = image.to(device), text.to(device)
+    image_row, text_row = image_row.to(device), text_row.to(device)
+    splits, start = {}, 0
+    for name, frame in pairs.items():
+        rows = slice(start, start + len(frame))
+        splits[name] = Split(
+            image=image,
+            text=text,
+            label=torch.tensor(frame["label"].to_numpy(), dtype=torch.long, device=device),
+            image_row=image_row[rows],
+            text_row=text_row[rows],
+        )
+        start += len(frame)
+    return splits
