@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alignfuse.fusion.layers import scaled_widths
+from alignfuse.fusion.layers import mlp, scaled_widths
 
 
 class ConcatHead(nn.Module):
@@ -21,12 +21,7 @@ class ConcatHead(nn.Module):
 
     def __init__(self, d_image: int, d_text: int, hidden=(256, 128), dropout: float = 0.1):
         super().__init__()
-        layers, width = [], d_image + d_text
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, 2))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = mlp(d_image + d_text, hidden, 2, dropout)
 
     @staticmethod
     def with_width(config: dict, width: int) -> dict:
