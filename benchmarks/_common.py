@@ -1,7 +1,7 @@
 """Measurements shared by the benchmark scripts: the machine's matmul peak and a measured subprocess.
 
-Benchmarks report ratios measured in one run (see DESIGN.md, Performance rules), so the peak that
-a job's FLOP/s is compared with comes from the same run, at the job's thread count.
+Benchmarks report ratios measured in one run (see benchmarks/README.md), so the peak that a job's
+FLOP/s is compared with comes from the same run, at the job's thread count.
 """
 
 from __future__ import annotations
