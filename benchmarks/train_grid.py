@@ -127,7 +127,7 @@ def flops_per_pair(
     torch.manual_seed(0)
     data = load_splits(image, text, pairs, len(seeds) * batch)
     train, dev = data["train"], data["dev"]
-    model = SeedEnsemble(spec["method"], spec["head"], train.image.dim, train.text.dim, seeds)
+    model = SeedEnsemble(spec["head"], spec["hparams"], train.image.dim, train.text.dim, seeds)
     index = torch.randperm(len(seeds) * batch).view(len(seeds), batch)
     model.adopt_grad_layout(*train.inputs(index))
     model.train()
@@ -147,7 +147,8 @@ def job_spec(method: str, tokens: bool, args) -> dict:
     head = HEADS.get(method, {})
     return {
         "method": method,
-        "head": {**head, "token_source": "encoder"} if tokens else head,
+        "head": method,
+        "hparams": {**head, "token_source": "encoder"} if tokens else head,
         "training": {
             "max_epochs": args.max_epochs,
             "batch_size": args.batch_size,

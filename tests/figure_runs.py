@@ -15,6 +15,7 @@ def condition_grid(backbones, alignments, methods, scales, seeds: int = 3) -> li
             "backbone": backbone,
             "alignment": alignment,
             "method": method,
+            "head": method,
             "n_train": n,
             "seed": seed,
         }

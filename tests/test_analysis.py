@@ -26,6 +26,7 @@ def run_rows(method="concat", n_train=2048, accuracies=(0.7, 0.8, 0.9), backbone
             "backbone": backbone,
             "alignment": "raw",
             "method": method,
+            "head": method,
             "n_train": n_train,
             "seed": list(seeds),
             "test_accuracy": list(accuracies),

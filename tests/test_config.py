@@ -103,9 +103,9 @@ MALFORMED = [
     ("odd scale", lambda c: set_key(c, "scales", [1000, 1001]), ["scales.1", "multiple of 2"]),
     ("duplicate seeds", lambda c: set_key(c, "seeds", [0, 0]), ["'seeds'", "non-unique"]),
     (
-        "unknown method",
-        lambda c: set_key(c, "methods.lstm", {}),
-        ["'methods'", "'lstm' was unexpected"],
+        "unknown head",
+        lambda c: set_key(c, "methods.lstm", {"head": "lstm"}),
+        ["methods.lstm.head", "'lstm' is not one of"],
     ),
     (
         "unknown alignment",
@@ -138,9 +138,9 @@ MALFORMED = [
         ["methods.xattn_txt2img.training", "'lrr' was unexpected"],
     ),
     (
-        "the retired generic cross-attention name",
-        lambda c: set_key(c, "methods.xattn", {}),
-        ["'methods'", "'xattn' was unexpected", "xattn_txt2img, xattn_img2txt, xattn_bidir"],
+        "a hyper-parameter of another head",
+        lambda c: set_key(c, "methods.small", {"head": "concat", "dim": 64}),
+        ["methods.small", "'dim' was unexpected"],
     ),
     (
         "a direction on a cross-attention name, which binds its own",
@@ -303,10 +303,31 @@ def test_pretrained_encoders_must_say_which_weights(paper):
         validate_config(drop_key(paper, "encoders.clip.pretrained"), SCHEMA)
 
 
+def test_a_label_that_is_not_a_head_must_name_its_head(paper):
+    with pytest.raises(AlignfuseError) as info:
+        validate_config(set_key(paper, "methods.xattn", {}), SCHEMA)
+    message = str(info.value)
+    assert "config key 'methods.xattn.head' is required" in message
+    assert "xattn_txt2img, xattn_img2txt, xattn_bidir" in message
+
+
+def test_two_variants_of_one_head_sit_in_one_study(paper):
+    paper["methods"]["xattn_matched"] = {"head": "xattn_txt2img", "param_match": 295_554}
+    methods = validate_config(paper, SCHEMA)["methods"]
+    assert methods["xattn_matched"]["head"] == methods["xattn_txt2img"]["head"]
+    assert methods["xattn_matched"]["heads"] == 4  # the head's defaults are filled
+    assert methods["concat"]["head"] == "concat"  # a registry name names its own head
+
+
 def test_method_defaults_are_filled(synthetic):
     synthetic["methods"] = {"late": {}, "gated_sum": {"param_match": 40_000}}
     methods = validate_config(synthetic, SCHEMA)["methods"]
-    assert methods["late"] == {"hidden": [256, 128], "combine": "sum", "dropout": 0.1}
+    assert methods["late"] == {
+        "head": "late",
+        "hidden": [256, 128],
+        "combine": "sum",
+        "dropout": 0.1,
+    }
     assert methods["gated_sum"]["gate"] == "sigmoid"
     assert methods["gated_sum"]["param_match"] == 40_000
 

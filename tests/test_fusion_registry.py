@@ -33,15 +33,23 @@ PAPER_COUNTS = {
 
 
 def schema_defaults(name: str) -> dict:
-    """The hyper-parameter defaults that the schema fills for method ``name``."""
-    entry = SCHEMA["properties"]["methods"]["properties"][name]
-    if "$ref" in entry:
-        entry = SCHEMA["$defs"][entry["$ref"].split("/")[-1]]
+    """The hyper-parameter defaults that the schema fills for head ``name``."""
+    entry = SCHEMA["$defs"][f"{name}_method"]
+    if "allOf" in entry:
+        entry = SCHEMA["$defs"][entry["allOf"][0]["$ref"].split("/")[-1]]
     return {
         key: spec["default"]
         for key, spec in entry["properties"].items()
-        if key not in ("training", "param_match")
+        if key not in ("head", "training", "param_match")
     }
+
+
+def schema_heads() -> set[str]:
+    """The heads that a method's ``head`` may name, and those with a schema branch."""
+    methods = SCHEMA["properties"]["methods"]["additionalProperties"]
+    branches = {b["if"]["properties"]["head"]["const"] for b in methods["allOf"]}
+    assert branches == set(methods["properties"]["head"]["enum"])
+    return branches
 
 
 def methods_of(preset: str) -> dict:
@@ -49,7 +57,7 @@ def methods_of(preset: str) -> dict:
 
 
 def test_every_registered_method_has_a_schema_entry_and_back():
-    assert set(SCHEMA["properties"]["methods"]["properties"]) == set(FUSION_METHODS)
+    assert schema_heads() == set(FUSION_METHODS)
 
 
 @pytest.mark.parametrize("name", FUSION_METHODS)

@@ -36,9 +36,22 @@ def test_train_slice_holds_what_a_training_job_depends_on():
     config = paper_config()
     spec = grid.train_slice(config, "concat")
     assert spec["method"] == "concat"
-    assert spec["head"] == {"hidden": [256, 128], "dropout": 0.1}
+    assert spec["head"] == "concat"
+    assert spec["hparams"] == {"hidden": [256, 128], "dropout": 0.1}
     assert spec["seeds"] == config["seeds"]
-    assert "training" not in spec["head"]
+    assert "training" not in spec["hparams"]
+
+
+def test_a_method_label_trains_the_head_it_names():
+    config = paper_config()
+    config["methods"]["xattn_small"] = {**config["methods"]["xattn_txt2img"], "dim": 64}
+    config["methods"]["xattn_small"]["head"] = "xattn_txt2img"
+    spec = grid.train_slice(config, "xattn_small")
+    assert (spec["method"], spec["head"], spec["hparams"]["dim"]) == (
+        "xattn_small",
+        "xattn_txt2img",
+        64,
+    )
 
 
 def test_train_slice_ignores_settings_of_other_stages():

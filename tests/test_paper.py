@@ -48,6 +48,7 @@ def runs_with_gap(
                             "backbone": backbone,
                             "alignment": alignment,
                             "method": method,
+                            "head": method,
                             "n_train": n,
                             "seed": seed,
                             "test_accuracy": accuracy[seed],

@@ -29,6 +29,7 @@ def runs_of(accuracies: dict, n_train=2048, backbone="clip", seeds=None) -> pd.D
                     "backbone": backbone,
                     "alignment": "raw",
                     "method": method,
+                    "head": method,
                     "n_train": n_train,
                     "seed": seed,
                     "test_accuracy": accuracy,

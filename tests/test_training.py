@@ -28,6 +28,7 @@ from alignfuse.train.stopping import EarlyStopping
 
 RUN_COLUMNS = [
     "method",
+    "head",
     "seed",
     "n_train",
     "test_accuracy",
@@ -48,7 +49,16 @@ RUN_COLUMNS = [
     "text_tokens",
 ]
 TIMES = ["wall_s", "load_s", "train_s", "eval_s"]
-CURVE_COLUMNS = ["method", "seed", "epoch", "train_loss", "dev_loss", "dev_accuracy", "dev_auroc"]
+CURVE_COLUMNS = [
+    "method",
+    "head",
+    "seed",
+    "epoch",
+    "train_loss",
+    "dev_loss",
+    "dev_accuracy",
+    "dev_auroc",
+]
 HEADS = {
     "concat": {"hidden": [64, 64]},
     "xattn_txt2img": {"tokens": 4, "dim": 32, "heads": 2, "ffn": 64},
@@ -121,7 +131,8 @@ def token_task(task, tmp_path_factory):
 def spec(method, seeds=(0, 1), head=None, **training):
     return {
         "method": method,
-        "head": head or HEADS[method],
+        "head": method,
+        "hparams": head or HEADS[method],
         "training": {
             "max_epochs": 15,
             "batch_size": 64,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.errors import AlignfuseError
+from alignfuse.fusion import FUSION_METHODS
 
 SCHEMA_NAME = "workflow/schemas/config.schema.yaml"
 
@@ -34,6 +35,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    name_heads(config)
     try:
         validate(config, str(schema_path))
     except WorkflowError as exc:
@@ -43,6 +45,22 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         raise AlignfuseError(schema_error_message(cause)) from None
     check_semantics(config)
     return config
+
+
+def name_heads(config: dict) -> None:
+    """Give every method label its ``head``: a label that is a registry name may leave it out."""
+    methods = config.get("methods")
+    if not isinstance(methods, dict):
+        return
+    for label, spec in methods.items():
+        if not isinstance(spec, dict) or "head" in spec:
+            continue
+        if label not in FUSION_METHODS:
+            raise AlignfuseError(
+                f"config key 'methods.{label}.head' is required: '{label}' is not a head of the "
+                f"registry, so name the head it trains (one of {', '.join(FUSION_METHODS)})"
+            )
+        spec["head"] = label
 
 
 def check_semantics(config: dict) -> None:
@@ -120,12 +138,12 @@ def check_semantics(config: dict) -> None:
 def check_methods(methods: dict) -> None:
     """Method hyper-parameters the schema cannot check (defaults are filled by then)."""
     for name, spec in methods.items():
-        if name.startswith("xattn_") and spec["dim"] % spec["heads"]:
+        if spec["head"].startswith("xattn_") and spec["dim"] % spec["heads"]:
             raise AlignfuseError(
                 f"config key 'methods.{name}.dim': {spec['dim']} is not divisible by "
                 f"heads={spec['heads']}; choose a dim that is a multiple of heads"
             )
-        if name == "weighted_sum" and not sum(spec["weights"]) > 0:
+        if spec["head"] == "weighted_sum" and not sum(spec["weights"]) > 0:
             raise AlignfuseError(
                 f"config key 'methods.{name}.weights': {spec['weights']} are both zero; "
                 "give at least one modality a positive weight"

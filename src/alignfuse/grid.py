@@ -38,11 +38,13 @@ def method_training(config: dict, method: str) -> dict:
 
 
 def train_slice(config: dict, method: str) -> dict:
-    """Everything a training job of ``method`` depends on besides its input files."""
-    head = {k: v for k, v in config["methods"][method].items() if k != "training"}
+    """Everything a training job of method label ``method`` depends on besides its input files:
+    the label, its head's registry name and hyper-parameters, training settings and seeds."""
+    spec = config["methods"][method]
     return {
         "method": method,
-        "head": head,
+        "head": spec["head"],
+        "hparams": {k: v for k, v in spec.items() if k not in ("head", "training")},
         "training": method_training(config, method),
         "seeds": list(config["seeds"]),
     }

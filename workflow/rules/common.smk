@@ -12,7 +12,7 @@ from alignfuse.codehash import code_hash
 from alignfuse.config import validate_config
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import method_module
+from alignfuse.fusion import FUSION_METHODS, method_module
 
 try:
     validate_config(
@@ -58,8 +58,16 @@ def features_for(wildcards):
     }
 
 
+def head_of(wildcards):
+    """The registry name of the head that a method label trains."""
+    return config["methods"][wildcards.method]["head"]
+
+
 def train_code(wildcards):
-    return code_hash("train.condition", method_module(wildcards.method))
+    """Hash of the training code and of the head's module, with the head's registry entry (so
+    pointing a registry name at another class retrains its methods)."""
+    head = head_of(wildcards)
+    return f"{code_hash('train.condition', method_module(head))}:{FUSION_METHODS[head]}"
 
 
 def run_files():

@@ -2,7 +2,7 @@
 
 arXiv:2606.01207 reports concat − cross-attention in accuracy points. A claim names its condition
 with our config's vocabulary by a fixed rule (backbone ``clip``, alignment ``raw``, any method whose
-name starts with ``xattn`` is cross-attention), so no study config is read: a study without that
+head is one of the cross-attention heads is cross-attention), so no study config is read: a study without that
 condition gets "not in this study" rows, never an error.
 """
 
@@ -15,7 +15,6 @@ import pandas as pd
 
 PAPER = "arXiv:2606.01207"
 REFERENCE = "concat"
-CROSS_ATTENTION_PREFIX = "xattn"
 PAPER_BACKBONE = "clip"  # our backbone of this name is the paper's aligned CLIP ViT-B/32 pair
 PAPER_ALIGNMENT = "raw"
 PAPER_SCALES = (2048, 4096, 8192, 16384)
@@ -95,8 +94,12 @@ DEGRADATION_CLAIM = (
 )
 
 
-def is_cross_attention(method: str) -> bool:
-    return method.startswith(CROSS_ATTENTION_PREFIX)
+CROSS_ATTENTION_HEADS = ("xattn_txt2img", "xattn_img2txt", "xattn_bidir")
+
+
+def is_cross_attention(head: str) -> bool:
+    """Whether a head (registry name) is a cross-attention head."""
+    return head in CROSS_ATTENTION_HEADS
 
 
 def verdict(mean: float, low: float, high: float, band: tuple[float, float]) -> str:
@@ -163,12 +166,13 @@ def claim_rows(claim: Claim, dataset: str, paired: pd.DataFrame) -> list[dict]:
     if condition.empty:
         note = (
             f"no {claim.backbone}@{claim.alignment} runs of both {REFERENCE} and a cross-attention "
-            f"method ({CROSS_ATTENTION_PREFIX}*) in this study"
+            f"method ({', '.join(CROSS_ATTENTION_HEADS)}) in this study"
         )
         return [absent_row(claim.id, claim.statement, dataset, note, **base)]
-    methods = sorted(m for m in condition["method"].unique() if is_cross_attention(m))
+    heads = condition.drop_duplicates("method").set_index("method")["head"]
+    methods = sorted(m for m, head in heads.items() if is_cross_attention(head))
     if not methods:
-        note = f"no cross-attention method ({CROSS_ATTENTION_PREFIX}*) in this study"
+        note = f"no cross-attention method ({', '.join(CROSS_ATTENTION_HEADS)}) in this study"
         return [absent_row(claim.id, claim.statement, dataset, note, **base)]
     return [claim_row(claim, dataset, condition, method, base) for method in methods]
 

@@ -30,6 +30,7 @@ PAIRED_COLUMNS = [
     "metric",
     "reference",
     "method",
+    "head",
     "n_seeds",
     "unmatched_seeds",
     "reference_mean",
@@ -133,6 +134,7 @@ def paired_differences(
 ) -> pd.DataFrame:
     """One row per (condition without method, metric, other method): reference − method.
 
+    ``method`` is the compared method's label and ``head`` its head's registry name.
     Runs are matched on seed within (dataset, backbone, alignment, n_train); a seed that only one
     of the two methods has is left out and counted in ``unmatched_seeds``. Differences are in the
     metric's own units (accuracy as a fraction). Holm's correction runs over every comparison of
@@ -166,6 +168,7 @@ def paired_differences(
                         "metric": metric,
                         "reference": reference,
                         "method": method,
+                        "head": by_method[method]["head"].iloc[0],
                         "unmatched_seeds": len(unmatched),
                         **compare(
                             ref_runs.loc[seeds, metric], by_method[method].loc[seeds, metric]

@@ -28,6 +28,7 @@ from alignfuse.parquet import atomic_path, write_frame
 CONDITION = ["dataset", "backbone", "alignment", "method", "n_train"]
 RUN_COLUMNS = [
     *CONDITION,
+    "head",
     "seed",
     "test_accuracy",
     "test_auroc",
@@ -76,6 +77,7 @@ def collect_runs(paths: list[Path]) -> pd.DataFrame:
             "pass each run file once"
         )
     runs = runs.drop(columns="_file").sort_values([*CONDITION, "seed"], kind="stable")
+    runs = runs[RUN_COLUMNS + [c for c in runs.columns if c not in RUN_COLUMNS]]
     return runs.reset_index(drop=True)
 
 
@@ -97,6 +99,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         summary[f"{metric}_mean"] = groups[metric].mean()
         summary[f"{metric}_std"] = groups[metric].std(ddof=1)
         summary[f"{metric}_ci95"] = t_halfwidth(summary[f"{metric}_std"], summary["n_seeds"])
+    summary["head"] = groups["head"].first()
     summary["params_mean"] = groups["params"].mean()
     summary["epochs_mean"] = groups["epochs"].mean()
     return summary.reset_index()

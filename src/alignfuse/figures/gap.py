@@ -34,7 +34,7 @@ from alignfuse.figures.style import (
     single_dataset,
 )
 
-REQUIRED = ["dataset", "backbone", "alignment", "n_train", "metric", "reference", "method"]
+REQUIRED = ["dataset", "backbone", "alignment", "n_train", "metric", "reference", "method", "head"]
 PAPER_COLOUR = "#555555"
 
 
@@ -49,7 +49,7 @@ def gap_rows(paired: pd.DataFrame) -> pd.DataFrame:
     keep = (
         (paired["metric"] == METRIC)
         & (paired["reference"] == REFERENCE)
-        & paired["method"].map(is_cross_attention)
+        & paired["head"].map(is_cross_attention)
     )
     return paired[keep]
 

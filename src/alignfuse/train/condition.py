@@ -127,8 +127,9 @@ def train_condition(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train all seeds of one condition; return runs (row per seed) and curves (per seed per eval).
 
-    Both tables start with the condition's ``labels`` (e.g. dataset, backbone, alignment) and the
-    method, so that aggregated tables can tell conditions apart.
+    Both tables start with the condition's ``labels`` (e.g. dataset, backbone, alignment), the
+    method's label and its head's registry name, so that aggregated tables can tell conditions
+    apart and name what each label trained.
 
     Seeds that stop early leave the stack (parameters and optimiser state), so the rest train on
     alone. Dropout masks are drawn from the global RNG (seeded from the seed list) for the seeds
@@ -148,7 +149,7 @@ def train_condition(
     load_s = time.perf_counter() - start
     train = data["train"]
     model = SeedEnsemble(
-        spec["method"], spec["head"], train.image.dim, train.text.dim, seeds, device
+        spec["head"], spec["hparams"], train.image.dim, train.text.dim, seeds, device, spec["method"]
     )
     check_token_source(spec["method"], model.token_source, train, image_features, text_features)
     probe = torch.arange(min(cfg["batch_size"], n), device=device).expand(len(seeds), -1)
@@ -184,7 +185,7 @@ def train_condition(
         }
         for s, seed in enumerate(seeds)
     ]
-    condition = {**(labels or {}), "method": spec["method"]}
+    condition = {**(labels or {}), "method": spec["method"], "head": spec["head"]}
     return labelled(pd.DataFrame(runs), condition), labelled(pd.DataFrame(result.curves), condition)
 
 

@@ -35,17 +35,18 @@ class SeedEnsemble:
 
     def __init__(
         self,
-        method: str,
+        head: str,
         head_config: dict,
         d_image: int,
         d_text: int,
         seeds: list[int],
         device: torch.device = CPU,
+        label: str | None = None,
     ):
         models = []
         for seed in seeds:
             torch.manual_seed(seed)  # on the CPU: a seed's initialisation is the same on any device
-            models.append(build_head(method, d_image, d_text, head_config))
+            models.append(build_head(head, d_image, d_text, head_config, label))
         self.n_params = sum(p.numel() for p in models[0].parameters())
         params, buffers = stack_module_state(models)
         self.params = {k: p.detach().to(device).requires_grad_() for k, p in params.items()}
