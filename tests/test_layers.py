@@ -43,8 +43,16 @@ def test_the_package_keeps_the_stage_contract(package_copy):
     ("module", "statement", "message"),
     [
         ("data/pairs.py", "from alignfuse.train import condition", "alignfuse.data is not allowed"),
-        ("features/rows.py", "import alignfuse.analysis.tables", "alignfuse.features is not allowed"),
-        ("train/metrics.py", "from alignfuse.figures import style", "alignfuse.train is not allowed"),
+        (
+            "features/rows.py",
+            "import alignfuse.analysis.tables",
+            "alignfuse.features is not allowed",
+        ),
+        (
+            "train/metrics.py",
+            "from alignfuse.figures import style",
+            "alignfuse.train is not allowed",
+        ),
         ("parquet.py", "from alignfuse.data import datasets", "alignfuse.parquet is not allowed"),
         ("figures/style.py", "from alignfuse import cli", "alignfuse.figures is not allowed"),
     ],

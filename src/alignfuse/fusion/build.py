@@ -49,9 +49,7 @@ def resolve_config(
     return json.loads(_matched(name, label or name, d_image, d_text, config_json, target))
 
 
-def build_head(
-    name: str, d_image: int, d_text: int, head_config: dict, label: str | None = None
-):
+def build_head(name: str, d_image: int, d_text: int, head_config: dict, label: str | None = None):
     """Instantiate head ``name`` for features of the given widths with its config hyper-parameters.
 
     The constructor arguments actually used (after param_match) are kept as ``head.hparams``.

@@ -149,7 +149,13 @@ def train_condition(
     load_s = time.perf_counter() - start
     train = data["train"]
     model = SeedEnsemble(
-        spec["head"], spec["hparams"], train.image.dim, train.text.dim, seeds, device, spec["method"]
+        spec["head"],
+        spec["hparams"],
+        train.image.dim,
+        train.text.dim,
+        seeds,
+        device,
+        spec["method"],
     )
     check_token_source(spec["method"], model.token_source, train, image_features, text_features)
     probe = torch.arange(min(cfg["batch_size"], n), device=device).expand(len(seeds), -1)
