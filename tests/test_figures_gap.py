@@ -139,7 +139,7 @@ def test_the_figure_command_draws_from_the_paired_table(tmp_path, capsys):
     missing = ["figure", "gap", "--table", str(tmp_path / "none.parquet"), "--out", "x.png"]
     assert main(missing) == 1
     err = capsys.readouterr().err
-    assert "none.parquet: table not found" in err and "results/tables/paired.parquet" in err
+    assert "none.parquet: table not found" in err and "results/<study>/tables/paired.parquet" in err
 
 
 def test_the_same_table_gives_the_same_bytes(tmp_path):

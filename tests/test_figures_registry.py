@@ -37,7 +37,9 @@ def test_the_rules_list_every_registered_figure_and_no_other():
 def test_a_figure_rule_reads_only_its_table(name):
     text = rule_text(name)
     inputs = re.search(r"input:\n(.*?)\n    \w+:", text, re.S).group(1)
-    assert re.findall(r'"([^"]+)"', inputs) == [f"results/tables/{FIGURE_TABLES[name]}.parquet"]
+    assert re.findall(r'"([^"]+)"', inputs) == [
+        f"results/{{study}}/tables/{FIGURE_TABLES[name]}.parquet"
+    ]
     assert f"alignfuse figure {name} --table {{input}}" in text
 
 

@@ -97,11 +97,20 @@ def test_paper_config_has_every_family_with_its_documented_size():
 
 def test_param_matched_preset_sizes_every_head_to_concat_within_one_percent():
     methods = methods_of("workflow/presets/param_matched.yaml")
-    assert set(methods) == set(FUSION_METHODS)
-    for name, config in methods.items():
-        head = build_head(name, 512, 512, config)
+    matched = {label: config for label, config in methods.items() if "param_match" in config}
+    assert set(matched) == set(FUSION_METHODS) - {"concat"}
+    for label, config in matched.items():
+        hparams = {k: v for k, v in config.items() if k != "head"}
+        head = build_head(config.get("head", label), 512, 512, hparams)
         count = sum(p.numel() for p in head.parameters())
-        assert abs(count - 295_554) <= 0.01 * 295_554, (name, count)
+        assert abs(count - 295_554) <= 0.01 * 295_554, (label, count)
+
+
+def test_param_matched_preset_keeps_the_papers_cross_attention_head_beside_the_matched_one():
+    paper = methods_of("workflow/presets/param_matched.yaml")["xattn_txt2img_paper"]
+    hparams = {k: v for k, v in paper.items() if k != "head"}
+    count = count_parameters(head_class(paper["head"]), 512, 512, hparams)
+    assert count == PAPER_COUNTS["xattn_txt2img"]
 
 
 def test_smoke_preset_stays_small():

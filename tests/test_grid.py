@@ -21,8 +21,8 @@ def test_grid_is_the_product_of_backbones_alignments_methods_and_scales():
 
 
 def test_run_path_follows_the_design_contract():
-    path = grid.run_path("flickr8k", grid.Condition("clip", "raw", "concat", 2048))
-    assert path == "results/runs/flickr8k/clip@raw/concat/n2048.parquet"
+    path = grid.run_path("paper", "flickr8k", grid.Condition("clip", "raw", "concat", 2048))
+    assert path == "results/paper/runs/flickr8k/clip@raw/concat/n2048.parquet"
 
 
 def test_method_overrides_apply_to_that_method_only():

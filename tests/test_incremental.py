@@ -63,7 +63,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def method_of(job: PlannedJob) -> str:
-    """Method of a training job from its output: results/runs/{dataset}/{b}@{a}/{method}/n{n}..."""
+    """Method of a training job from its output: results/{study}/runs/{dataset}/{b}@{a}/{method}/n{n}..."""
     return Path(job.outputs[0]).parent.name
 
 

@@ -86,7 +86,7 @@ def test_the_report_describes_the_workflow_and_holds_the_configuration(report):
 def test_the_paired_table_compares_concat_with_every_other_configured_method(report):
     workdir, _ = report
     config = study_config("smoke")
-    paired = pd.read_csv(workdir / "results/tables/paired.csv")
+    paired = pd.read_csv(workdir / "results/smoke/tables/paired.csv")
     others = set(config["methods"]) - {REFERENCE}
     assert set(paired["method"]) == others
     assert set(paired["backbone"]) == set(config["backbones"])
@@ -97,7 +97,7 @@ def test_the_paired_table_compares_concat_with_every_other_configured_method(rep
 def test_paper_claims_outside_the_study_are_reported_not_failed(report):
     workdir, _ = report
     config = study_config("smoke")
-    claims = pd.read_csv(workdir / "results/tables/paper_vs_ours.csv")
+    claims = pd.read_csv(workdir / "results/smoke/tables/paper_vs_ours.csv")
     assert len(claims) > 0
     if PAPER_BACKBONE not in config["backbones"]:
         assert set(claims["verdict"]) == {NOT_IN_STUDY}

@@ -171,13 +171,15 @@ def rule_of(job: dict[str, str]) -> str:
 def cancel_a_training_job_mid_run(cluster, workdir: Path, run: subprocess.Popen) -> dict:
     """scancel the first training job whose command has started (its rule log exists).
 
-    Returns its squeue row. The log results/logs/train/<dataset>/<backbone>@<alignment>/<method>/
+    Returns its squeue row. The log results/<study>/logs/train/<dataset>/<backbone>@<alignment>/<method>/
     n<n>.log belongs to the job whose plugin comment is rule_train_wildcards_<the same, joined by _>.
     """
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline and run.poll() is None:
-        for log in (workdir / "results/logs/train").glob("*/*@*/*/n*.log"):
-            dataset, condition, method, n = log.relative_to(workdir / "results/logs/train").parts
+        for log in (workdir / "results/smoke/logs/train").glob("*/*@*/*/n*.log"):
+            dataset, condition, method, n = log.relative_to(
+                workdir / "results/smoke/logs/train"
+            ).parts
             wildcards = [dataset, *condition.split("@"), method, n.removeprefix("n")[:-4]]
             comment = "rule_train_wildcards_" + "_".join(wildcards)
             for job in cluster.jobs():
@@ -275,8 +277,8 @@ def test_a_cancelled_job_is_resubmitted_with_more_memory_and_time(slurm_run):
 @pytest.mark.slurm
 def test_results_equal_a_local_run(slurm_run, smoke_study):
     local_dir, _ = smoke_study
-    local = pd.read_parquet(local_dir / "results/tables/runs.parquet")
-    slurm = pd.read_parquet(slurm_run["workdir"] / "results/tables/runs.parquet")
+    local = pd.read_parquet(local_dir / "results/smoke/tables/runs.parquet")
+    slurm = pd.read_parquet(slurm_run["workdir"] / "results/smoke/tables/runs.parquet")
     keys = ["backbone", "alignment", "method", "n_train", "seed"]
     # everything but timings (wall_s, load_s, ...: seconds, by their suffix)
     columns = [c for c in local.columns if not c.endswith("_s")]

@@ -22,18 +22,18 @@ def smoke(smoke_study):
 
 def test_smoke_study_writes_tables_and_figures(smoke):
     workdir, _ = smoke
-    runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
+    runs = pd.read_parquet(workdir / "results/smoke/tables/runs.parquet")
     config = load_preset("smoke")
     conditions = len(config["backbones"]) * len(config["methods"]) * len(config["scales"])
     assert len(runs) == conditions * len(config["seeds"])
     assert set(runs["method"]) == set(config["methods"])
     assert set(runs["backbone"]) == {"aligned", "unaligned"}
     assert runs["test_accuracy"].between(0, 1).all()
-    summary = pd.read_csv(workdir / "results/tables/summary.csv")
+    summary = pd.read_csv(workdir / "results/smoke/tables/summary.csv")
     assert len(summary) == conditions
     for name in FIGURES:
         for ext in ("pdf", "png"):
-            assert (workdir / f"results/figures/{name}.{ext}").stat().st_size > 1000
+            assert (workdir / f"results/smoke/figures/{name}.{ext}").stat().st_size > 1000
 
 
 def test_second_run_has_nothing_to_do(smoke):
@@ -197,7 +197,7 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
         )
         assert len(tokens) == 40 and len(tokens["tokens"].iloc[0]) == 49
     assert (workdir / "results/features/fixture/clip/text_tokens.parquet").exists()
-    runs = pd.read_parquet(workdir / "results/tables/runs.parquet")
+    runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
     assert len(runs) == 2 * len(config["methods"]) * 2 * 2
     sources = runs.groupby("method")["token_source"].unique().map(list).to_dict()
     assert sources == {
@@ -208,4 +208,4 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     }
     attended = runs[runs["method"] == "xattn_img2txt"]
     assert (attended["image_tokens"] == 49).all() and (attended["text_tokens"] > 5).all()
-    assert (workdir / "results/figures/scaling.pdf").exists()
+    assert (workdir / "results/fixture/figures/scaling.pdf").exists()

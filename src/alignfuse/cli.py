@@ -122,7 +122,7 @@ def figure(args) -> None:
     if not args.table.is_file():
         raise AlignfuseError(
             f"{args.table}: table not found; figure {args.name!r} draws "
-            f"results/tables/{FIGURE_TABLES[args.name]}.parquet (run the aggregate rule first)"
+            f"results/<study>/tables/{FIGURE_TABLES[args.name]}.parquet (run the aggregate rule first)"
         )
     module, function = FIGURES[args.name].split(":")
     plot = getattr(importlib.import_module(module), function)
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="table",
         type=Path,
         required=True,
-        help=f"results/tables/<table>.parquet that the figure draws ({tables})",
+        help=f"results/<study>/tables/<table>.parquet that the figure draws ({tables})",
     )
     p.add_argument("--study", default="study")
     p.add_argument("--dpi", type=int, default=200)

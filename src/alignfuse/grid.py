@@ -27,9 +27,10 @@ def conditions(config: dict) -> list[Condition]:
     ]
 
 
-def run_path(dataset: str, condition: Condition, suffix: str = "") -> str:
+def run_path(study: str, dataset: str, condition: Condition, suffix: str = "") -> str:
+    """The run file of a condition, under the study's own root (``results/{study}/``)."""
     c = condition
-    return f"results/runs/{dataset}/{c.backbone}@{c.alignment}/{c.method}/n{c.n}{suffix}.parquet"
+    return f"results/{study}/runs/{dataset}/{c.backbone}@{c.alignment}/{c.method}/n{c.n}{suffix}.parquet"
 
 
 def method_training(config: dict, method: str) -> dict:

@@ -10,11 +10,11 @@ rule aggregate:
     input:
         run_files(),
     output:
-        expand("results/tables/{table}.parquet", table=TABLES),
-        "results/tables/runs.csv",
+        expand("results/{{study}}/tables/{table}.parquet", table=TABLES),
+        "results/{study}/tables/runs.csv",
         [
             report(
-                f"results/tables/{table}.{ext}",
+                f"results/{{study}}/tables/{table}.{ext}",
                 caption=f"../report/{table}.rst",
                 category="Tables",
                 subcategory=table,
@@ -23,10 +23,10 @@ rule aggregate:
             for ext in ("html", "csv", "md")
         ],
     log:
-        "results/logs/analysis/aggregate.log",
+        "results/{study}/logs/analysis/aggregate.log",
     conda:
         CONDA_ENV
     params:
         code=code_hash("analysis.tables"),
     shell:
-        "alignfuse aggregate --runs {input} --out-dir results/tables > {log} 2>&1"
+        "alignfuse aggregate --runs {input} --out-dir results/{wildcards.study}/tables > {log} 2>&1"

@@ -22,6 +22,9 @@ except AlignfuseError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 DATASET = config["dataset"]["name"]
+# A study's own outputs (runs, tables, figures, their logs) live under results/{study}/, so two
+# studies never overwrite each other's files; data, pairs and features are shared by dataset.
+STUDY = config["study"]
 # The jobs' environment for --sdm conda (relative to the rule files).
 CONDA_ENV = "../../envs/alignfuse.yaml"
 
@@ -32,6 +35,7 @@ def one_of(names):
 
 
 wildcard_constraints:
+    study=re.escape(STUDY),
     dataset=re.escape(DATASET),
     backbone=one_of(config["backbones"]),
     alignment=one_of(config["alignments"]),
@@ -71,15 +75,16 @@ def train_code(wildcards):
 
 
 def run_files():
-    return [grid.run_path(DATASET, c) for c in grid.conditions(config)]
+    return [grid.run_path(STUDY, DATASET, c) for c in grid.conditions(config)]
 
 
-def figure_files(name, for_report=False):
-    """A figure's files, one per configured format; with ``for_report`` the one the report shows
-    (PNG when configured, else the first format) carries the caption workflow/report/{name}.rst.
+def figure_files(name, for_report=False, study="{study}"):
+    """A figure's files, one per configured format (under the ``{study}`` wildcard, or the named
+    study's root); with ``for_report`` the one the report shows (PNG when configured, else the
+    first format) carries the caption workflow/report/{name}.rst.
     """
     formats = config["figures"]["formats"]
-    files = [f"results/figures/{name}.{ext}" for ext in formats]
+    files = [f"results/{study}/figures/{name}.{ext}" for ext in formats]
     if not for_report:
         return files
     shown = files[formats.index("png")] if "png" in formats else files[0]
@@ -90,11 +95,17 @@ def figure_files(name, for_report=False):
 
 def all_targets():
     """Every table (with the .md and .html of the report tables) and every figure."""
-    tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("parquet", "csv")]
-    tables += [
-        f"results/tables/{t}.{ext}" for t in REPORT_TABLES for ext in ("md", "html")
+    tables = [
+        f"results/{STUDY}/tables/{t}.{ext}"
+        for t in TABLES
+        for ext in ("parquet", "csv")
     ]
-    figures = [f for name in FIGURES for f in figure_files(name)]
+    tables += [
+        f"results/{STUDY}/tables/{t}.{ext}"
+        for t in REPORT_TABLES
+        for ext in ("md", "html")
+    ]
+    figures = [f for name in FIGURES for f in figure_files(name, study=STUDY)]
     return tables + figures + token_files()
 
 

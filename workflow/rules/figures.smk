@@ -12,11 +12,11 @@ localrules:
 rule figure_scaling:
     """Test accuracy against training pairs, one line per method, one panel per backbone."""
     input:
-        "results/tables/runs.parquet",
+        "results/{study}/tables/runs.parquet",
     output:
         figure_files("scaling", for_report=True),
     log:
-        "results/logs/figures/scaling.log",
+        "results/{study}/logs/figures/scaling.log",
     conda:
         CONDA_ENV
     params:
@@ -31,11 +31,11 @@ rule figure_scaling:
 rule figure_gap:
     """concat − cross-attention (paired on seeds) against training pairs, per backbone."""
     input:
-        "results/tables/paired.parquet",
+        "results/{study}/tables/paired.parquet",
     output:
         figure_files("gap", for_report=True),
     log:
-        "results/logs/figures/gap.log",
+        "results/{study}/logs/figures/gap.log",
     conda:
         CONDA_ENV
     params:
@@ -50,11 +50,11 @@ rule figure_gap:
 rule figure_params:
     """Test accuracy against head parameters at the largest scale, one marker per method."""
     input:
-        "results/tables/runs.parquet",
+        "results/{study}/tables/runs.parquet",
     output:
         figure_files("params", for_report=True),
     log:
-        "results/logs/figures/params.log",
+        "results/{study}/logs/figures/params.log",
     conda:
         CONDA_ENV
     params:

@@ -1,4 +1,4 @@
-"""The report: `snakemake --report results/report.html` gathers every output marked with report()."""
+"""The report: `snakemake --report results/<study>/report.html` gathers every output marked with report()."""
 
 
 # The global description of the report (a path relative to this file).

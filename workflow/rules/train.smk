@@ -7,12 +7,12 @@ rule train:
         unpack(features_for),
         pairs=expand("results/pairs/{{dataset}}/{split}.parquet", split=SPLITS),
     output:
-        runs="results/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.parquet",
-        curves="results/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.curves.parquet",
+        runs="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.parquet",
+        curves="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.curves.parquet",
     log:
-        "results/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
+        "results/{study}/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
+        "results/{study}/benchmarks/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
     conda:
         CONDA_ENV
     threads: config["threads"]["train"]
