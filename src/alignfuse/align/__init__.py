@@ -1,0 +1,1 @@
+"""The alignment stage: measure, degrade and learn the alignment between image and text features."""
