@@ -1,0 +1,1 @@
+"""Theory stage: the sample-complexity argument, learning-curve fits and d-scaling exponents."""
