@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alignfuse.fusion.layers import mlp
+from alignfuse.fusion.layers import Dropout, mlp
 
 
 class LowRankBilinearHead(nn.Module):
@@ -27,7 +27,7 @@ class LowRankBilinearHead(nn.Module):
         super().__init__()
         self.image_proj = nn.Linear(d_image, rank)
         self.text_proj = nn.Linear(d_text, rank)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.classifier = mlp(rank, hidden, 2, dropout)
 
     @staticmethod

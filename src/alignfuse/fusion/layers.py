@@ -17,6 +17,31 @@ from torch import nn
 from alignfuse.errors import AlignfuseError
 
 
+class Dropout(nn.Dropout):
+    """Dropout whose mask can be given from outside, so each seed's masks come from its own stream.
+
+    A seed ensemble (``alignfuse.train.ensemble``) trains several seeds under vmap; masks drawn
+    there from the global generator would depend on which other seeds train alongside. It draws
+    each seed's masks from that seed's generator instead and passes them in as the ``mask``
+    buffer (scaled keep-masks, at least as large as the input in every dimension; the input's
+    leading block is used). Without a mask this is ``nn.Dropout``.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__(p)
+        self.register_buffer("mask", None, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.mask is None:
+            return super().forward(x)
+        if any(n > m for n, m in zip(x.shape, self.mask.shape, strict=True)):
+            raise ValueError(
+                f"dropout mask {tuple(self.mask.shape)} is smaller than its input "
+                f"{tuple(x.shape)}; measure the masks on the longest inputs"
+            )
+        return x * self.mask[tuple(slice(0, n) for n in x.shape)]
+
+
 def mlp(d_in: int, hidden, d_out: int, dropout: float) -> nn.Sequential:
     """Linear -> ReLU -> Dropout per hidden width, then a final Linear to ``d_out``.
 
@@ -24,7 +49,7 @@ def mlp(d_in: int, hidden, d_out: int, dropout: float) -> nn.Sequential:
     """
     layers, width = [], d_in
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(width, h), nn.ReLU(), Dropout(dropout)]
         width = h
     layers.append(nn.Linear(width, d_out))
     return nn.Sequential(*layers)
@@ -91,10 +116,10 @@ class CrossAttentionBlock(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim)
+            nn.Linear(dim, ffn), nn.ReLU(), Dropout(dropout), nn.Linear(ffn, dim)
         )
         self.norm2 = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def attention(
         self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion.layers import CrossAttentionBlock, PseudoTokens, masked_mean
+from alignfuse.fusion.layers import CrossAttentionBlock, Dropout, PseudoTokens, masked_mean
 
 DIRECTIONS = ("txt2img", "img2txt", "bidir")
 TOKEN_SOURCES = ("pseudo", "encoder")
@@ -73,7 +73,7 @@ class CrossAttentionHead(nn.Module):
         )
         width = dim * len(self.blocks)
         self.classifier = nn.Sequential(
-            nn.Linear(width, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, 2)
+            nn.Linear(width, dim), nn.ReLU(), Dropout(dropout), nn.Linear(dim, 2)
         )
 
     @staticmethod

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -54,7 +53,6 @@ def fit(
     batch_size = min(cfg["batch_size"], n)
     optimizer = adamw(model.params.values(), cfg)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
-    torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
     max_epochs, eval_every = cfg["max_epochs"], cfg["eval_every"]
     result = Fit(
         EarlyStopping(len(seeds), cfg["patience"], cfg.get("min_epochs", 0)), model.snapshot()
@@ -132,9 +130,8 @@ def train_condition(
     apart and name what each label trained.
 
     Seeds that stop early leave the stack (parameters and optimiser state), so the rest train on
-    alone. Dropout masks are drawn from the global RNG (seeded from the seed list) for the seeds
-    still training, so a seed's result is independent of the others' only up to dropout noise and
-    floating-point summation order. ``training.device`` (default cpu) picks where the features and
+    alone. Every random stream of a seed (initialisation, data order, dropout masks) depends on
+    that seed alone, so adding seeds to a study leaves the existing seeds' numbers unchanged. ``training.device`` (default cpu) picks where the features and
     heads live; data order and initialisation are drawn on the CPU, so only floating-point results
     differ by device. Runs record the device, ``load_s`` (reading pairs and features), ``train_s``
     (the epochs, dev evaluations included) and ``eval_s`` (the dev evaluations alone), and what the
@@ -160,6 +157,7 @@ def train_condition(
     check_token_source(spec["method"], model.token_source, train, image_features, text_features)
     probe = torch.arange(min(cfg["batch_size"], n), device=device).expand(len(seeds), -1)
     model.adopt_grad_layout(*train.inputs(probe))
+    model.measure_dropout(*train.inputs(train.longest().expand(len(seeds), -1)))
 
     train_start = time.perf_counter()
     result = fit(model, train, data["dev"], cfg, seeds, f"{spec['method']} n={n}")

@@ -7,18 +7,30 @@ pass (a Linear layer becomes one bmm over the seeds), while each seed keeps its 
 from __future__ import annotations
 
 import copy
+import math
 
+import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from alignfuse.fusion.build import build_head
+from alignfuse.fusion.layers import Dropout
 from alignfuse.train.splits import CPU, Split
 
-# Pairs x seeds per evaluation forward pass (divided by the tokens per pair of token features):
-# big enough for efficient matmuls, small enough that a head's temporaries (the cross-attention
-# FFN holds ~16 KB per pair) stay under glibc's 32 MiB mmap threshold; beyond it every temporary
-# is page-faulted in afresh and evaluation halves speed.
-EVAL_ROWS = 2048
+# Pairs per evaluation forward pass (divided by the tokens per pair of token features), the same
+# whatever the number of seeds, so that a seed's evaluation is computed in the same chunks in a
+# study of any size. With five seeds a chunk is 2,560 rows: big enough for efficient matmuls,
+# small enough that a head's temporaries (the cross-attention FFN holds ~16 KB per pair) stay
+# near glibc's 32 MiB mmap threshold, beyond which every temporary is page-faulted in afresh.
+EVAL_PAIRS = 512
+# A seed's dropout masks come from np.random.SeedSequence([seed, DROPOUT_STREAM]).
+DROPOUT_STREAM = 1
+
+
+def seed_stream(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator that depends on ``seed`` and the kind of draw ``stream`` only."""
+    state = np.random.SeedSequence([seed, stream]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 class SeedEnsemble:
@@ -26,7 +38,9 @@ class SeedEnsemble:
 
     Seed s's copy is built right after ``torch.manual_seed(s)``, so its initialisation depends only
     on s. Train/eval mode lives on the parameter-less ``base`` module that ``functional_call``
-    runs, so ``train()``/``eval()`` switch dropout for every seed at once.
+    runs, so ``train()``/``eval()`` switch dropout for every seed at once. In training, each
+    seed's dropout masks are drawn from its own generator (:func:`seed_stream`) and passed in
+    as buffers, so a seed's numbers do not depend on which other seeds train beside it.
 
     ``params`` are the leaf tensors that an optimiser updates, one row per seed. After
     :meth:`adopt_grad_layout` a leaf may hold its parameter with dimensions permuted (always
@@ -56,6 +70,14 @@ class SeedEnsemble:
         # what the head reads: "pooled" vectors, "pseudo" tokens cut from them, or "encoder" tokens
         self.token_source = getattr(models[0], "token_source", "pooled")
         self.pseudo_tokens = getattr(models[0], "pseudo_tokens", None)
+        self.dropout = {
+            name: module.p
+            for name, module in models[0].named_modules()
+            if isinstance(module, Dropout) and module.p > 0
+        }
+        self.mask_shapes: dict[str, tuple[int, ...]] = {}  # per pair, as large as inputs get
+        self.streams = [seed_stream(seed, DROPOUT_STREAM) for seed in seeds]
+        self.device = device
         self._batched = vmap(self.forward, randomness="different")
         self._shared = vmap(self.forward, in_dims=(0, 0, None))
 
@@ -80,15 +102,58 @@ class SeedEnsemble:
         }
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Per-seed batches of a split's inputs (:meth:`Split.inputs` of [S, B]) -> logits [S, B, 2]."""
-        return self._batched(self.weights(), self.buffers, inputs)
+        """Per-seed batches of a split's inputs (:meth:`Split.inputs` of [S, B]) -> logits [S, B, 2].
+
+        In training mode every dropout site gets each seed's mask from that seed's stream.
+        """
+        buffers = self.buffers
+        if self.base.training and self.dropout:
+            if not self.mask_shapes:
+                self.measure_dropout(*inputs)
+            buffers = {**buffers, **self.dropout_masks(inputs[0].shape[1])}
+        return self._batched(self.weights(), buffers, inputs)
+
+    def measure_dropout(self, *inputs: torch.Tensor) -> None:
+        """Record the per-pair input shape of every dropout site from one training-mode pass.
+
+        Pass the pairs with the longest token sequences: masks are drawn at these shapes and each
+        site uses the leading block that its input needs.
+        """
+        handles = [
+            self.base.get_submodule(name).register_forward_pre_hook(
+                lambda module, args, name=name: self.mask_shapes.update({name: args[0].shape[1:]})
+            )
+            for name in self.dropout
+        ]
+        mode = self.base.training
+        self.train()
+        try:
+            with torch.no_grad():
+                self._batched(self.weights(), self.buffers, inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.base.train(mode)
+
+    def dropout_masks(self, batch: int) -> dict[str, torch.Tensor]:
+        """Scaled keep-masks [S, batch, ...] of every dropout site, seed s's from its own stream."""
+        sizes = {name: batch * math.prod(self.mask_shapes[name]) for name in self.dropout}
+        uniform = torch.empty(len(self.streams), sum(sizes.values()))
+        for row, stream in zip(uniform, self.streams, strict=True):
+            torch.rand(row.shape, generator=stream, out=row)
+        masks, start = {}, 0
+        for name, p in self.dropout.items():
+            u = uniform[:, start : start + sizes[name]].view(-1, batch, *self.mask_shapes[name])
+            masks[f"{name}.mask"] = ((u >= p) * (1.0 / (1.0 - p))).to(self.device)
+            start += sizes[name]
+        return masks
 
     @torch.no_grad()
     def predict(self, split: Split) -> torch.Tensor:
         """Every seed on the same pairs, in eval mode: logits [S, N, 2], on the CPU."""
         self.eval()
         weights = self.weights()
-        step = max(1, int(EVAL_ROWS / (len(self) * split.tokens_per_pair)))
+        step = max(1, int(EVAL_PAIRS / split.tokens_per_pair))
         logits = []
         for i in range(0, len(split), step):
             index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
@@ -121,6 +186,7 @@ class SeedEnsemble:
             k: p.detach().index_select(0, index).requires_grad_() for k, p in self.params.items()
         }
         self.buffers = {k: b.index_select(0, index) for k, b in self.buffers.items()}
+        self.streams = [self.streams[i] for i in index.tolist()]
 
     def state(self) -> dict[str, torch.Tensor]:
         """Stacked parameter leaves and buffers by name: every seed's checkpoint, one row each."""

@@ -47,6 +47,15 @@ class Split:
     def tokens_per_pair(self) -> float:
         return max(self.image.tokens_per_row, self.text.tokens_per_row)
 
+    def longest(self) -> torch.Tensor:
+        """Positions of the pairs with the longest image and the longest text sequence."""
+        return torch.stack(
+            [
+                longest_row(self.image, self.image_row),
+                longest_row(self.text, self.text_row),
+            ]
+        )
+
     def inputs(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """A head's inputs for the pairs at ``index`` (any shape [...]).
 
@@ -56,6 +65,13 @@ class Split:
         image = self.image.gather(self.image_row[index])
         text = self.text.gather(self.text_row[index])
         return (image[0], text[0], *image[1:], *text[1:])
+
+
+def longest_row(rows: PooledRows | TokenRows, row_of_pair: torch.Tensor) -> torch.Tensor:
+    """The position of a pair whose row in ``rows`` is longest (any pair for pooled rows)."""
+    if isinstance(rows, PooledRows):
+        return torch.zeros((), dtype=torch.long, device=row_of_pair.device)
+    return rows.lengths.to(row_of_pair.device)[row_of_pair].argmax()
 
 
 def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
