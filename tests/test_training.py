@@ -24,6 +24,7 @@ from alignfuse.train.condition import train_condition
 from alignfuse.train.ensemble import SeedEnsemble
 from alignfuse.train.metrics import auroc
 from alignfuse.train.optim import adamw, keep_optimizer_seeds
+from alignfuse.train.splits import load_splits, training_subsets
 from alignfuse.train.stopping import EarlyStopping
 
 RUN_COLUMNS = [
@@ -43,6 +44,7 @@ RUN_COLUMNS = [
     "train_s",
     "eval_s",
     "seeds_trained_together",
+    "resample",
     "device",
     "token_source",
     "image_tokens",
@@ -474,3 +476,54 @@ def test_runs_and_curves_start_with_the_condition_labels(task):
     for frame in (runs, curves):
         assert list(frame.columns[:4]) == ["dataset", "backbone", "alignment", "method"]
         assert (frame["method"] == "concat").all() and (frame["backbone"] == "b").all()
+
+
+def test_fixed_subsets_are_the_first_pairs_for_every_seed():
+    subsets = training_subsets(100, 10, [0, 1, 2], "fixed")
+    assert (subsets == np.arange(10)).all()
+
+
+def test_per_seed_subsets_are_balanced_nested_and_drawn_from_the_seed_alone():
+    small = training_subsets(1000, 20, [4, 9], "per_seed")
+    large = training_subsets(1000, 60, [9, 4, 11], "per_seed")
+    assert (large[1, :20] == small[0]).all() and (large[0, :20] == small[1]).all()  # nested
+    assert not (small[0] == small[1]).all()  # each seed its own sample
+    for subset in large:
+        assert len(set(subset)) == 60
+        assert (subset[0::2] % 2 == 0).all() and (subset[1::2] == subset[0::2] + 1).all()
+
+
+def interleaved(task, tmp_path):
+    """The task's pairs with each split's positives and negatives interleaved, as the pairs stage
+    writes them (positive k, then its negative)."""
+    for split in ("train", "dev", "test"):
+        pairs = pd.read_parquet(task / "pairs" / f"{split}.parquet")
+        pos, neg = pairs[pairs["label"] == 1], pairs[pairs["label"] == 0]
+        rows = pd.concat([pos.reset_index(drop=True), neg.reset_index(drop=True)], keys=[0, 1])
+        write_frame(rows.swaplevel().sort_index(), tmp_path / "pairs" / f"{split}.parquet")
+    return tmp_path / "pairs"
+
+
+def test_per_seed_resampling_trains_each_seed_on_its_own_balanced_pairs(task, tmp_path):
+    pairs = interleaved(task, tmp_path)
+    features = task / "image.parquet", task / "text.parquet"
+    data = load_splits(*features, pairs, 100, seeds=[0, 1], resample="per_seed")
+    train = data["train"]
+    for subset in train.subsets:
+        assert train.label[subset].float().mean() == 0.5
+    assert set(train.subsets[0].tolist()) != set(train.subsets[1].tolist())
+    per_seed = {**spec("concat", max_epochs=2), "resample": "per_seed"}
+    runs, _ = train_condition(*features, pairs, 100, per_seed, 1)
+    assert (runs["resample"] == "per_seed").all()
+
+
+def test_per_seed_resampling_refuses_pairs_that_are_not_interleaved(task):
+    with pytest.raises(AlignfuseError, match="train.parquet: .*not interleaved"):
+        load_splits(
+            task / "image.parquet",
+            task / "text.parquet",
+            task / "pairs",
+            100,
+            seeds=[0],
+            resample="per_seed",
+        )

@@ -48,6 +48,7 @@ def train_slice(config: dict, method: str) -> dict:
         "hparams": {k: v for k, v in spec.items() if k not in ("head", "training")},
         "training": method_training(config, method),
         "seeds": list(config["seeds"]),
+        "resample": config["pairs"]["resample"],
     }
 
 

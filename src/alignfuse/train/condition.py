@@ -49,7 +49,7 @@ def fit(
     parameter slice is exactly that of seed s's own loss, and one AdamW over the stack is S
     independent AdamWs. Each seed draws its data order from its own generator.
     """
-    n, device = len(train), train.label.device
+    n, device = train.subsets.shape[1], train.label.device
     batch_size = min(cfg["batch_size"], n)
     optimizer = adamw(model.params.values(), cfg)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
@@ -64,7 +64,9 @@ def fit(
     for epoch in bar:
         result.last_epoch = epoch
         model.train()
-        order = torch.stack([torch.randperm(n, generator=orders[s]) for s in active.tolist()])
+        order = torch.stack(
+            [train.subsets[s][torch.randperm(n, generator=orders[s])] for s in active.tolist()]
+        )
         for i in range(0, n, batch_size):
             idx = order[:, i : i + batch_size].to(device)  # [S, B] positions in the train split
             logits = model(*train.inputs(idx))
@@ -142,7 +144,8 @@ def train_condition(
     torch.set_num_threads(threads)
     cfg, seeds = spec["training"], list(spec["seeds"])
     device = pick_device(cfg.get("device", "cpu"))
-    data = load_splits(image_features, text_features, pairs_dir, n, device)
+    resample = spec.get("resample", "fixed")
+    data = load_splits(image_features, text_features, pairs_dir, n, device, seeds, resample)
     load_s = time.perf_counter() - start
     train = data["train"]
     model = SeedEnsemble(
@@ -183,6 +186,7 @@ def train_condition(
             "train_s": train_s,
             "eval_s": result.eval_s,
             "seeds_trained_together": len(seeds),
+            "resample": resample,
             "device": describe(device),
             "token_source": model.token_source,
             **tokens_attended(model, train),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
@@ -19,6 +20,9 @@ from alignfuse.features.rows import PooledRows, TokenRows, load_rows
 
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
 CPU = torch.device("cpu")
+RESAMPLES = ("per_seed", "fixed")
+# A seed's training subset under per_seed comes from np.random.SeedSequence([seed, SUBSET_STREAM]).
+SUBSET_STREAM = 2
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Split:
     label: torch.Tensor
     image_row: torch.Tensor
     text_row: torch.Tensor
+    subsets: torch.Tensor | None = None  # train only: each seed's pairs, positions [S, n]
 
     def __len__(self) -> int:
         return len(self.label)
@@ -74,8 +79,8 @@ def longest_row(rows: PooledRows | TokenRows, row_of_pair: torch.Tensor) -> torc
     return rows.lengths.to(row_of_pair.device)[row_of_pair].argmax()
 
 
-def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
-    """The pairs of one split; with ``n``, its first n rows (the nested training prefixes)."""
+def read_pairs(path: Path) -> pd.DataFrame:
+    """The pairs of one split, in the file's order."""
     if not path.exists():
         raise AlignfuseError(f"{path}: pairs file not found; run the workflow's pairs stage first")
     missing = [c for c in PAIR_COLUMNS if c not in pq.read_schema(path).names]
@@ -83,15 +88,36 @@ def read_pairs(path: Path, n: int | None = None) -> pd.DataFrame:
         raise AlignfuseError(
             f"{path}: missing column(s) {missing}; rebuild it with the pairs stage"
         )
-    pairs = pd.read_parquet(path, columns=list(PAIR_COLUMNS))
-    if n is not None:
-        if n > len(pairs):
-            raise AlignfuseError(
-                f"{path}: {n} training pairs requested but only {len(pairs)} available; "
-                "lower the scale in `scales` or build more training pairs"
-            )
-        pairs = pairs.iloc[:n]
-    return pairs
+    return pd.read_parquet(path, columns=list(PAIR_COLUMNS))
+
+
+def training_subsets(available: int, n: int, seeds: list[int], resample: str) -> np.ndarray:
+    """Each seed's n training pairs, as positions [S, n] in the train pairs file.
+
+    The file interleaves positives and their negatives, so (2k, 2k+1) is a balanced block.
+    ``fixed``: the first n pairs, the same for every seed (the nested prefixes). ``per_seed``: the
+    first n/2 blocks of a permutation of the blocks drawn from the seed alone, so each seed trains
+    on its own sample of pairs, its scales stay nested, and every subset stays balanced.
+    """
+    if resample not in RESAMPLES:
+        raise AlignfuseError(f"pairs.resample '{resample}': use one of {', '.join(RESAMPLES)}")
+    if resample == "fixed":
+        return np.tile(np.arange(n), (len(seeds), 1))
+    blocks = np.stack(
+        [
+            np.random.default_rng(np.random.SeedSequence([seed, SUBSET_STREAM])).permutation(
+                available // 2
+            )[: n // 2]
+            for seed in seeds
+        ]
+    )
+    return (2 * blocks[:, :, None] + np.arange(2)).reshape(len(seeds), -1)
+
+
+def interleaved(labels: np.ndarray) -> bool:
+    """Whether labels run 1, 0, 1, 0, ...: each positive followed by its negative."""
+    even = len(labels) // 2 * 2
+    return bool((labels[:even] == np.tile([1, 0], even // 2)).all())
 
 
 def load_splits(
@@ -100,11 +126,32 @@ def load_splits(
     pairs_dir: Path,
     n: int,
     device: torch.device = CPU,
+    seeds: list[int] = (0,),
+    resample: str = "fixed",
 ) -> dict[str, Split]:
-    """Train (first n pairs), dev and test pairs over the feature rows they use, read once and
-    held on ``device``."""
+    """Train (each seed's n pairs, see :func:`training_subsets`), dev and test pairs over the
+    feature rows they use, read once and held on ``device``.
+
+    The train split holds the union of the seeds' subsets; its ``subsets`` give each seed's pairs
+    as positions in it.
+    """
+    pairs_dir = Path(pairs_dir)
+    train = read_pairs(pairs_dir / "train.parquet")
+    if n > len(train):
+        raise AlignfuseError(
+            f"{pairs_dir / 'train.parquet'}: {n} training pairs requested but only {len(train)} "
+            "available; lower the scale in `scales` or build more training pairs"
+        )
+    if resample == "per_seed" and not interleaved(train["label"].to_numpy()):
+        raise AlignfuseError(
+            f"{pairs_dir / 'train.parquet'}: positives and negatives are not interleaved, so "
+            "per_seed resampling cannot draw balanced pairs; rebuild it with the pairs stage"
+        )
+    subsets = training_subsets(len(train), n, list(seeds), resample)
+    used, subsets = np.unique(subsets, return_inverse=True)
     pairs = {
-        s: read_pairs(Path(pairs_dir) / f"{s}.parquet", n if s == "train" else None) for s in SPLITS
+        "train": train.iloc[used],
+        **{s: read_pairs(pairs_dir / f"{s}.parquet") for s in SPLITS if s != "train"},
     }
     every = pd.concat(pairs.values(), keys=SPLITS)
     image, image_row = load_rows(Path(image_features), every["image_id"])
@@ -127,4 +174,5 @@ def load_splits(
             text_row=text_row[rows],
         )
         start += len(frame)
+    splits["train"].subsets = torch.as_tensor(subsets.reshape(len(seeds), -1))  # on the CPU
     return splits
