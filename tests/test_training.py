@@ -49,6 +49,8 @@ RUN_COLUMNS = [
     "token_source",
     "image_tokens",
     "text_tokens",
+    "status",
+    "diverged_epoch",
 ]
 TIMES = ["wall_s", "load_s", "train_s", "eval_s"]
 CURVE_COLUMNS = [
@@ -149,9 +151,10 @@ def spec(method, seeds=(0, 1), head=None, **training):
 
 
 def train(task, method, n=800, **kwargs):
+    """(runs, curves) of one condition on the task."""
     return train_condition(
         task / "image.parquet", task / "text.parquet", task / "pairs", n, spec(method, **kwargs), 1
-    )
+    )[:2]
 
 
 @pytest.mark.parametrize("method", ["concat", "xattn_txt2img"])
@@ -237,7 +240,7 @@ def train_on_tokens(task, token_task, method, head, **kwargs):
         800,
         spec(method, head=head, **kwargs),
         1,
-    )
+    )[:2]
 
 
 def test_encoder_token_head_learns_from_token_files_and_records_its_inputs(task, token_task):
@@ -464,7 +467,7 @@ def test_no_seed_stops_before_min_epochs_even_on_a_plateau():
 
 def test_runs_and_curves_start_with_the_condition_labels(task):
     labels = {"dataset": "d", "backbone": "b", "alignment": "raw"}
-    runs, curves = train_condition(
+    runs, curves, _ = train_condition(
         task / "image.parquet",
         task / "text.parquet",
         task / "pairs",
@@ -513,7 +516,7 @@ def test_per_seed_resampling_trains_each_seed_on_its_own_balanced_pairs(task, tm
         assert train.label[subset].float().mean() == 0.5
     assert set(train.subsets[0].tolist()) != set(train.subsets[1].tolist())
     per_seed = {**spec("concat", max_epochs=2), "resample": "per_seed"}
-    runs, _ = train_condition(*features, pairs, 100, per_seed, 1)
+    runs = train_condition(*features, pairs, 100, per_seed, 1).runs
     assert (runs["resample"] == "per_seed").all()
 
 
@@ -527,3 +530,52 @@ def test_per_seed_resampling_refuses_pairs_that_are_not_interleaved(task):
             seeds=[0],
             resample="per_seed",
         )
+
+
+def test_test_predictions_are_the_best_checkpoints_probabilities_per_seed_and_pair(task):
+    result = train_condition(
+        task / "image.parquet",
+        task / "text.parquet",
+        task / "pairs",
+        200,
+        spec("concat", seeds=(4, 9), max_epochs=3),
+        1,
+    )
+    predictions, runs = result.predictions, result.runs.set_index("seed")
+    test = pd.read_parquet(task / "pairs" / "test.parquet")
+    assert len(predictions) == 2 * len(test)
+    for seed, rows in predictions.groupby("seed"):
+        assert rows["pair"].tolist() == list(range(len(test)))
+        accuracy = ((rows["prob"].to_numpy() > 0.5) == test["label"].to_numpy()).mean()
+        assert accuracy == pytest.approx(runs.loc[seed, "test_accuracy"])
+
+
+def test_seeds_whose_loss_diverges_are_recorded_as_diverged(task):
+    """A learning rate of 1e12 blows up every seed: each is stopped in the epoch its loss stops
+    being finite and marked, instead of being reported as a run near chance."""
+    runs, curves = train(task, "concat", n=200, seeds=(0, 1), lr=1e12, max_epochs=5)
+    assert (runs["status"] == "diverged").all()
+    assert runs["diverged_epoch"].notna().all() and (runs["epochs"] == runs["diverged_epoch"]).all()
+    fine, _ = train(task, "concat", n=200, seeds=(0, 1), max_epochs=2)
+    assert (fine["status"] == "ok").all() and fine["diverged_epoch"].isna().all()
+
+
+def test_one_diverging_seed_leaves_the_stack_and_the_others_train_on(task, monkeypatch):
+    """Seed 7's logits turn to NaN from its 12th step on (epoch 2 at 400 pairs, batch 64)."""
+    forward, calls = SeedEnsemble.__call__, {"n": 0}
+
+    def poisoned(self, *inputs):
+        logits = forward(self, *inputs)
+        if self.base.training:
+            calls["n"] += 1
+            if calls["n"] >= 12 and len(self) == 2:
+                logits = torch.cat([logits[:1], logits[1:] * float("nan")])
+        return logits
+
+    monkeypatch.setattr(SeedEnsemble, "__call__", poisoned)
+    runs, curves = train(task, "concat", n=400, seeds=(3, 7), max_epochs=5, patience=10)
+    runs = runs.set_index("seed")
+    assert runs.loc[7, "status"] == "diverged" and runs.loc[7, "diverged_epoch"] == 2
+    assert runs.loc[3, "status"] == "ok" and runs.loc[3, "epochs"] == 5
+    assert curves[curves["seed"] == 3]["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert runs.loc[3, "test_accuracy"] > 0.7

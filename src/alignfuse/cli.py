@@ -92,7 +92,7 @@ def train(args) -> None:
     from alignfuse.parquet import write_frame
     from alignfuse.train.condition import train_condition
 
-    runs, curves = train_condition(
+    trained = train_condition(
         args.image_features,
         args.text_features,
         args.pairs_dir,
@@ -102,8 +102,9 @@ def train(args) -> None:
         labels=dict(args.label),
     )
     metadata = {"spec": args.spec, "n": args.n}
-    write_frame(curves, args.curves_out, metadata)
-    write_frame(runs, args.out, metadata)
+    write_frame(trained.curves, args.curves_out, metadata)
+    write_frame(trained.predictions, args.predictions_out, metadata)
+    write_frame(trained.runs, args.out, metadata)
 
 
 def aggregate(args) -> None:
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=label_arg, action="append", default=[], help="KEY=VALUE column")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--curves-out", type=Path, required=True)
+    p.add_argument("--predictions-out", type=Path, required=True)
     p.set_defaults(func=train)
 
     p = sub.add_parser(

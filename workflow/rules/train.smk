@@ -9,6 +9,7 @@ rule train:
     output:
         runs="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.parquet",
         curves="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.curves.parquet",
+        predictions="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.predictions.parquet",
     log:
         "results/{study}/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
     benchmark:
@@ -25,4 +26,5 @@ rule train:
         "--pairs-dir {params.pairs_dir} --n {wildcards.n} --spec {params.spec:q} "
         "--threads {threads} --label dataset={wildcards.dataset} "
         "--label backbone={wildcards.backbone} --label alignment={wildcards.alignment} "
-        "--out {output.runs} --curves-out {output.curves} > {log} 2>&1"
+        "--out {output.runs} --curves-out {output.curves} "
+        "--predictions-out {output.predictions} > {log} 2>&1"

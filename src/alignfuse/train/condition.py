@@ -14,7 +14,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,15 @@ from alignfuse.train.metrics import metrics
 from alignfuse.train.optim import adamw, keep_optimizer_seeds
 from alignfuse.train.splits import Split, load_splits
 from alignfuse.train.stopping import EarlyStopping
+
+
+class Trained(NamedTuple):
+    """A condition's tables: runs (a row per seed), curves (per seed and evaluation) and
+    predictions (per seed and test pair: the best checkpoint's probability of a match)."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    predictions: pd.DataFrame
 
 
 @dataclass
@@ -61,6 +72,7 @@ def fit(
     train_loss, seen = torch.zeros(len(seeds), device=device), 0
 
     bar = tqdm(range(1, max_epochs + 1), desc=desc, file=sys.stderr)
+    stopping = result.stopping
     for epoch in bar:
         result.last_epoch = epoch
         model.train()
@@ -79,29 +91,30 @@ def fit(
             optimizer.step()
             train_loss += loss.detach()
         seen += n
+        for j in (~torch.isfinite(train_loss)).nonzero().flatten().tolist():
+            stopping.diverge(active[j].item(), epoch)
 
-        if epoch % eval_every and epoch != max_epochs:
-            continue
-        eval_start = time.perf_counter()
-        dev_metrics = metrics(model.predict(dev), dev.label.cpu())
-        result.eval_s += time.perf_counter() - eval_start
-        for j, s in enumerate(active.tolist()):
-            result.curves.append(
-                {
-                    "seed": seeds[s],
-                    "epoch": epoch,
-                    "train_loss": (train_loss[j] / seen).item(),
-                    "dev_loss": dev_metrics["loss"][j],
-                    "dev_accuracy": dev_metrics["accuracy"][j],
-                    "dev_auroc": dev_metrics["auroc"][j],
-                }
+        if epoch % eval_every == 0 or epoch == max_epochs:
+            eval_start = time.perf_counter()
+            dev_metrics = metrics(model.predict(dev), dev.label.cpu())
+            result.eval_s += time.perf_counter() - eval_start
+            for j, s in enumerate(active.tolist()):
+                result.curves.append(
+                    {
+                        "seed": seeds[s],
+                        "epoch": epoch,
+                        "train_loss": (train_loss[j] / seen).item(),
+                        "dev_loss": dev_metrics["loss"][j],
+                        "dev_accuracy": dev_metrics["accuracy"][j],
+                        "dev_auroc": dev_metrics["auroc"][j],
+                    }
+                )
+            improved = stopping.update(
+                epoch, active.tolist(), dev_metrics["accuracy"], dev_metrics["loss"]
             )
-        stopping = result.stopping
-        improved = stopping.update(
-            epoch, active.tolist(), dev_metrics["accuracy"], dev_metrics["loss"]
-        )
-        model.save_into(result.best, active, improved)
-        bar.set_postfix(dev_acc=f"{dev_metrics['accuracy'].max():.3f}")
+            model.save_into(result.best, active, improved)
+            bar.set_postfix(dev_acc=f"{np.nanmax(dev_metrics['accuracy']):.3f}")
+            train_loss, seen = torch.zeros(len(active), device=device), 0
         if stopping.done:
             break
         still = torch.tensor([stopping.active(s) for s in active.tolist()])
@@ -110,8 +123,7 @@ def fit(
             old = model.params
             model.keep_seeds(keep)
             optimizer = keep_optimizer_seeds(optimizer, old, model.params, keep, cfg)
-            active = active[keep]
-        train_loss, seen = torch.zeros(len(active), device=device), 0
+            active, train_loss = active[keep], train_loss[keep.to(device)]
     bar.close()
     return result
 
@@ -124,8 +136,8 @@ def train_condition(
     spec: dict,
     threads: int,
     labels: dict[str, str] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train all seeds of one condition; return runs (row per seed) and curves (per seed per eval).
+) -> Trained:
+    """Train all seeds of one condition; return its runs, curves and test predictions.
 
     Both tables start with the condition's ``labels`` (e.g. dataset, backbone, alignment), the
     method's label and its head's registry name, so that aggregated tables can tell conditions
@@ -167,7 +179,8 @@ def train_condition(
     train_s = time.perf_counter() - train_start
 
     model.load(result.best)
-    test = metrics(model.predict(data["test"]), data["test"].label.cpu())
+    test_logits = model.predict(data["test"])
+    test = metrics(test_logits, data["test"].label.cpu())
     wall = time.perf_counter() - start
     stopping = result.stopping
     runs = [
@@ -190,11 +203,34 @@ def train_condition(
             "device": describe(device),
             "token_source": model.token_source,
             **tokens_attended(model, train),
+            "status": "ok" if stopping.diverged_at[s] is None else "diverged",
+            "diverged_epoch": stopping.diverged_at[s],
         }
         for s, seed in enumerate(seeds)
     ]
     condition = {**(labels or {}), "method": spec["method"], "head": spec["head"]}
-    return labelled(pd.DataFrame(runs), condition), labelled(pd.DataFrame(result.curves), condition)
+    runs = pd.DataFrame(runs).astype({"diverged_epoch": "Int64"})
+    return Trained(
+        labelled(runs, condition),
+        labelled(pd.DataFrame(result.curves), condition),
+        predictions(test_logits, seeds),
+    )
+
+
+def predictions(logits: torch.Tensor, seeds: list[int]) -> pd.DataFrame:
+    """Per seed and test pair (its row in test.parquet): the probability of a match, float32.
+
+    The analysis stage resamples test images from these, and they are what the modality
+    contribution diagnostics read.
+    """
+    pairs = logits.shape[1]
+    return pd.DataFrame(
+        {
+            "seed": np.repeat(np.asarray(seeds, dtype=np.int64), pairs),
+            "pair": np.tile(np.arange(pairs, dtype=np.int32), len(seeds)),
+            "prob": logits.float().softmax(dim=-1)[..., 1].reshape(-1).numpy(),
+        }
+    )
 
 
 def check_token_source(

@@ -11,7 +11,9 @@ class EarlyStopping:
     A seed that has run out of patience is frozen: later evaluations do not change its record,
     so its result does not depend on how long the other seeds keep training. No seed stops before
     ``min_epochs``: attention heads sit at chance for a while before they find the task, and
-    patience alone would stop them on that plateau.
+    patience alone would stop them on that plateau. A seed whose training loss stops being finite
+    has diverged: it stops at once, and its run is marked so that tables leave it out visibly
+    instead of reporting a broken head as a result near chance.
     """
 
     def __init__(self, n_seeds: int, patience: int, min_epochs: int = 0):
@@ -22,6 +24,7 @@ class EarlyStopping:
         self.best_epoch = [0] * n_seeds
         self.stale = [0] * n_seeds
         self.stopped_at: list[int | None] = [None] * n_seeds
+        self.diverged_at: list[int | None] = [None] * n_seeds
 
     def active(self, s: int) -> bool:
         return self.stopped_at[s] is None
@@ -43,6 +46,11 @@ class EarlyStopping:
                     self.stopped_at[s] = epoch
             improved.append(better)
         return improved
+
+    def diverge(self, s: int, epoch: int) -> None:
+        """Stop seed ``s``, whose loss was not finite in ``epoch``."""
+        if self.active(s):
+            self.stopped_at[s] = self.diverged_at[s] = epoch
 
     @property
     def done(self) -> bool:
