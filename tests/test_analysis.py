@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -5,9 +6,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from alignfuse.analysis.claims import Claim
 from alignfuse.analysis.tables import (
     RUN_COLUMNS,
+    Settings,
     build_tables,
+    collect_predictions,
     collect_runs,
     summarize,
     write_tables,
@@ -41,14 +45,54 @@ def run_rows(method="concat", n_train=2048, accuracies=(0.7, 0.8, 0.9), backbone
             "token_source": "pooled" if method == "concat" else "encoder",
             "image_tokens": 1.0 if method == "concat" else 49.0,
             "text_tokens": 1.0 if method == "concat" else 14.25,
+            "status": "ok",
         }
     )
 
 
+# The test split: 100 images with two pairs each (a positive and a negative).
+TEST_PAIRS = pd.DataFrame(
+    {
+        "image_id": np.repeat([f"i{k}" for k in range(100)], 2),
+        "caption_id": [f"c{k}" for k in range(200)],
+        "label": np.tile([1, 0], 100),
+    }
+)
+
+
+def predictions_for(frame: pd.DataFrame) -> pd.DataFrame:
+    """Test probabilities that score exactly each seed's accuracy: the first a·N pairs (in a
+    seed-shuffled order) right, the rest wrong."""
+    rows = []
+    label = TEST_PAIRS["label"].to_numpy()
+    for seed, accuracy in zip(frame["seed"], frame["test_accuracy"], strict=True):
+        right = np.random.default_rng(seed).permutation(len(label)) < round(accuracy * len(label))
+        prob = np.where(right == (label == 1), 0.9, 0.1)
+        rows.append(pd.DataFrame({"seed": seed, "pair": np.arange(len(label)), "prob": prob}))
+    return pd.concat(rows, ignore_index=True)
+
+
 def write_run(tmp_path, frame, name):
+    """A run file and its test predictions, as the train stage writes them."""
     path = tmp_path / f"{name}.parquet"
     write_frame(frame, path)
+    write_frame(predictions_for(frame), tmp_path / f"{name}.predictions.parquet")
     return path
+
+
+CLAIM = Claim.from_config(
+    {
+        "id": "clip_gap",
+        "statement": "concat beats cross-attention by 4.1–5.1 points",
+        "backbone": "clip",
+        "alignment": "raw",
+        "reference": "concat",
+        "methods": ["xattn_txt2img"],
+        "scales": [2048, 4096],
+        "band": [4.1, 5.1],
+    }
+)
+SETTINGS = Settings(claims=(CLAIM,), bootstrap_resamples=500)
 
 
 def test_collect_runs_concatenates_in_a_fixed_order_whatever_the_file_order(tmp_path):
@@ -132,7 +176,7 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
         ]
     )
     out = tmp_path / "tables"
-    write_tables(runs, out)
+    write_tables(runs, out, SETTINGS)
     names = {
         f"{t}.{ext}"
         for t in ("runs", "summary", "paired", "paper_vs_ours")
@@ -154,10 +198,11 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
 
 def test_summary_markdown_shows_accuracy_in_percent_with_its_interval(tmp_path):
     runs = pd.concat([run_rows("concat"), run_rows("xattn", accuracies=(0.6,))])
-    write_tables(runs, tmp_path)
+    write_tables(runs, tmp_path, SETTINGS)
     text = (tmp_path / "summary.md").read_text(encoding="utf-8")
     halfwidth = 100 * stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
-    assert f"80.00 ± {halfwidth:.2f}" in text
+    assert f"80.00 [{80 - halfwidth:.2f}, {80 + halfwidth:.2f}]" in text  # no predictions: seeds
+    assert f" {halfwidth:.2f} |" in text  # the seeds-only half-width beside it
     assert "| xattn " in text and " 60.00 |" in text  # one seed: no interval
     assert "295,554" in text
     assert "| pooled " in text and "| encoder 49 / 14.2 " in text
@@ -171,28 +216,74 @@ def five_point_study(tmp_path):
     ]
 
 
-def test_build_tables_pairs_methods_and_judges_the_papers_claims(tmp_path):
-    tables = build_tables(collect_runs(five_point_study(tmp_path)))
+def test_the_test_bootstrap_widens_every_interval_beyond_the_seed_interval(tmp_path):
+    paths = five_point_study(tmp_path)
+    runs = collect_runs(paths)
+    predictions = collect_predictions(paths, TEST_PAIRS)
+    tables = build_tables(runs, SETTINGS, predictions, TEST_PAIRS)
+    summary = tables["summary"].set_index("method")
+    concat = summary.loc["concat"]
+    assert concat["interval"] == "seeds + test images" and concat["test_accuracy_test_se"] > 0
+    assert (
+        concat["test_accuracy_high"] - concat["test_accuracy_mean"] > concat["test_accuracy_ci95"]
+    )
+    paired = tables["paired"].set_index("metric").loc["test_accuracy"]
+    assert paired["mean_diff"] == pytest.approx(0.05)
+    assert paired["ci_low"] == pytest.approx(0.05) and paired["ci_high"] == pytest.approx(0.05)
+    assert paired["low"] < 0.05 < paired["high"]  # the test set's variance is not zero
+    assert paired["test_low"] < 0.05 < paired["test_high"]
+
+
+def test_predictions_that_do_not_match_the_test_split_are_refused(tmp_path):
+    paths = five_point_study(tmp_path)
+    with pytest.raises(
+        AlignfuseError, match="predictions for 200 pairs, but the test split has 198"
+    ):
+        collect_predictions(paths, TEST_PAIRS.iloc[:198])
+    (tmp_path / "xattn.predictions.parquet").unlink()
+    with pytest.raises(
+        AlignfuseError, match="xattn.predictions.parquet: test predictions not found"
+    ):
+        collect_predictions(paths, TEST_PAIRS)
+
+
+def test_diverged_seeds_are_counted_and_left_out_of_the_summary():
+    runs = run_rows(accuracies=(0.7, 0.8, 0.9, 0.5))
+    runs.loc[3, "status"] = "diverged"
+    row = summarize(runs).iloc[0]
+    assert row["n_seeds"] == 3 and row["n_diverged"] == 1
+    assert row["test_accuracy_mean"] == pytest.approx(0.8)
+
+
+def test_build_tables_pairs_methods_and_judges_the_claims(tmp_path):
+    paths = five_point_study(tmp_path)
+    tables = build_tables(
+        collect_runs(paths), SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
+    )
     assert list(tables) == ["runs", "summary", "paired", "paper_vs_ours"]
     paired = tables["paired"].set_index("metric")
     assert paired.loc["test_accuracy", "mean_diff"] == pytest.approx(0.05)
-    claims = tables["paper_vs_ours"].set_index("claim")
-    assert claims.loc["clip_gap_n2048", "verdict"] == "reproduced"
-    assert claims.loc["clip_gap_n4096", "verdict"] == "not in this study"
+    claims = tables["paper_vs_ours"].set_index("scales")
+    assert claims.loc["2048", "verdict"] in ("consistent but imprecise", "reproduced")
+    assert claims.loc["4096", "verdict"] == "not in this study"
+    assert claims.loc["2048, 4096", "verdict"] == "not fully tested"
 
 
 def test_the_tables_for_people_read_in_points_with_intervals_and_verdicts(tmp_path):
     out = tmp_path / "tables"
-    write_tables(collect_runs(five_point_study(tmp_path)), out)
+    paths = five_point_study(tmp_path)
+    write_tables(
+        collect_runs(paths), out, SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
+    )
     paired = (out / "paired.md").read_text(encoding="utf-8")
     assert "| concat − xattn_txt2img " in paired
-    assert " 5.00 [5.00, 5.00] " in paired
-    assert "Holm" in paired
-    paper = (out / "paper_vs_ours.md").read_text(encoding="utf-8")
-    assert "| reproduced " in paper and "| not in this study " in paper
-    assert "4.1–5.1" in paper
+    assert " [5.00, 5.00] " in paired  # the seeds-only interval of a constant difference
+    assert "Holm" in paired and "seeds + test images" in paired
+    claims = (out / "paper_vs_ours.md").read_text(encoding="utf-8")
+    assert "| not in this study " in claims and "| not fully tested " in claims
+    assert "4.1–5.1" in claims and "widened by 1 point(s)" in claims
     page = (out / "paper_vs_ours.html").read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and "<table" in page and "reproduced" in page
+    assert page.startswith("<!DOCTYPE html>") and "<table" in page
     csv = pd.read_csv(out / "paired.csv")
     assert set(csv["method"]) == {"xattn_txt2img"}
 
@@ -200,21 +291,39 @@ def test_the_tables_for_people_read_in_points_with_intervals_and_verdicts(tmp_pa
 def test_a_study_without_concat_still_writes_every_table(tmp_path):
     runs = collect_runs([write_run(tmp_path, run_rows("xattn_txt2img"), "xattn")])
     out = tmp_path / "tables"
-    write_tables(runs, out)
+    write_tables(runs, out, SETTINGS)
     assert pd.read_parquet(out / "paired.parquet").empty
     assert "(no rows)" in (out / "paired.md").read_text(encoding="utf-8")
     verdicts = set(pd.read_csv(out / "paper_vs_ours.csv")["verdict"])
-    assert verdicts == {"not in this study"}
+    assert verdicts == {"not in this study", "not fully tested"}
 
 
 def test_the_aggregate_command_writes_the_tables_and_reports_errors_in_one_line(tmp_path, capsys):
     out = tmp_path / "tables"
-    assert (
-        main(["aggregate", "--runs", *map(str, five_point_study(tmp_path)), "--out-dir", str(out)])
-        == 0
+    pairs = tmp_path / "test.parquet"
+    write_frame(TEST_PAIRS, pairs)
+    settings = json.dumps(
+        {
+            "analysis": {
+                "reference": "concat",
+                "confidence": 0.95,
+                "tolerance_pts": 1.0,
+                "bootstrap_resamples": 200,
+                "seed": 0,
+            },
+            "claims": [],
+        }
     )
+    common = ["--test-pairs", str(pairs), "--settings", settings, "--out-dir", str(out)]
+    runs = list(map(str, five_point_study(tmp_path)))
+    assert main(["aggregate", "--runs", *runs, *common]) == 0
     assert (out / "paper_vs_ours.md").is_file()
-    assert (
-        main(["aggregate", "--runs", str(tmp_path / "absent.parquet"), "--out-dir", str(out)]) == 1
-    )
+    assert main(["aggregate", "--runs", str(tmp_path / "absent.parquet"), *common]) == 1
     assert "absent.parquet: run file not found" in capsys.readouterr().err
+
+
+def test_a_truncated_run_file_is_one_error_naming_it_and_the_fix(tmp_path):
+    path = write_run(tmp_path, run_rows(), "cut")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(AlignfuseError, match=r"cut\.parquet: not a readable Parquet file.*rerun"):
+        collect_runs([path])

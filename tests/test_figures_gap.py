@@ -11,13 +11,27 @@ from matplotlib.colors import to_hex
 from alignfuse.analysis.statistics import paired_differences
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
-from alignfuse.figures.gap import plot
+from alignfuse.figures.gap import plot as plot_gap
 from alignfuse.figures.style import method_palette, save_figure
 from alignfuse.parquet import write_frame
 
 PDF_MAGIC = b"%PDF-"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SCALES = [2048, 4096, 8192, 16384]
+
+
+PAPER_BAND = {
+    "backbone": "clip",
+    "low": 4.1,
+    "high": 5.1,
+    "scales": [2048, 4096, 8192, 16384],
+    "label": "paper",
+}
+
+
+def plot(paired, study, bands=(PAPER_BAND,)):
+    """The figure with the paper's claimed range, as the workflow passes it from config.yaml."""
+    return plot_gap(paired, study, bands=list(bands))
 
 
 def paired_table(
@@ -75,27 +89,29 @@ def test_a_dashed_zero_line_on_every_panel():
         assert zero[0].get_linestyle() == "--"
 
 
-def test_the_papers_range_is_shaded_on_the_clip_panel_only():
+def test_a_claimed_range_is_shaded_on_its_backbones_panel_only():
     clip, resnet = plot(paired_table(), "paper").axes
-    bounds = [line for line in clip.get_lines() if line.get_label() == "_paper"]
+    bounds = [line for line in clip.get_lines() if line.get_label() == "_band"]
     assert sorted(line.get_ydata()[0] for line in bounds) == [4.1, 5.1]
     assert [line.get_xdata().tolist() for line in bounds][0] == [2048, 16384]
-    assert any(c.get_label() == "_paper" for c in clip.collections)
-    assert not [a for a in resnet.get_lines() + resnet.collections if a.get_label() == "_paper"]
+    assert any(c.get_label() == "_band" for c in clip.collections)
+    assert not [a for a in resnet.get_lines() + resnet.collections if a.get_label() == "_band"]
     legend_texts = [t.get_text() for t in plot(paired_table(), "paper").legends[0].get_texts()]
     assert "paper: 4.1–5.1" in legend_texts
 
 
-def test_no_paper_range_where_the_study_has_no_clip_backbone_or_none_of_its_scales():
+def test_no_range_where_the_study_has_no_claim_backbone_or_none_of_its_scales():
     fig = plot(paired_table(backbones=("aligned", "unaligned")), "smoke")
     assert "paper: 4.1–5.1" not in [t.get_text() for t in fig.legends[0].get_texts()]
     ax = plot(paired_table(backbones=("clip",), scales=[128, 256]), "tiny").axes[0]
-    assert not [line for line in ax.get_lines() if line.get_label() == "_paper"]
+    assert not [line for line in ax.get_lines() if line.get_label() == "_band"]
+    no_claims = plot(paired_table(), "paper", bands=()).axes[0]
+    assert not [line for line in no_claims.get_lines() if line.get_label() == "_band"]
 
 
 def test_every_seed_interval_is_a_band():
     ax = plot(paired_table(backbones=("clip",), methods=("xattn_txt2img",)), "paper").axes[0]
-    bands = [c for c in ax.collections if not c.get_label().startswith("_paper")]
+    bands = [c for c in ax.collections if not c.get_label().startswith("_band")]
     assert len(bands) == 1
 
 

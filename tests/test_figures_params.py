@@ -11,13 +11,18 @@ from matplotlib.colors import to_hex
 from alignfuse.analysis.tables import summarize
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
-from alignfuse.figures.params import plot
+from alignfuse.figures.params import plot as plot_summary
 from alignfuse.figures.style import method_palette, save_figure
 from alignfuse.parquet import write_frame
 
 PDF_MAGIC = b"%PDF-"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PARAMS = {"concat": 295_554, "xattn_txt2img": 630_786, "gated_sum": 296_000, "text_only": 150_000}
+
+
+def plot(runs, study):
+    """The figure drawn from the summary table of ``runs``, as the workflow draws it."""
+    return plot_summary(summarize(runs), study)
 
 
 def runs_table(backbones=("clip", "resnet18"), alignments=("raw",), scales=(2048, 4096)):
@@ -114,9 +119,9 @@ def test_runs_of_several_datasets_or_none_are_refused():
         plot(runs.iloc[:0], "paper")
 
 
-def test_the_figure_command_draws_from_the_runs_table(tmp_path):
-    table = tmp_path / "runs.parquet"
-    write_frame(runs_table(), table)
+def test_the_figure_command_draws_from_the_summary_table(tmp_path):
+    table = tmp_path / "summary.parquet"
+    write_frame(summarize(runs_table()), table)
     outputs = [tmp_path / "params.pdf", tmp_path / "params.png"]
     args = ["figure", "params", "--table", str(table), "--dpi", "60", "--out", *map(str, outputs)]
     assert main(args) == 0

@@ -46,6 +46,9 @@ def test_a_figure_rule_reads_only_its_table(name):
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_a_figure_rule_hashes_its_own_module_which_covers_the_style(name):
     module = FIGURES[name].split(":")[0].removeprefix("alignfuse.")
-    hashed = re.search(r"code=code_hash\(([^)]*)\)", rule_text(name)).group(1)
-    assert re.findall(r'"([\w.]+)"', hashed) == [module]
+    hashed = re.search(
+        r"code=f\"\{code_hash\(([^)]*)\)\}:\{FIGURE_REGISTRY\['(\w+)'\]\}", rule_text(name)
+    )
+    assert re.findall(r"'([\w.]+)'", hashed.group(1)) == [module]
+    assert hashed.group(2) == name  # and its registry entry, so repointing it redraws the figure
     assert "figures.style" in dependencies(module)

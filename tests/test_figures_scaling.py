@@ -11,10 +11,15 @@ from matplotlib.colors import to_hex
 from alignfuse.analysis.tables import summarize
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures import FIGURES
-from alignfuse.figures.scaling import plot
+from alignfuse.figures.scaling import plot as plot_summary
 from alignfuse.figures.style import method_palette, save_figure
 
 SCALES = [2048, 4096, 8192]
+
+
+def plot(runs, study):
+    """The figure drawn from the summary table of ``runs``, as the workflow draws it."""
+    return plot_summary(summarize(runs), study)
 
 
 def runs_table(backbones=("clip", "resnet18"), alignments=("raw",), methods=("concat", "xattn")):

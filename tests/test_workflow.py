@@ -112,9 +112,9 @@ def test_tokens_are_cached_only_where_asked_and_feed_only_encoder_token_heads(tm
     train = [
         job for job in dry_run(tmp_path, "--configfile", str(configfile)) if job.rule == "train"
     ]
-    inputs = {job.outputs[0].split("/")[4]: set() for job in train}
+    inputs = {job.outputs[0].split("/")[5]: set() for job in train}
     for job in train:
-        inputs[job.outputs[0].split("/")[4]].update(f for f in job.inputs if "/features/" in f)
+        inputs[job.outputs[0].split("/")[5]].update(f for f in job.inputs if "/features/" in f)
     assert inputs["xattn_img2txt"] == {
         "results/features/flickr8k/resnet18/image_tokens.parquet",
         "results/features/flickr8k/clip/image_tokens.parquet",

@@ -108,9 +108,23 @@ def train(args) -> None:
 
 
 def aggregate(args) -> None:
-    from alignfuse.analysis.tables import collect_runs, write_tables
+    from alignfuse.analysis.tables import (
+        Settings,
+        collect_predictions,
+        collect_runs,
+        write_tables,
+    )
+    from alignfuse.parquet import read_frame
 
-    write_tables(collect_runs(args.runs), args.out_dir)
+    settings = Settings.from_config(args.settings["analysis"], args.settings["claims"])
+    if not args.test_pairs.is_file():
+        raise AlignfuseError(f"{args.test_pairs}: test pairs not found; run the pairs stage first")
+    test_pairs = read_frame(
+        args.test_pairs, "rerun the pairs stage", columns=["image_id", "caption_id", "label"]
+    )
+    runs = collect_runs(args.runs)
+    predictions = collect_predictions(args.runs, test_pairs)
+    write_tables(runs, args.out_dir, settings, predictions, test_pairs)
 
 
 def figure(args) -> None:
@@ -127,7 +141,7 @@ def figure(args) -> None:
         )
     module, function = FIGURES[args.name].split(":")
     plot = getattr(importlib.import_module(module), function)
-    save_figure(plot(pd.read_parquet(args.table), args.study), args.out, args.dpi)
+    save_figure(plot(pd.read_parquet(args.table), args.study, **args.options), args.out, args.dpi)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="collect run files into the study's tables: runs, summary, paired, paper_vs_ours",
     )
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="train-stage run files")
+    p.add_argument(
+        "--test-pairs", type=Path, required=True, help="the test split's pairs (test.parquet)"
+    )
+    p.add_argument(
+        "--settings", type=json_arg, required=True, help="{analysis: ..., claims: [...]} as JSON"
+    )
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=aggregate)
 
@@ -223,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"results/<study>/tables/<table>.parquet that the figure draws ({tables})",
     )
     p.add_argument("--study", default="study")
+    p.add_argument(
+        "--options", type=json_arg, default={}, help="the figure's options as JSON (from its rule)"
+    )
     p.add_argument("--dpi", type=int, default=200)
     p.add_argument("--out", type=Path, nargs="+", required=True, help="one path per format")
     p.set_defaults(func=figure)

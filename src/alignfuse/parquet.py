@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from alignfuse.errors import AlignfuseError
 
 METADATA_KEY = b"alignfuse"
+FEATURES_FIX = "delete it and rerun the workflow's features stage to rebuild it"
 # Token sequences are stored in half precision: float16 keeps 11 significant bits (relative
 # error <= 4.9e-4), finer than the bfloat16 autocast (8 bits) the encoders run in on GPU.
 TOKEN_DTYPE = pa.float16()
@@ -50,6 +52,25 @@ def with_metadata(schema: pa.Schema, metadata: dict | None) -> pa.Schema:
     if not metadata:
         return schema
     return schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
+@contextlib.contextmanager
+def readable(path: str | os.PathLike, fix: str) -> Iterator[None]:
+    """Turn a corrupt or truncated Parquet file into one error naming it and how to rebuild it."""
+    try:
+        yield
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        reason = " ".join(str(exc).split())[:200]
+        raise AlignfuseError(f"{path}: not a readable Parquet file ({reason}); {fix}") from None
+
+
+def read_frame(path: str | os.PathLike, fix: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet file as a DataFrame; a corrupt or truncated file is an error naming it and ``fix``
+    (how to rebuild it)."""
+    with readable(path, fix):
+        return pd.read_parquet(path, columns=columns)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -128,7 +149,8 @@ def feature_file_schema(path: Path) -> pa.Schema:
         raise AlignfuseError(
             f"{path}: feature file not found; run the workflow's features stage first"
         )
-    return pq.read_schema(path)
+    with readable(path, FEATURES_FIX):
+        return pq.read_schema(path)
 
 
 def embedding_file_schema(path: Path) -> pa.Schema:
@@ -146,7 +168,8 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     schema = embedding_file_schema(path)
     id_column = schema.names[0]
-    table = pq.read_table(path, columns=[id_column, "emb"])
+    with readable(path, FEATURES_FIX):
+        table = pq.read_table(path, columns=[id_column, "emb"])
     dim = schema.field("emb").type.list_size
     emb = table.column("emb").combine_chunks().flatten().to_numpy().reshape(-1, dim)
     return table.column(id_column).to_numpy(zero_copy_only=False).astype(str), emb.astype(

@@ -1,4 +1,4 @@
-"""Aggregation of all runs into tables: means and 95% CIs, paired differences, paper vs ours."""
+"""Aggregation of all runs into tables: means and intervals, paired differences, claims vs ours."""
 
 TABLES = ["runs", "summary", "paired", "paper_vs_ours"]
 # The tables for people: also as Markdown and as HTML (which the report shows inline).
@@ -8,7 +8,9 @@ REPORT_TABLES = ["summary", "paired", "paper_vs_ours"]
 rule aggregate:
     """Collect every condition's runs; summarise across seeds; pair methods on seeds."""
     input:
-        run_files(),
+        runs=run_files(),
+        predictions=run_files(".predictions"),
+        test_pairs=f"results/pairs/{DATASET}/test.parquet",
     output:
         expand("results/{{study}}/tables/{table}.parquet", table=TABLES),
         "results/{study}/tables/runs.csv",
@@ -27,6 +29,8 @@ rule aggregate:
     conda:
         CONDA_ENV
     params:
+        settings=as_json({"analysis": config["analysis"], "claims": config["claims"]}),
         code=code_hash("analysis.tables"),
     shell:
-        "alignfuse aggregate --runs {input} --out-dir results/{wildcards.study}/tables > {log} 2>&1"
+        "alignfuse aggregate --runs {input.runs} --test-pairs {input.test_pairs} "
+        "--settings {params.settings:q} --out-dir results/{wildcards.study}/tables > {log} 2>&1"

@@ -12,6 +12,7 @@ from alignfuse.codehash import code_hash
 from alignfuse.config import validate_config
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
+from alignfuse.figures import FIGURES as FIGURE_REGISTRY
 from alignfuse.fusion import FUSION_METHODS, method_module
 
 try:
@@ -74,8 +75,26 @@ def train_code(wildcards):
     return f"{code_hash('train.condition', method_module(head))}:{FUSION_METHODS[head]}"
 
 
-def run_files():
-    return [grid.run_path(STUDY, DATASET, c) for c in grid.conditions(config)]
+def run_files(suffix=""):
+    """Every condition's run file (or, with a suffix such as ".predictions", its sibling)."""
+    return [grid.run_path(STUDY, DATASET, c, suffix) for c in grid.conditions(config)]
+
+
+def gap_options():
+    """The gap figure's options: the reference, and the claimed test-accuracy ranges to shade."""
+    bands = [
+        {
+            "backbone": claim["backbone"],
+            "low": claim["band"][0],
+            "high": claim["band"][1],
+            "scales": claim["scales"],
+            "label": claim.get("source") or claim["id"],
+        }
+        for claim in config["claims"]
+        if claim["metric"] == "test_accuracy"
+        and claim["reference"] == config["analysis"]["reference"]
+    ]
+    return {"reference": config["analysis"]["reference"], "bands": bands}
 
 
 def figure_files(name, for_report=False, study="{study}"):

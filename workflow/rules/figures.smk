@@ -12,7 +12,7 @@ localrules:
 rule figure_scaling:
     """Test accuracy against training pairs, one line per method, one panel per backbone."""
     input:
-        "results/{study}/tables/runs.parquet",
+        "results/{study}/tables/summary.parquet",
     output:
         figure_files("scaling", for_report=True),
     log:
@@ -22,14 +22,15 @@ rule figure_scaling:
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
-        code=code_hash("figures.scaling"),
+        options=as_json({}),
+        code=f"{code_hash('figures.scaling')}:{FIGURE_REGISTRY['scaling']}",
     shell:
         "alignfuse figure scaling --table {input} --study {params.study} --dpi {params.dpi} "
-        "--out {output} > {log} 2>&1"
+        "--options {params.options:q} --out {output} > {log} 2>&1"
 
 
 rule figure_gap:
-    """concat − cross-attention (paired on seeds) against training pairs, per backbone."""
+    """The reference − cross-attention (paired on seeds) against training pairs, per backbone."""
     input:
         "results/{study}/tables/paired.parquet",
     output:
@@ -41,16 +42,17 @@ rule figure_gap:
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
-        code=code_hash("figures.gap"),
+        options=as_json(gap_options()),
+        code=f"{code_hash('figures.gap')}:{FIGURE_REGISTRY['gap']}",
     shell:
         "alignfuse figure gap --table {input} --study {params.study} --dpi {params.dpi} "
-        "--out {output} > {log} 2>&1"
+        "--options {params.options:q} --out {output} > {log} 2>&1"
 
 
 rule figure_params:
     """Test accuracy against head parameters at the largest scale, one marker per method."""
     input:
-        "results/{study}/tables/runs.parquet",
+        "results/{study}/tables/summary.parquet",
     output:
         figure_files("params", for_report=True),
     log:
@@ -60,7 +62,8 @@ rule figure_params:
     params:
         study=config["study"],
         dpi=config["figures"]["dpi"],
-        code=code_hash("figures.params"),
+        options=as_json({}),
+        code=f"{code_hash('figures.params')}:{FIGURE_REGISTRY['params']}",
     shell:
         "alignfuse figure params --table {input} --study {params.study} --dpi {params.dpi} "
-        "--out {output} > {log} 2>&1"
+        "--options {params.options:q} --out {output} > {log} 2>&1"

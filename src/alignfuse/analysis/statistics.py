@@ -1,9 +1,11 @@
-"""Paired comparisons of fusion methods: concat minus every other method, matched on seed.
+"""Paired comparisons of fusion methods: a reference minus every other method, matched on seed.
 
-Within a condition (dataset, backbone, alignment, training pairs) a seed fixes the data order and
-the initial random stream for every method, so two methods' runs of one seed are a matched pair and
-their difference removes the seed's share of the variance. All statistics come from scipy and
-statsmodels; this module only pairs the runs and lays the results out.
+Within a condition (dataset, backbone, alignment, training pairs) a seed fixes the training pairs,
+the data order and the initial random stream for every method, so two methods' runs of one seed
+are a matched pair and their difference removes the seed's share of the variance. Beside the
+spread across seeds, the test set's own sampling variance comes from a bootstrap over test images
+(:mod:`alignfuse.analysis.bootstrap`); the interval that verdicts use combines the two. All
+statistics come from scipy and statsmodels; this module pairs the runs and lays the results out.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from alignfuse.analysis.bootstrap import ImageBootstrap, percentile_interval
 from alignfuse.errors import AlignfuseError
 
 REFERENCE = "concat"
@@ -33,6 +36,7 @@ PAIRED_COLUMNS = [
     "head",
     "n_seeds",
     "unmatched_seeds",
+    "diverged_seeds",
     "reference_mean",
     "method_mean",
     "mean_diff",
@@ -45,9 +49,69 @@ PAIRED_COLUMNS = [
     "p_wilcoxon",
     "boot_low",
     "boot_high",
+    "test_se",
+    "test_low",
+    "test_high",
+    "low",
+    "high",
+    "interval",
     "p_ttest_holm",
     "p_wilcoxon_holm",
 ]
+SEEDS_ONLY = "seeds"
+SEEDS_AND_TEST = "seeds + test images"
+
+
+class Predictions(dict):
+    """Test-pair probabilities by condition: (dataset, backbone, alignment, method, n_train) ->
+    {seed: probabilities [N] in test.parquet's order}."""
+
+    def stack(self, key: tuple, seeds) -> np.ndarray:
+        """The probabilities [S, N] of the given seeds of one condition."""
+        return np.stack([self[key][seed] for seed in seeds])
+
+
+def seed_halfwidth(std: float, n: int, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student t interval of a mean over ``n`` seeds (NaN below two)."""
+    if n < 2 or np.isnan(std):
+        return np.nan
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n))
+
+
+def combined_halfwidth(std: float, n: int, test_se: float, confidence: float = CONFIDENCE) -> float:
+    """Half-width covering both sources of variance of a mean over seeds on one test set.
+
+    Seeds are independent given the test set, so their spread estimates the training variance
+    (t interval); the image bootstrap estimates the test set's. The two add as variances:
+    sqrt(h_seeds^2 + (z se_test)^2). NaN when either part is unknown.
+    """
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return float(np.hypot(seed_halfwidth(std, n, confidence), z * test_se))
+
+
+def test_interval(
+    draws: np.ndarray, estimate: float, std: float, n: int, confidence: float
+) -> dict:
+    """The test bootstrap's standard error and percentile interval, and the combined interval."""
+    if draws is None:
+        return {
+            "test_se": np.nan,
+            "test_low": np.nan,
+            "test_high": np.nan,
+            **bounds(estimate, seed_halfwidth(std, n, confidence), SEEDS_ONLY),
+        }
+    se = float(np.std(draws, ddof=1))
+    low, high = percentile_interval(draws, confidence)
+    return {
+        "test_se": se,
+        "test_low": low,
+        "test_high": high,
+        **bounds(estimate, combined_halfwidth(std, n, se, confidence), SEEDS_AND_TEST),
+    }
+
+
+def bounds(estimate: float, halfwidth: float, covers: str) -> dict:
+    return {"low": estimate - halfwidth, "high": estimate + halfwidth, "interval": covers}
 
 
 def t_test(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
@@ -111,6 +175,24 @@ def holm(pvalues: pd.Series) -> pd.Series:
     return adjusted
 
 
+def diverged_runs(runs: pd.DataFrame) -> pd.Series:
+    """Which runs diverged (their seed is left out of every statistic)."""
+    if "status" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["status"] != "ok"
+
+
+def prediction_key(condition: dict, method: str) -> tuple:
+    """The key of a condition's predictions (see :class:`Predictions`)."""
+    return (
+        condition["dataset"],
+        condition["backbone"],
+        condition["alignment"],
+        method,
+        condition["n_train"],
+    )
+
+
 def compare(reference: pd.Series, other: pd.Series) -> dict[str, float]:
     """Every statistic of one paired comparison; both series are indexed by seed and aligned."""
     ref, oth = reference.to_numpy(float), other.to_numpy(float)
@@ -130,9 +212,21 @@ def compare(reference: pd.Series, other: pd.Series) -> dict[str, float]:
 
 
 def paired_differences(
-    runs: pd.DataFrame, reference: str = REFERENCE, metrics: list[str] = METRICS
+    runs: pd.DataFrame,
+    reference: str = REFERENCE,
+    metrics: list[str] = METRICS,
+    predictions: Predictions | None = None,
+    bootstrap: ImageBootstrap | None = None,
+    confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
     """One row per (condition without method, metric, other method): reference − method.
+
+    With ``predictions`` and an image ``bootstrap``, each row also has the test bootstrap of the
+    seeds' mean difference (``test_se``, ``test_low``, ``test_high``: the same image draws for
+    both methods, so the difference stays paired) and ``low``/``high``, the interval combining
+    seeds and test images; without them ``low``/``high`` is the seed interval alone, and
+    ``interval`` says which. Seeds that diverged (``status``) are left out of both methods'
+    comparison and counted in ``diverged_seeds``.
 
     ``method`` is the compared method's label and ``head`` its head's registry name.
     Runs are matched on seed within (dataset, backbone, alignment, n_train); a seed that only one
@@ -152,6 +246,8 @@ def paired_differences(
         )
     rows = []
     for keys, condition in runs.groupby(PAIR_KEYS, sort=True, dropna=False):
+        diverged = condition[diverged_runs(condition)]
+        condition = condition[~diverged_runs(condition)]
         by_method = {m: frame.set_index("seed") for m, frame in condition.groupby("method")}
         if reference not in by_method:
             continue
@@ -161,18 +257,30 @@ def paired_differences(
             if seeds.empty:
                 continue
             unmatched = ref_runs.index.symmetric_difference(by_method[method].index)
+            condition = dict(zip(PAIR_KEYS, keys, strict=True))
             for metric in metrics:
+                row = compare(ref_runs.loc[seeds, metric], by_method[method].loc[seeds, metric])
+                draws = None
+                if predictions is not None and bootstrap is not None:
+                    draws = bootstrap.draws(
+                        metric, predictions.stack(prediction_key(condition, reference), seeds)
+                    ) - bootstrap.draws(
+                        metric, predictions.stack(prediction_key(condition, method), seeds)
+                    )
+                interval = test_interval(
+                    draws, row["mean_diff"], row["std_diff"], row["n_seeds"], confidence
+                )
                 rows.append(
                     {
-                        **dict(zip(PAIR_KEYS, keys, strict=True)),
+                        **condition,
                         "metric": metric,
                         "reference": reference,
                         "method": method,
                         "head": by_method[method]["head"].iloc[0],
                         "unmatched_seeds": len(unmatched),
-                        **compare(
-                            ref_runs.loc[seeds, metric], by_method[method].loc[seeds, metric]
-                        ),
+                        "diverged_seeds": int(diverged["method"].isin([reference, method]).sum()),
+                        **row,
+                        **interval,
                     }
                 )
     paired = pd.DataFrame(rows, columns=PAIRED_COLUMNS)

@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from alignfuse.parquet import is_token_file, read_embedding_rows, read_token_rows
+from alignfuse.parquet import (
+    FEATURES_FIX,
+    is_token_file,
+    read_embedding_rows,
+    read_token_rows,
+    readable,
+)
 
 FIX = "the features and pairs come from different data; rebuild them together"
 
@@ -79,11 +85,12 @@ def load_rows(path: Path, ids: pd.Series) -> tuple[PooledRows | TokenRows, torch
     """
     needed = pd.Index(pd.unique(ids))
     row_of_id = torch.from_numpy(needed.get_indexer(ids).astype(np.int64))
-    if is_token_file(path):
-        values, offsets, lengths = read_token_rows(path, needed, fix=FIX)
-        rows = TokenRows(
-            torch.from_numpy(values), torch.from_numpy(offsets), torch.from_numpy(lengths)
-        )
-    else:
-        rows = PooledRows(torch.from_numpy(read_embedding_rows(path, needed, fix=FIX)))
+    with readable(path, FEATURES_FIX):
+        if is_token_file(path):
+            values, offsets, lengths = read_token_rows(path, needed, fix=FIX)
+            rows = TokenRows(
+                torch.from_numpy(values), torch.from_numpy(offsets), torch.from_numpy(lengths)
+            )
+        else:
+            rows = PooledRows(torch.from_numpy(read_embedding_rows(path, needed, fix=FIX)))
     return rows, row_of_id

@@ -1,7 +1,8 @@
 """Registry of figures: name -> "module:function", imported only when that figure is drawn.
 
-Each figure is one module (shared look in ``style``); a function takes the one table it draws and
-the study name and returns a matplotlib Figure. ``FIGURE_TABLES`` names that table
+Each figure is one module (shared look in ``style``); a function takes the one table it draws, the
+study name and the figure's options (keyword arguments from its rule) and returns a matplotlib
+Figure. ``FIGURE_TABLES`` names that table
 (``results/tables/{table}.parquet``), so a figure's rule depends on that table alone. Strings keep
 this import light for the Snakefile and CLI.
 """
@@ -11,4 +12,4 @@ FIGURES = {
     "gap": "alignfuse.figures.gap:plot",
     "params": "alignfuse.figures.params:plot",
 }
-FIGURE_TABLES = {"scaling": "runs", "gap": "paired", "params": "runs"}
+FIGURE_TABLES = {"scaling": "summary", "gap": "paired", "params": "summary"}

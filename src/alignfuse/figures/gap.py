@@ -1,8 +1,9 @@
-"""Gap figure: concat − cross-attention against training pairs, the paper's claim at a glance.
+"""Gap figure: the reference (concat) − each cross-attention method against training pairs.
 
 It draws the paired table (``statistics.paired_differences``): each point is the mean over seeds of
-the same-seed difference, each band its 95% Student t interval, so the figure and ``paired.md``
-show the same numbers. The paper's 4.1–5.1 point range is shaded on the ``clip`` panel.
+the same-seed difference, each band its interval over seeds and test images, so the figure and
+``paired.md`` show the same numbers. Each claimed range that its rule passes in (the study's
+``claims``) is shaded on its backbone's panel, over the scales it was claimed at.
 """
 
 from __future__ import annotations
@@ -12,16 +13,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from alignfuse.analysis.paper import (
-    CLIP_GAP,
-    METRIC,
-    PAPER_BACKBONE,
-    PAPER_SCALES,
-    POINTS,
-    REFERENCE,
-    is_cross_attention,
-)
-from alignfuse.errors import AlignfuseError
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_legend,
@@ -31,59 +22,65 @@ from alignfuse.figures.style import (
     log2_scale_axis,
     message_figure,
     method_palette,
+    require_columns,
     single_dataset,
 )
+from alignfuse.fusion import CROSS_ATTENTION_HEADS
 
+METRIC = "test_accuracy"
+POINTS = 100.0
 REQUIRED = ["dataset", "backbone", "alignment", "n_train", "metric", "reference", "method", "head"]
-PAPER_COLOUR = "#555555"
+BAND_COLOUR = "#555555"
 
 
-def gap_rows(paired: pd.DataFrame) -> pd.DataFrame:
-    """The test-accuracy rows of concat − each cross-attention method."""
-    missing = [c for c in [*REQUIRED, "mean_diff", "ci_low", "ci_high"] if c not in paired]
-    if missing:
-        raise AlignfuseError(
-            f"paired table lacks columns {', '.join(missing)}; pass results/tables/paired.parquet "
-            "(rerun the aggregate rule)"
-        )
+def gap_rows(paired: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """The test-accuracy rows of ``reference`` − each cross-attention method."""
+    require_columns(paired, [*REQUIRED, "mean_diff", "low", "high"], "paired")
     keep = (
         (paired["metric"] == METRIC)
-        & (paired["reference"] == REFERENCE)
-        & paired["head"].map(is_cross_attention)
+        & (paired["reference"] == reference)
+        & paired["head"].isin(CROSS_ATTENTION_HEADS)
     )
     return paired[keep]
 
 
-def shade_paper_band(ax, scales: list[int]) -> bool:
-    """Shade the paper's range over the part of our x range where the paper made its claim."""
-    low = max(min(scales), PAPER_SCALES[0])
-    high = min(max(scales), PAPER_SCALES[-1])
+def shade_band(ax, band: dict, scales: list[int]) -> bool:
+    """Shade a claimed range over the part of our x range where it was claimed."""
+    low = max(min(scales), min(band["scales"]))
+    high = min(max(scales), max(band["scales"]))
     if low > high:
         return False
     x = [low, high] if low < high else [low / 1.1, high * 1.1]
     ax.fill_between(
         x,
-        *CLIP_GAP,
+        band["low"],
+        band["high"],
         facecolor="none",
-        edgecolor=PAPER_COLOUR,
+        edgecolor=BAND_COLOUR,
         hatch="////",
         linewidth=0,
         zorder=1,
-        label="_paper",
+        label="_band",
     )
-    for bound in CLIP_GAP:  # drawn over the interval bands, so the range stays visible
-        ax.plot(x, [bound, bound], color=PAPER_COLOUR, linestyle=":", zorder=4, label="_paper")
+    for bound in (band["low"], band["high"]):  # over the interval bands, so it stays visible
+        ax.plot(x, [bound, bound], color=BAND_COLOUR, linestyle=":", zorder=4, label="_band")
     return True
 
 
-def plot(paired: pd.DataFrame, study: str) -> Figure:
-    """One panel per backbone, one line per cross-attention method (style per alignment)."""
-    rows = gap_rows(paired)
-    title = f"{study}: concat − cross-attention"
+def plot(
+    paired: pd.DataFrame, study: str, reference: str = "concat", bands: list[dict] = ()
+) -> Figure:
+    """One panel per backbone, one line per cross-attention method (style per alignment).
+
+    ``bands``: claimed ranges to shade, each {backbone, low, high, scales, label} in points.
+    """
+    rows = gap_rows(paired, reference)
+    title = f"{study}: {reference} − cross-attention"
     if rows.empty:
         return message_figure(
             title,
-            f"No paired runs of {REFERENCE} and a cross-attention method (xattn*) in this study.",
+            f"No paired runs of {reference} and a cross-attention method "
+            f"({', '.join(CROSS_ATTENTION_HEADS)}) in this study.",
         )
     dataset = single_dataset(rows, study)
     apply_style()
@@ -93,19 +90,20 @@ def plot(paired: pd.DataFrame, study: str) -> Figure:
     scales = sorted(rows["n_train"].unique())
 
     fig, axes = backbone_panels(backbones)
-    shaded = False
+    shaded = {}
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = rows[rows["backbone"] == backbone]
-        if backbone == PAPER_BACKBONE:
-            shaded |= shade_paper_band(ax, scales)
+        for band in bands:
+            if band["backbone"] == backbone and shade_band(ax, band, scales):
+                shaded[band["label"]] = band
         for (method, alignment), line in panel.groupby(["method", "alignment"], sort=True):
             line = line.sort_values("n_train")
             x = line["n_train"]
             colour = colours[method]
             ax.fill_between(
                 x,
-                line["ci_low"] * POINTS,
-                line["ci_high"] * POINTS,
+                line["low"] * POINTS,
+                line["high"] * POINTS,
                 color=colour,
                 alpha=0.2,
                 linewidth=0,
@@ -122,21 +120,21 @@ def plot(paired: pd.DataFrame, study: str) -> Figure:
         log2_scale_axis(ax, scales)
         ax.set_title(backbone)
         ax.set_xlabel("training pairs")
-    axes[0].set_ylabel(f"{REFERENCE} − cross-attention\n(accuracy points)")
+    axes[0].set_ylabel(f"{reference} − cross-attention\n(accuracy points)")
     fig.suptitle(f"{title} ({dataset})")
 
     handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items()]
     handles.append(Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label="no difference"))
-    if shaded:
+    for label, band in shaded.items():
         handles.append(
             Patch(
                 facecolor="none",
-                edgecolor=PAPER_COLOUR,
+                edgecolor=BAND_COLOUR,
                 hatch="////",
                 linestyle=":",
-                label=f"paper: {CLIP_GAP[0]}–{CLIP_GAP[1]}",
+                label=f"{label}: {band['low']:g}–{band['high']:g}",
             )
         )
-    fig.legend(handles=handles, title="concat −", loc="outside right upper")
+    fig.legend(handles=handles, title=f"{reference} −", loc="outside right upper")
     alignment_legend(fig, linestyles)
     return fig

@@ -1,8 +1,8 @@
 """Parameter figure: test accuracy against head size at the largest training scale.
 
 The paper's heads are not parameter-matched (cross-attention has about 2.5× concat's parameters),
-so this figure shows whether a method's accuracy follows its size. Points and error bars are the
-95% Student t intervals of ``analysis.summarize``, the numbers of ``summary.md``.
+so this figure shows whether a method's accuracy follows its size. It draws the summary table:
+points are means over seeds and error bars the intervals of ``summary.md``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
 
-from alignfuse.analysis.tables import summarize
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_markers,
     apply_style,
     backbone_panels,
     method_palette,
+    require_columns,
     single_dataset,
 )
 
@@ -43,11 +43,19 @@ def parameter_axis(ax, params: pd.Series) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def plot(runs: pd.DataFrame, study: str) -> Figure:
+COLUMNS = ["dataset", "backbone", "alignment", "method", "n_train", "params_mean"]
+
+
+def plot(summary: pd.DataFrame, study: str) -> Figure:
     """One panel per backbone, one marker per method (marker shape per alignment when several)."""
-    dataset = single_dataset(runs, study)
+    require_columns(
+        summary,
+        [*COLUMNS, "test_accuracy_mean", "test_accuracy_low", "test_accuracy_high"],
+        "summary",
+    )
+    dataset = single_dataset(summary, study)
     apply_style()
-    summary = largest_scale(summarize(runs))
+    summary = largest_scale(summary)
     backbones = sorted(summary["backbone"].unique())
     colours = method_palette(summary["method"])
     markers = alignment_markers(summary["alignment"])
@@ -56,11 +64,15 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for point in panel.itertuples():
-            half = point.test_accuracy_ci95
+            mean, low, high = (
+                point.test_accuracy_mean,
+                point.test_accuracy_low,
+                point.test_accuracy_high,
+            )
             ax.errorbar(
                 point.params_mean,
-                point.test_accuracy_mean,
-                yerr=None if pd.isna(half) else half,
+                mean,
+                yerr=None if pd.isna(low) else [[mean - low], [high - mean]],
                 color=colours[point.method],
                 marker=markers[point.alignment],
                 markersize=6,

@@ -1,7 +1,8 @@
 """Scaling figure: test accuracy against training pairs, the paper's headline comparison.
 
-Bands are the 95% Student t intervals of ``analysis.summarize`` (mean ± ci95 across seeds), not a
-bootstrap, so every band matches the number in ``summary.md``; a condition with one seed has none.
+It draws the summary table: points are the mean over seeds, bands the interval of ``summary.md``
+(over seeds and test images), so every band matches a number in the table; a condition with one
+seed has none.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
-from alignfuse.analysis.tables import summarize
 from alignfuse.figures.style import (
     REFERENCE_COLOUR,
     alignment_legend,
@@ -20,20 +20,24 @@ from alignfuse.figures.style import (
     backbone_panels,
     log2_scale_axis,
     method_palette,
+    require_columns,
     single_dataset,
 )
 
 CHANCE = 0.5
 
 
-def plot(runs: pd.DataFrame, study: str) -> Figure:
+COLUMNS = ["dataset", "backbone", "alignment", "method", "n_train", "test_accuracy_mean"]
+
+
+def plot(summary: pd.DataFrame, study: str) -> Figure:
     """One panel per backbone, one line per method (line style per alignment when several).
 
     Applies the shared style (global rcParams) first, so the figure looks the same from any caller.
     """
-    dataset = single_dataset(runs, study)
+    require_columns(summary, [*COLUMNS, "test_accuracy_low", "test_accuracy_high"], "summary")
+    dataset = single_dataset(summary, study)
     apply_style()
-    summary = summarize(runs)
     backbones = sorted(summary["backbone"].unique())
     colours = method_palette(summary["method"])
     linestyles = alignment_linestyles(summary["alignment"])
@@ -43,10 +47,11 @@ def plot(runs: pd.DataFrame, study: str) -> Figure:
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for (method, alignment), line in panel.groupby(["method", "alignment"], sort=True):
-            x = line["n_train"]
-            mean, half = line["test_accuracy_mean"], line["test_accuracy_ci95"]
+            line = line.sort_values("n_train")
+            x, mean = line["n_train"], line["test_accuracy_mean"]
+            low, high = line["test_accuracy_low"], line["test_accuracy_high"]
             colour = colours[method]
-            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
+            ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
             ax.plot(
                 x, mean, color=colour, linestyle=linestyles[alignment], marker="o", label=method
             )

@@ -151,6 +151,16 @@ def log2_scale_axis(ax, scales: Iterable[int]) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
+def require_columns(table, columns: list[str], name: str) -> None:
+    """Refuse a table that is not the one a figure draws, naming it and how to rebuild it."""
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise AlignfuseError(
+            f"{name} table lacks columns {', '.join(missing)}; pass "
+            f"results/<study>/tables/{name}.parquet (rerun the aggregate rule)"
+        )
+
+
 def single_dataset(runs, study: str) -> str:
     """The one dataset a figure draws: an empty table or one that mixes datasets is refused."""
     if runs.empty:

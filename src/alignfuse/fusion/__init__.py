@@ -23,6 +23,10 @@ FUSION_METHODS = {
 }
 
 
+# The heads whose modalities meet in attention scores (the family the paper compares with concat).
+CROSS_ATTENTION_HEADS = ("xattn_txt2img", "xattn_img2txt", "xattn_bidir")
+
+
 def method_module(name: str) -> str:
     """Dotted module path (relative to the package) that implements method ``name``."""
     return FUSION_METHODS[name].split(":")[0].removeprefix("alignfuse.")

@@ -17,9 +17,11 @@ import torch
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.features.rows import PooledRows, TokenRows, load_rows
+from alignfuse.parquet import read_frame, readable
 
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
 CPU = torch.device("cpu")
+PAIRS_FIX = "delete it and rerun the workflow's pairs stage to rebuild it"
 RESAMPLES = ("per_seed", "fixed")
 # A seed's training subset under per_seed comes from np.random.SeedSequence([seed, SUBSET_STREAM]).
 SUBSET_STREAM = 2
@@ -83,12 +85,14 @@ def read_pairs(path: Path) -> pd.DataFrame:
     """The pairs of one split, in the file's order."""
     if not path.exists():
         raise AlignfuseError(f"{path}: pairs file not found; run the workflow's pairs stage first")
-    missing = [c for c in PAIR_COLUMNS if c not in pq.read_schema(path).names]
+    with readable(path, PAIRS_FIX):
+        names = pq.read_schema(path).names
+    missing = [c for c in PAIR_COLUMNS if c not in names]
     if missing:
         raise AlignfuseError(
             f"{path}: missing column(s) {missing}; rebuild it with the pairs stage"
         )
-    return pd.read_parquet(path, columns=list(PAIR_COLUMNS))
+    return read_frame(path, PAIRS_FIX, columns=list(PAIR_COLUMNS))
 
 
 def training_subsets(available: int, n: int, seeds: list[int], resample: str) -> np.ndarray:

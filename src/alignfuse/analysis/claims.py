@@ -1,0 +1,308 @@
+"""Claims as data, and verdicts on them that never grow more favourable as evidence weakens.
+
+A claim (the study config's ``claims``) names the conditions it is about by explicit selectors:
+backbone, alignment, reference and compared method labels, scales and metric, and the band of
+the difference (reference − method, in points) that its source reported. Each is judged on the
+paired table's interval, the one that covers seeds and test images, against that band widened by
+a tolerance: reproduced only when the whole interval lies inside; "consistent but imprecise" when
+it overlaps without fitting; larger, smaller, reversed or not reproduced when it excludes the
+widened band. A wider interval around the same estimate can only move a verdict from decisive
+towards imprecise, never the other way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+POINTS = 100.0
+MAX_SEEDS = 10_000
+
+REPRODUCED = "reproduced"
+LARGER = "same sign, larger"
+SMALLER = "same sign, smaller"
+NOT_REPRODUCED = "not reproduced"
+REVERSED = "reversed"
+IMPRECISE = "consistent but imprecise"
+TOO_FEW_SEEDS = "too few seeds"
+NOT_IN_STUDY = "not in this study"
+NOT_FULLY_TESTED = "not fully tested"
+DECISIVE = (REPRODUCED, LARGER, SMALLER, NOT_REPRODUCED, REVERSED)
+REJECTIONS = (LARGER, SMALLER, NOT_REPRODUCED, REVERSED)
+
+COLUMNS = [
+    "claim",
+    "statement",
+    "source",
+    "dataset",
+    "backbone",
+    "alignment",
+    "reference",
+    "method",
+    "scales",
+    "metric",
+    "paper_low_pts",
+    "paper_high_pts",
+    "tolerance_pts",
+    "ours_mean_pts",
+    "ours_low_pts",
+    "ours_high_pts",
+    "interval",
+    "seed_low_pts",
+    "seed_high_pts",
+    "test_se_pts",
+    "n_seeds",
+    "diverged_seeds",
+    "seeds_needed",
+    "verdict",
+    "note",
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """reference − each of ``methods`` lies in ``band`` points at each of ``scales`` (all)."""
+
+    id: str
+    statement: str
+    backbone: str
+    alignment: str
+    reference: str
+    methods: tuple[str, ...]
+    scales: tuple[int, ...]
+    band: tuple[float, float]
+    metric: str = "test_accuracy"
+    source: str = ""
+
+    @classmethod
+    def from_config(cls, entry: dict) -> Claim:
+        return cls(
+            id=entry["id"],
+            statement=entry["statement"],
+            backbone=entry["backbone"],
+            alignment=entry["alignment"],
+            reference=entry["reference"],
+            methods=tuple(entry["methods"]),
+            scales=tuple(entry["scales"]),
+            band=(float(entry["band"][0]), float(entry["band"][1])),
+            metric=entry.get("metric", "test_accuracy"),
+            source=entry.get("source", ""),
+        )
+
+
+def widened(band: tuple[float, float], tolerance: float) -> tuple[float, float]:
+    return band[0] - tolerance, band[1] + tolerance
+
+
+def direction(band: tuple[float, float]) -> float:
+    """+1 when the claim is that the reference is ahead, −1 when it is behind."""
+    return -1.0 if sum(band) < 0 else 1.0
+
+
+def verdict(low: float, high: float, band: tuple[float, float], tolerance: float) -> str:
+    """The verdict on one interval [low, high] (points) against the claimed band.
+
+    Reproduced: the interval lies inside the band widened by ``tolerance`` on each side. Larger
+    or smaller: it lies wholly beyond or short of the widened band, on the claim's side of 0;
+    reversed: wholly on the other side of 0; not reproduced: short of the band but holding 0.
+    Consistent but imprecise: it overlaps the widened band without fitting inside. No interval
+    (one seed): too few seeds.
+    """
+    if np.isnan(low) or np.isnan(high):
+        return TOO_FEW_SEEDS
+    sign = direction(band)
+    lo, hi = sorted((sign * low, sign * high))
+    band_lo, band_hi = sorted(sign * b for b in widened(band, tolerance))
+    if band_lo <= lo and hi <= band_hi:
+        return REPRODUCED
+    if lo > band_hi:
+        return LARGER
+    if hi < band_lo:
+        if hi < 0:
+            return REVERSED
+        return SMALLER if lo > 0 else NOT_REPRODUCED
+    return IMPRECISE
+
+
+def combined_verdict(verdicts: list[str], missing: bool) -> str:
+    """A claim at every scale: reproduced only if every scale is, and all were run.
+
+    A scale that rejects the claim rejects it (not reproduced); otherwise missing scales leave it
+    not fully tested, a scale without an interval leaves too few seeds, and an imprecise scale
+    leaves it consistent but imprecise.
+    """
+    if any(v in REJECTIONS for v in verdicts):
+        return NOT_REPRODUCED
+    if missing or not verdicts:
+        return NOT_FULLY_TESTED
+    if TOO_FEW_SEEDS in verdicts:
+        return TOO_FEW_SEEDS
+    if IMPRECISE in verdicts:
+        return IMPRECISE
+    return REPRODUCED
+
+
+def needed_halfwidth(mean: float, band: tuple[float, float], tolerance: float) -> float:
+    """How narrow the interval must be for the verdict to be decisive at this estimate: the
+    distance from the estimate to the nearest edge of the widened band."""
+    band_lo, band_hi = widened(band, tolerance)
+    return min(abs(mean - band_lo), abs(mean - band_hi))
+
+
+def seeds_needed(
+    mean: float,
+    std: float,
+    test_se: float,
+    band: tuple[float, float],
+    tolerance: float,
+    confidence: float = 0.95,
+) -> float:
+    """The fewest seeds for a decisive interval at the observed estimate and spread (points).
+
+    The interval's half-width is sqrt((t_{S-1} std / sqrt(S))^2 + (z test_se)^2): the test-set
+    part does not shrink with seeds, so when it alone is as wide as the distance to the band's
+    edge no number of seeds decides (inf; a larger test set would). NaN without a spread.
+    """
+    if np.isnan(mean) or np.isnan(std):
+        return np.nan
+    target = needed_halfwidth(mean, band, tolerance)
+    z_part = stats.norm.ppf(0.5 + confidence / 2) * (0.0 if np.isnan(test_se) else test_se)
+    if z_part >= target:
+        return math.inf
+    for n in range(2, MAX_SEEDS + 1):
+        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
+        if math.hypot(half, z_part) < target:
+            return float(n)
+    return math.inf
+
+
+def claims_table(
+    paired: pd.DataFrame,
+    claims: list[Claim],
+    datasets: list[str],
+    tolerance: float,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Rows per claim, compared method and dataset: one per scale and one for all its scales.
+
+    ``paired`` is ``statistics.paired_differences``' table; estimates are in points.
+    """
+    rows = []
+    for dataset in sorted(datasets):
+        for claim in claims:
+            for method in claim.methods:
+                rows.extend(method_rows(claim, method, dataset, paired, tolerance, confidence))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("n_seeds", "diverged_seeds"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def method_rows(
+    claim: Claim,
+    method: str,
+    dataset: str,
+    paired: pd.DataFrame,
+    tolerance: float,
+    confidence: float,
+) -> list[dict]:
+    base = {
+        "claim": claim.id,
+        "statement": claim.statement,
+        "source": claim.source,
+        "dataset": dataset,
+        "backbone": claim.backbone,
+        "alignment": claim.alignment,
+        "reference": claim.reference,
+        "method": method,
+        "metric": claim.metric,
+        "paper_low_pts": claim.band[0],
+        "paper_high_pts": claim.band[1],
+        "tolerance_pts": tolerance,
+    }
+    found = paired[
+        (paired["dataset"] == dataset)
+        & (paired["backbone"] == claim.backbone)
+        & (paired["alignment"] == claim.alignment)
+        & (paired["reference"] == claim.reference)
+        & (paired["method"] == method)
+        & (paired["metric"] == claim.metric)
+    ].set_index("n_train")
+    rows, verdicts = [], []
+    for n in claim.scales:
+        row = {**base, "scales": str(n)}
+        if n not in found.index:
+            rows.append(
+                {
+                    **row,
+                    "verdict": NOT_IN_STUDY,
+                    "note": f"no paired runs of {claim.reference} and {method} on "
+                    f"{claim.backbone}@{claim.alignment} at {n} training pairs in this study",
+                }
+            )
+            continue
+        estimate = scale_row(found.loc[n], claim, tolerance, confidence)
+        verdicts.append(estimate["verdict"])
+        rows.append({**row, **estimate})
+    if len(claim.scales) > 1:
+        rows.append(every_scale_row(claim, base, found, verdicts, tolerance, confidence))
+    return rows
+
+
+def scale_row(paired_row: pd.Series, claim: Claim, tolerance: float, confidence: float) -> dict:
+    """Our estimate at one scale, its intervals and verdict, in points."""
+    p = {k: paired_row[k] * POINTS for k in ("mean_diff", "low", "high", "ci_low", "ci_high")}
+    std, test_se = paired_row["std_diff"] * POINTS, paired_row["test_se"] * POINTS
+    judged = verdict(p["low"], p["high"], claim.band, tolerance)
+    notes = []
+    if paired_row["diverged_seeds"]:
+        notes.append(f"{paired_row['diverged_seeds']} diverged seed(s) left out")
+    return {
+        "ours_mean_pts": p["mean_diff"],
+        "ours_low_pts": p["low"],
+        "ours_high_pts": p["high"],
+        "interval": paired_row["interval"],
+        "seed_low_pts": p["ci_low"],
+        "seed_high_pts": p["ci_high"],
+        "test_se_pts": test_se,
+        "n_seeds": int(paired_row["n_seeds"]),
+        "diverged_seeds": int(paired_row["diverged_seeds"]),
+        "seeds_needed": seeds_needed(
+            p["mean_diff"], std, test_se, claim.band, tolerance, confidence
+        ),
+        "verdict": judged,
+        "note": "; ".join(notes),
+    }
+
+
+def every_scale_row(
+    claim: Claim,
+    base: dict,
+    found: pd.DataFrame,
+    verdicts: list[str],
+    tolerance: float,
+    confidence: float,
+) -> dict:
+    """The claim at all its scales (intersection–union): the weakest scale's estimate shown."""
+    present = [n for n in claim.scales if n in found.index]
+    missing = [n for n in claim.scales if n not in found.index]
+    row = {**base, "scales": ", ".join(map(str, claim.scales))}
+    notes = []
+    if missing:
+        notes.append(f"not run at {', '.join(map(str, missing))} training pairs")
+    if present:
+        weakest = min(present, key=lambda n: direction(claim.band) * found.loc[n, "mean_diff"])
+        row.update(scale_row(found.loc[weakest], claim, tolerance, confidence))
+        needed = [
+            scale_row(found.loc[n], claim, tolerance, confidence)["seeds_needed"] for n in present
+        ]
+        row["seeds_needed"] = max(needed)
+        per_scale = "; ".join(f"{n}: {v}" for n, v in zip(present, verdicts, strict=True))
+        notes.insert(0, f"weakest scale {weakest} shown; {per_scale}")
+    row["verdict"] = combined_verdict(verdicts, bool(missing))
+    row["note"] = "; ".join(notes)
+    return row
