@@ -1,0 +1,130 @@
+"""PID benchmark: seconds per BROJA solve by table size, and for one condition's whole PID workload.
+
+Part 1 times `alignfuse.pid.broja` on dense random tables with k clusters per source and 2 or 10
+target values (median of a few repeats). Part 2 times what one fusion condition costs: for every
+seed and view (two synthetic feature sets), for every k, fit the image and text codebooks on a
+train half, assign the evaluation half and decompose with the shuffled-label null.
+
+    python benchmarks/pid.py                               # ~1-2 min on 2 shared cores
+    python benchmarks/pid.py --k 10,20 --targets 2 --repeats 5 --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from alignfuse.pid import broja, decompose, fit_codebook
+
+
+def ints(text: str) -> list[int]:
+    return [int(value) for value in text.split(",") if value]
+
+
+def time_tables(ks: list[int], targets: list[int], repeats: int, seed: int) -> list[dict]:
+    """Median, min and max seconds of broja on ``repeats`` random tables [k, k, targets]."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n_y in targets:
+        for k in ks:
+            seconds, gaps, solvers = [], [], set()
+            for _ in range(repeats):
+                p = rng.random((k, k, n_y)) ** 3
+                p /= p.sum()
+                start = time.perf_counter()
+                result = broja(p)
+                seconds.append(time.perf_counter() - start)
+                gaps.append(result["gap"])
+                solvers.add(result["solver"])
+            rows.append(
+                {
+                    "k": k,
+                    "targets": n_y,
+                    "median_s": statistics.median(seconds),
+                    "min_s": min(seconds),
+                    "max_s": max(seconds),
+                    "solver": "/".join(sorted(solvers)),
+                    "max_gap": max(gaps),
+                }
+            )
+    return rows
+
+
+def synthetic_view(n: int, dim: int, noise: float, seed: int):
+    """Image and text features (``dim``-d) and a binary label mixing all four PID terms.
+
+    Latent bits a, b, c: the image shows a and b, the text shows a and c, and the label is the
+    majority of a, b, c (a is shared, b and c are each one view's, and majority is partly
+    synergistic). ``noise`` is the standard deviation around the embedded bits.
+    """
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.integers(0, 2, size=(3, n))
+    directions = np.linalg.qr(rng.normal(size=(dim, 4)))[0].T
+    image = 4.0 * (np.stack([a, b], axis=1) - 0.5) @ directions[:2]
+    text = 4.0 * (np.stack([a, c], axis=1) - 0.5) @ directions[2:]
+    image += noise * rng.normal(size=(n, dim))
+    text += noise * rng.normal(size=(n, dim))
+    return image, text, (a + b + c >= 2).astype(np.int64)
+
+
+def time_condition(args) -> tuple[float, dict[int, float]]:
+    """Seconds for seeds x views x ks of codebooks + decomposition with the null; per k too."""
+    per_k = dict.fromkeys(args.condition_k, 0.0)
+    start = time.perf_counter()
+    for seed in range(args.seeds):
+        for view, noise in enumerate((1.0, 2.0)):
+            image, text, label = synthetic_view(2 * args.rows, args.dim, noise, 100 * seed + view)
+            train, held_out = slice(0, args.rows), slice(args.rows, None)
+            for k in args.condition_k:
+                k_start = time.perf_counter()
+                image_codes = fit_codebook(image[train], k, args.dims, seed).assign(image[held_out])
+                text_codes = fit_codebook(text[train], k, args.dims, seed).assign(text[held_out])
+                decompose(
+                    image_codes, text_codes, label[held_out], k, k, 2, args.null_repeats, seed
+                )
+                per_k[k] += time.perf_counter() - k_start
+    return time.perf_counter() - start, per_k
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=ints, default=[10, 20, 30], help="clusters per source")
+    parser.add_argument("--targets", type=ints, default=[2, 10], help="target values")
+    parser.add_argument("--repeats", type=int, default=3, help="random tables per size")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds in the condition workload")
+    parser.add_argument("--condition-k", type=ints, default=[10, 20, 30])
+    parser.add_argument("--null-repeats", type=int, default=20, help="label permutations")
+    parser.add_argument("--rows", type=int, default=2000, help="train rows = evaluation rows")
+    parser.add_argument("--dim", type=int, default=64, help="feature width")
+    parser.add_argument("--dims", type=int, default=8, help="PCA components before k-means")
+    parser.add_argument("--skip-condition", action="store_true")
+    args = parser.parse_args()
+
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, load average {load} at start\n")
+    print("| k | targets | cells | median s | min s | max s | solver | max gap (bits) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in time_tables(args.k, args.targets, args.repeats, seed=0):
+        print(
+            f"| {row['k']} | {row['targets']} | {row['k'] ** 2 * row['targets']} "
+            f"| {row['median_s']:.3f} | {row['min_s']:.3f} | {row['max_s']:.3f} "
+            f"| {row['solver']} | {row['max_gap']:.1e} |"
+        )
+    if args.skip_condition:
+        return
+    total, per_k = time_condition(args)
+    solves = args.seeds * 2 * len(args.condition_k) * (1 + args.null_repeats)
+    print(
+        f"\nwhole condition: {args.seeds} seeds x 2 views x k in {args.condition_k}, "
+        f"{args.rows} train + {args.rows} evaluation rows, {args.dim}-d -> PCA {args.dims}, "
+        f"null with {args.null_repeats} permutations ({solves} BROJA solves): **{total:.1f} s**"
+    )
+    print("per k: " + ", ".join(f"k={k}: {seconds:.1f} s" for k, seconds in per_k.items()))
+
+
+if __name__ == "__main__":
+    main()
