@@ -170,3 +170,24 @@ def test_no_output_is_left_on_error(archives, tmp_path):
         write_captions(text_zip, None, out)
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_skip_drops_images_that_cannot_be_decoded_or_are_missing_with_their_captions(tmp_path):
+    from flickr8k_fixture import image_name
+
+    damaged, absent = image_name(3), image_name(30)
+    archives = make_flickr8k_archives(tmp_path / "mirror", corrupt=(damaged,))
+    with (
+        zipfile.ZipFile(archives.images_zip) as source,
+        zipfile.ZipFile(tmp_path / "images.zip", "w") as target,
+    ):
+        for info in source.infolist():
+            if not info.filename.endswith(absent):
+                target.writestr(info, source.read(info))
+    frame, report = read_captions(archives.text_zip, tmp_path / "images.zip", on_bad_image="skip")
+    assert damaged not in set(frame["image_id"]) and absent not in set(frame["image_id"])
+    assert report["bad_images_dropped"][damaged].startswith("cannot be decoded")
+    assert report["bad_images_dropped"][absent] == "is missing from the archive"
+    assert report["images"]["train"] == 23 and report["images"]["dev"] == 7
+    kept, _ = read_captions(archives.text_zip, tmp_path / "images.zip")
+    assert damaged in set(kept["image_id"])  # error mode leaves it to the features stage

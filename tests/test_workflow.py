@@ -209,3 +209,29 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     attended = runs[runs["method"] == "xattn_img2txt"]
     assert (attended["image_tokens"] == 49).all() and (attended["text_tokens"] > 5).all()
     assert (workdir / "results/fixture/figures/scaling.pdf").exists()
+
+
+def test_skipping_a_damaged_image_leaves_it_out_of_captions_pairs_and_features(tmp_path):
+    """on_bad_image: skip (what the error message recommends) trains to the end: the image is
+    dropped before pairs are built, so no job finds pairs without features."""
+    from flickr8k_fixture import image_name, make_flickr8k_archives
+
+    damaged = image_name(2)
+    archives = make_flickr8k_archives(tmp_path / "mirror", corrupt=(damaged,))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    config = flickr8k_study(archives)
+    config["dataset"]["flickr8k"]["on_bad_image"] = "skip"
+    for encoder in config["encoders"].values():
+        encoder["tokens"] = False
+    config["methods"] = {"concat": config["methods"]["concat"]}
+    config["backbones"] = {"clip": config["backbones"]["clip"]}
+    configfile = write_config(workdir / "study.yaml", config)
+    snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    captions = pd.read_parquet(workdir / "results/data/fixture/captions.parquet")
+    pairs = pd.read_parquet(workdir / "results/pairs/fixture/train.parquet")
+    image = pd.read_parquet(workdir / "results/features/fixture/clip/image.parquet")
+    assert damaged not in set(captions["image_id"]) | set(pairs["image_id"])
+    assert damaged not in set(image["image_id"]) and len(image) == 39
+    runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
+    assert (runs["status"] == "ok").all()

@@ -50,7 +50,13 @@ def download(args) -> None:
 def captions(args) -> None:
     from alignfuse.data.flickr8k import write_captions
 
-    write_captions(args.text_zip, args.images_zip, args.out, on_malformed=args.on_malformed)
+    write_captions(
+        args.text_zip,
+        args.images_zip,
+        args.out,
+        on_malformed=args.on_malformed,
+        on_bad_image=args.on_bad_image,
+    )
 
 
 def pairs(args) -> None:
@@ -175,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-zip", type=Path, required=True)
     p.add_argument("--images-zip", type=Path)
     p.add_argument("--on-malformed", choices=["error", "skip"], default="error")
+    p.add_argument(
+        "--on-bad-image",
+        choices=["error", "skip"],
+        default="error",
+        help="skip: decode every image and drop those that are missing or damaged",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=captions)
 

@@ -55,10 +55,12 @@ else:
             CONDA_ENV
         params:
             on_malformed=FLICKR8K["on_malformed_line"],
+            on_bad_image=FLICKR8K["on_bad_image"],
             code=code_hash("data.flickr8k"),
         shell:
             "alignfuse captions --text-zip {input.text} --images-zip {input.images} "
-            "--on-malformed {params.on_malformed} --out {output} > {log} 2>&1"
+            "--on-malformed {params.on_malformed} --on-bad-image {params.on_bad_image} "
+            "--out {output} > {log} 2>&1"
 
 
 rule pairs:

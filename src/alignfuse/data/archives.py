@@ -9,15 +9,27 @@ damaged zip becomes one clear error instead of a traceback deep inside a feature
 
 from __future__ import annotations
 
+import io
 import re
 import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from PIL import Image
+
 from alignfuse.errors import AlignfuseError
 
 IGNORED_PREFIXES = ("__MACOSX/",)
+# What reading and decoding one image member can raise when its bytes are damaged.
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    Image.DecompressionBombError,
+)
 DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -93,3 +105,13 @@ def image_members(zip_path: str | Path, suffix: str = ".jpg") -> dict[str, str]:
                 )
             members[name] = info.filename
     return members
+
+
+def decode_problem(zf: zipfile.ZipFile, member: str) -> str | None:
+    """Why one image member cannot be decoded (None when it can): reads and fully decodes it."""
+    try:
+        with Image.open(io.BytesIO(zf.read(member))) as image:
+            image.convert("RGB")
+    except DECODE_ERRORS as err:
+        return f"cannot be decoded ({err})"
+    return None

@@ -16,8 +16,15 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
+from tqdm import tqdm
 
-from alignfuse.data.archives import image_members, is_ignored, open_archive, read_member
+from alignfuse.data.archives import (
+    decode_problem,
+    image_members,
+    is_ignored,
+    open_archive,
+    read_member,
+)
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
@@ -129,9 +136,17 @@ def parse_splits(texts: dict[str, str], text_zip: Path, malformed: Malformed) ->
 
 
 def read_captions(
-    text_zip: Path, images_zip: Path | None, on_malformed: str = "error"
+    text_zip: Path,
+    images_zip: Path | None,
+    on_malformed: str = "error",
+    on_bad_image: str = "error",
 ) -> tuple[pd.DataFrame, dict]:
-    """The captions table (image_id, caption_id, caption, split) and a report of what was dropped."""
+    """The captions table (image_id, caption_id, caption, split) and a report of what was dropped.
+
+    With ``on_bad_image="skip"`` every image is decoded here, and images that are missing from the
+    archive or cannot be decoded are dropped with their captions, so that pairs and features are
+    built from the same images (the features stage would otherwise skip images the pairs use).
+    """
     text_zip = Path(text_zip)
     texts = text_members(text_zip)
     malformed = Malformed(text_zip, on_malformed)
@@ -171,11 +186,16 @@ def read_captions(
                 "text release: delete it and download it again"
             )
 
-    kept = frame[["image_id", "split"]].drop_duplicates()["split"].value_counts()
-    missing = None
+    missing, bad_images = None, {}
     if images_zip is not None:
         in_archive = image_members(images_zip)
         missing = sorted(set(frame["image_id"]) - in_archive.keys())
+        if on_bad_image == "skip":
+            bad_images = {name: "is missing from the archive" for name in missing}
+            bad_images |= undecodable(images_zip, in_archive, sorted(set(frame["image_id"])))
+            frame = frame[~frame["image_id"].isin(bad_images)].reset_index(drop=True)
+            missing = []
+    kept = frame[["image_id", "split"]].drop_duplicates()["split"].value_counts()
     report = {
         "text_archive": text_zip.name,
         "images_archive": None if images_zip is None else Path(images_zip).name,
@@ -199,8 +219,19 @@ def read_captions(
         },
         "split_images_without_captions": without_captions,
         "missing_from_image_archive": missing,
+        "bad_images_dropped": bad_images,
     }
     return frame, report
+
+
+def undecodable(images_zip: Path, members: dict[str, str], names: list[str]) -> dict[str, str]:
+    """The images among ``names`` in the archive that cannot be decoded, with the reason."""
+    problems = {}
+    with open_archive(images_zip) as zf:
+        for name in tqdm(names, desc="checking images", file=sys.stderr, mininterval=5):
+            if name in members and (reason := decode_problem(zf, members[name])):
+                problems[name] = reason
+    return problems
 
 
 def summary(report: dict) -> str:
@@ -238,6 +269,13 @@ def summary(report: dict) -> str:
             f"  dropped {len(report['split_images_without_captions'])} split images without captions, "
             f"e.g. {', '.join(report['split_images_without_captions'][:3])}"
         )
+    bad = report["bad_images_dropped"]
+    if bad:
+        lines.append(
+            f"  dropped {len(bad)} images that are missing or cannot be decoded (on_bad_image: "
+            f"skip), with their captions: "
+            + "; ".join(f"{name} {reason}" for name, reason in list(bad.items())[:5])
+        )
     missing = report["missing_from_image_archive"]
     if missing:
         lines.append(
@@ -249,10 +287,14 @@ def summary(report: dict) -> str:
 
 
 def write_captions(
-    text_zip: Path, images_zip: Path | None, out: Path, on_malformed: str = "error"
+    text_zip: Path,
+    images_zip: Path | None,
+    out: Path,
+    on_malformed: str = "error",
+    on_bad_image: str = "error",
 ) -> dict:
     """Write ``captions.parquet`` atomically with the report in its metadata; return the report."""
-    frame, report = read_captions(text_zip, images_zip, on_malformed)
+    frame, report = read_captions(text_zip, images_zip, on_malformed, on_bad_image)
     print(summary(report), file=sys.stderr)
     write_frame(frame, out, {"dataset": "flickr8k", "report": report})
     return report

@@ -12,7 +12,6 @@ import io
 import sys
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from alignfuse.data.archives import image_members
+from alignfuse.data.archives import DECODE_ERRORS, image_members
 from alignfuse.devices import describe, pick_device
 from alignfuse.errors import AlignfuseError
 from alignfuse.features.encoders import Encoder, key, load_encoder
@@ -34,14 +33,6 @@ from alignfuse.parquet import TOKEN_DTYPE, EmbeddingWriter, TokenWriter
 
 ID_COLUMNS = {"image": "image_id", "text": "caption_id"}
 BAD_IMAGE_POLICIES = ("error", "skip")
-DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    EOFError,
-    zipfile.BadZipFile,
-    zlib.error,
-    Image.DecompressionBombError,
-)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
