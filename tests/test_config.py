@@ -256,6 +256,21 @@ SEMANTIC = [
         ["methods.xattn_img2txt.token_source", "'patches' is not one of", "pseudo"],
     ),
     (
+        "a param_match target no width of the head can reach",
+        lambda c: set_key(c, "methods.gated_sum.param_match", 10),
+        ["methods.gated_sum.param_match", "no width of this head comes within", "backbone"],
+    ),
+    (
+        "min_epochs above max_epochs",
+        lambda c: set_key(c, "training.min_epochs", 500),
+        ["training.min_epochs", "500 is more than max_epochs = 100"],
+    ),
+    (
+        "a method's max_epochs below the global min_epochs",
+        lambda c: set_key(c, "methods.concat.training", {"max_epochs": 5}),
+        ["methods.concat.training.min_epochs", "more than max_epochs = 5"],
+    ),
+    (
         "both modality weights zero",
         lambda c: set_key(c, "methods.weighted_sum.weights", [0.0, 0.0]),
         ["methods.weighted_sum.weights", "both zero"],

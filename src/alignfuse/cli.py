@@ -65,6 +65,12 @@ def pairs(args) -> None:
     write_pairs(args.captions, args.out_dir, args.seed)
 
 
+def check_sizes(args) -> None:
+    from alignfuse.config import check_sizes
+
+    print(json.dumps(check_sizes(args.request)))
+
+
 def fetch_weights(args) -> None:
     from alignfuse.features.encoders import fetch_weights
 
@@ -195,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=pairs)
+
+    p = sub.add_parser(
+        "check-sizes", help="check that every param_match target is reachable (config checks)"
+    )
+    p.add_argument("--request", type=json_arg, required=True, help="methods and widths as JSON")
+    p.set_defaults(func=check_sizes)
 
     p = sub.add_parser("fetch-weights", help="download an encoder's weights into the library cache")
     p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")

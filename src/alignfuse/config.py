@@ -7,6 +7,10 @@ Every failure is one message naming the config key and the fix.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
@@ -132,7 +136,9 @@ def check_semantics(config: dict) -> None:
             f"'{dataset['name']}' provides; use scales of at most {train_pairs}"
         )
     check_methods(config["methods"])
+    check_training(config)
     check_token_sources(config)
+    check_param_match(config)
 
 
 def check_methods(methods: dict) -> None:
@@ -170,3 +176,116 @@ def check_token_sources(config: dict) -> None:
                         f"(backbones.{backbone}.{modality}) does not cache them; set "
                         f"encoders.{encoder}.tokens: true, or use token_source: pseudo"
                     )
+
+
+def check_training(config: dict) -> None:
+    """Settings that contradict each other once a method's overrides apply."""
+    for label, spec in config["methods"].items():
+        training = {**config["training"], **spec.get("training", {})}
+        if training["min_epochs"] > training["max_epochs"]:
+            overridden = {"min_epochs", "max_epochs"} & set(spec.get("training", {}))
+            where = f"methods.{label}.training" if overridden else "training"
+            raise AlignfuseError(
+                f"config key '{where}.min_epochs': {training['min_epochs']} is more than "
+                f"max_epochs = {training['max_epochs']}, so no seed could stop early and none "
+                "could reach it; lower min_epochs or raise max_epochs"
+            )
+
+
+# Where the outcome of a param_match check is kept, so the DAG is not slowed on every build.
+SIZE_CHECKS = Path(".snakemake/alignfuse")
+
+
+def size_request(config: dict) -> dict | None:
+    """What a param_match check needs: the methods with a target and each backbone's widths
+    (known from the config or an existing feature file, else the encoder's spec to ask)."""
+    targets = {
+        label: {k: v for k, v in spec.items() if k != "training"}
+        for label, spec in config["methods"].items()
+        if "param_match" in spec
+    }
+    if not targets:
+        return None
+    dataset = config["dataset"]
+    backbones = {}
+    for name, pair in config["backbones"].items():
+        backbones[name] = {}
+        for modality in ("image", "text"):
+            encoder = pair[modality]
+            if dataset["kind"] == "synthetic":
+                width = dataset["synthetic"][f"d_{modality}"]
+            else:
+                width = cached_width(
+                    Path("results/features") / dataset["name"] / encoder / f"{modality}.parquet"
+                )
+            backbones[name][modality] = width or {"name": encoder, **config["encoders"][encoder]}
+    return {"methods": targets, "backbones": backbones}
+
+
+def cached_width(path: Path) -> int | None:
+    """The width of an existing feature file (None if there is none or it cannot be read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path).field("emb").type.list_size
+    except (OSError, KeyError, pa.ArrowException):
+        return None
+
+
+def check_param_match(config: dict) -> None:
+    """Reject a param_match target that no width of its head can reach at a backbone's widths.
+
+    Counting parameters builds heads with torch, which the DAG must not import, so the check runs
+    as ``alignfuse check-sizes`` in a subprocess, once per distinct request (cached under
+    .snakemake/alignfuse); plug-in encoders' widths are only known to their jobs, which check then.
+    """
+    request = size_request(config)
+    if request is None:
+        return
+    from alignfuse.codehash import code_hash
+
+    text = json.dumps(request, sort_keys=True)
+    key = f"{text}{code_hash('config', 'fusion.build', 'features.encoders')}"
+    cached = SIZE_CHECKS / f"sizes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if cached.is_file():
+        outcome = json.loads(cached.read_text())
+    else:
+        done = subprocess.run(
+            [sys.executable, "-m", "alignfuse.cli", "check-sizes", "--request", text],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise AlignfuseError(done.stderr.strip().splitlines()[-1] if done.stderr else text)
+        outcome = json.loads(done.stdout)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".part")
+        tmp.write_text(json.dumps(outcome))
+        tmp.replace(cached)
+    if outcome["error"]:
+        raise AlignfuseError(outcome["error"])
+
+
+def check_sizes(request: dict) -> dict:
+    """Resolve every param_match target of ``request`` (see :func:`size_request`); the first
+    unreachable one is the error. Imports torch: run it through ``alignfuse check-sizes``."""
+    from alignfuse.features.encoders import feature_width
+    from alignfuse.fusion.build import resolve_config
+
+    checked, unknown = [], []
+    for backbone, widths in request["backbones"].items():
+        dims = {
+            m: w if isinstance(w, int) else feature_width(w, m) for m, w in widths.items()
+        }
+        if None in dims.values():
+            unknown.append(backbone)
+            continue
+        for label, spec in request["methods"].items():
+            hparams = {k: v for k, v in spec.items() if k != "head"}
+            try:
+                resolve_config(spec["head"], dims["image"], dims["text"], hparams, label)
+            except AlignfuseError as exc:
+                return {"error": f"{exc} (backbone '{backbone}')", "checked": checked}
+            checked.append([label, backbone])
+    return {"error": None, "checked": checked, "unknown": unknown}

@@ -418,3 +418,16 @@ def fetch_weights(spec: dict, modalities: tuple[str, ...] | None = None) -> str:
     for modality in modalities or library_of(spec).modalities:
         weights_id = load_encoder(spec, modality).weights_id
     return weights_id
+
+
+def feature_width(spec: dict, modality: str) -> int | None:
+    """The width of the pooled features ``spec`` gives for ``modality``, known without weights
+    (torchvision: the classifier's input, from a model built on the meta device; open_clip: the
+    architecture's embedding width), or None for plug-ins, whose width only their code knows."""
+    if spec.get("library") == "torchvision":
+        with torch.device("meta"):
+            model = torchvision.models.get_model(spec["model"], weights=None)
+        return strip_head(model, spec)
+    if spec.get("library") == "open_clip":
+        return open_clip.get_model_config(spec["model"])["embed_dim"]
+    return None
