@@ -29,3 +29,45 @@ def build(modality: str, pretrained, checkpoint) -> dict:
 def incomplete(modality: str, pretrained, checkpoint) -> dict:
     """Breaks the contract (no ``dim``), to test the error message."""
     return {"model": nn.Identity(), "prepare": text_bytes}
+
+
+def build_with_tokens(modality: str, pretrained, checkpoint) -> dict:
+    """``build`` with token sequences: two tokens per image, a caption's bytes as its tokens."""
+    fields = build(modality, pretrained, checkpoint)
+    model = fields["model"]
+    if modality == "image":
+
+        def tokens(batch):
+            pooled = model(batch)
+            return pooled, torch.stack([pooled, -pooled], dim=1), torch.full((len(batch),), 2)
+
+    else:
+
+        def tokens(batch):
+            return model(batch), model.weight[batch], (batch != 0).sum(dim=1).clamp(min=1)
+
+    return {**fields, "tokens": tokens, "token_dim": DIM, "token_description": "test tokens"}
+
+
+def build_from_mapping(modality: str, pretrained, checkpoint) -> dict:
+    """``build`` whose text side takes a mapping of tensors, as a Hugging Face tokenizer gives."""
+    fields = build(modality, pretrained, checkpoint)
+    if modality == "image":
+        return fields
+    return {**fields, "model": MappingText(fields["model"]), "prepare": text_mapping}
+
+
+def text_mapping(texts: list[str]) -> dict:
+    ids = text_bytes(texts)
+    return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+class MappingText(nn.Module):
+    """Reads ``input_ids`` and ``attention_mask`` from a dict batch."""
+
+    def __init__(self, bag: nn.EmbeddingBag):
+        super().__init__()
+        self.bag = bag
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.bag(batch["input_ids"]) * batch["attention_mask"].float().mean(1, keepdim=True)

@@ -223,3 +223,22 @@ def test_bad_arguments_are_clear_errors(flickr, tmp_path, kwargs, message):
     with pytest.raises(AlignfuseError, match=message):
         extract_features(PLUGIN, captions=flickr["small_path"], out=tmp_path / "x.parquet", **args)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plugin_whose_prepare_returns_a_mapping_of_tensors_is_moved_and_encoded(flickr, tmp_path):
+    """Hugging Face tokenizers return dicts of tensors; extraction moves each to the device and
+    hands the dict to the model."""
+    spec = {**PLUGIN, "model": "plugin_encoder:build_from_mapping"}
+    extract_features(spec, "text", flickr["captions_path"], tmp_path / "text.parquet")
+    assert read_embeddings(tmp_path / "text.parquet")[1].shape == (200, 8)
+
+
+def test_tokens_alone_are_written_without_the_pooled_features(flickr, tmp_path):
+    spec = {**PLUGIN, "model": "plugin_encoder:build_with_tokens"}
+    extract_features(
+        spec, "text", flickr["captions_path"], None, tokens_out=tmp_path / "tokens.parquet"
+    )
+    assert (tmp_path / "tokens.parquet").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["tokens.parquet"]
+    with pytest.raises(AlignfuseError, match="nothing to write"):
+        extract_features(spec, "text", flickr["captions_path"], None)

@@ -13,6 +13,7 @@ on). So new figures, a report rule and renamed or added fusion methods need no c
 from __future__ import annotations
 
 import ast
+import copy
 import os
 import subprocess
 import sys
@@ -23,12 +24,16 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_runner import (
+    ROOT,
     PlannedJob,
     copy_repository,
     dry_run,
     load_preset,
     run_env,
+    snakemake,
+    write_config,
 )
 
 from alignfuse.figures import FIGURES
@@ -219,6 +224,26 @@ def test_adding_a_method_to_the_registry_reruns_nothing(study, tmp_path):
     assert study.plan(clone) == {}
 
 
+def test_pointing_a_registry_name_at_another_class_retrains_its_methods(study, tmp_path):
+    clone = copy_repository(tmp_path / "clone", source=study.clone)
+    registry = clone / "src/alignfuse/fusion/__init__.py"
+    text = registry.read_text()
+    entry = '"concat": "alignfuse.fusion.concat:ConcatHead"'
+    assert entry in text
+    registry.write_text(text.replace(entry, '"concat": "alignfuse.fusion.late:LateFusionHead"'))
+    assert study.plan(clone) == study.rerun(retrains({"concat"}))
+
+
+def test_pointing_a_figure_at_another_function_redraws_it(study, tmp_path):
+    clone = copy_repository(tmp_path / "clone", source=study.clone)
+    registry = clone / "src/alignfuse/figures/__init__.py"
+    text = registry.read_text()
+    registry.write_text(
+        text.replace("alignfuse.figures.params:plot", "alignfuse.figures.scaling:plot")
+    )
+    assert study.plan(clone) == study.rerun(lambda job: job.rule == "figure_params")
+
+
 def test_editing_the_command_line_layer_reruns_nothing(study, tmp_path):
     """The CLI is not hashed, by choice: it parses arguments and calls into the modules that do the
     work (those are hashed), so a new subcommand, option or help text reruns nothing. Logic that
@@ -235,3 +260,116 @@ def test_a_fresh_clone_with_new_file_dates_has_nothing_to_do(study, tmp_path):
     for path in clone.rglob("*"):
         os.utime(path, (later, later))
     assert study.plan(clone) == {}
+
+
+# --- encoders: what reruns feature extraction, and what does not --------------------------------
+
+PLUGIN_SOURCE = Path(__file__).with_name("plugin_encoder.py")
+
+
+@pytest.fixture(scope="module")
+def plugin_study(tmp_path_factory):
+    """A finished Flickr8k-format study on two plug-in encoders (the image one with a local
+    weights file), one method, one scale and seed: (workdir, config, plug-in folder)."""
+    from flickr8k_fixture import make_flickr8k_archives
+
+    root = tmp_path_factory.mktemp("plugin_study")
+    plugins = root / "plugins"
+    plugins.mkdir()
+    (plugins / "tiny_encoder.py").write_text(PLUGIN_SOURCE.read_text())
+    archives = make_flickr8k_archives(root / "mirror")
+    workdir = root / "work"
+    workdir.mkdir()
+    weights = workdir / "image_weights.pt"
+    import torch
+
+    torch.manual_seed(0)
+    torch.save(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(768, 8)).state_dict(), weights
+    )
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config |= {
+        "study": "plugins",
+        "encoders": {
+            "img": {
+                "library": "python",
+                "model": "tiny_encoder:build_with_tokens",
+                "checkpoint": str(weights),
+            },
+            "txt": {
+                "library": "python",
+                "model": "tiny_encoder:build_with_tokens",
+                "pretrained": False,
+            },
+        },
+        "backbones": {"tiny": {"image": "img", "text": "txt"}},
+        "scales": [16],
+        "seeds": [0],
+        "training": {"max_epochs": 2, "batch_size": 8, "patience": 2},
+        "methods": {"concat": {"hidden": [8]}},
+        "claims": [],
+        "threads": {"train": 1, "features": 1},
+    }
+    config["dataset"] = {
+        "name": "fixture",
+        "kind": "flickr8k",
+        "flickr8k": {
+            "images": {"url": archives.images_url, "sha256": archives.images_sha256},
+            "text": {"url": archives.text_url, "sha256": archives.text_sha256},
+        },
+    }
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(plugins), os.environ.get("PYTHONPATH", "")) if p
+    )
+    snakemake(
+        workdir, "--cores", "2", "--configfile", str(write_config(workdir / "s.yaml", config))
+    )
+    return workdir, config, plugins
+
+
+def planned(workdir: Path, config: dict, name: str) -> Plan:
+    return as_plan(dry_run(workdir, "--configfile", str(write_config(workdir / name, config))))
+
+
+def test_changing_an_encoders_batch_size_reruns_nothing(plugin_study):
+    workdir, config, _ = plugin_study
+    config = copy.deepcopy(config)
+    config["encoders"]["img"]["batch_size"] = 3
+    assert planned(workdir, config, "batch.yaml") == {}
+
+
+def test_turning_tokens_on_extracts_only_the_token_sequences(plugin_study):
+    workdir, config, _ = plugin_study
+    config = copy.deepcopy(config)
+    config["encoders"]["txt"]["tokens"] = True
+    plan = planned(workdir, config, "tokens.yaml")
+    assert plan.get("tokens") == ["results/features/fixture/txt/text_tokens.parquet"]
+    assert set(plan) == {"tokens", "all"}
+
+
+def test_editing_a_plugin_encoders_module_re_extracts_its_features_and_retrains(plugin_study):
+    workdir, config, plugins = plugin_study
+    module = plugins / "tiny_encoder.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + EDIT)
+        plan = planned(workdir, config, "edited.yaml")
+    finally:
+        module.write_text(original)
+    assert len(plan["features"]) == 2 and "train" in plan and "aggregate" in plan
+
+
+def test_replacing_an_encoders_weights_file_re_extracts_what_it_encodes(plugin_study):
+    workdir, config, _ = plugin_study
+    import torch
+
+    weights = Path(config["encoders"]["img"]["checkpoint"])
+    original = weights.read_bytes()
+    try:
+        state = torch.load(weights, weights_only=True)
+        torch.save({k: v + 1 for k, v in state.items()}, weights)  # other weights, same file
+        plan = planned(workdir, config, "weights.yaml")
+    finally:
+        weights.write_bytes(original)
+    assert plan["features"] == ["results/features/fixture/img/image.parquet"]
+    assert "fetch_weights" in plan and "train" in plan

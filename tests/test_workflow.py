@@ -100,11 +100,10 @@ def test_tokens_are_cached_only_where_asked_and_feed_only_encoder_token_heads(tm
     paper["encoders"]["clip"]["tokens"] = True
     configfile = write_config(tmp_path / "clip_tokens.yaml", paper)
     jobs = planned_jobs(tmp_path, "--configfile", str(configfile))
-    assert sorted(jobs["features_with_tokens"]) == [
-        f"results/features/flickr8k/clip/{m}.parquet, results/features/flickr8k/clip/{m}_tokens.parquet"
-        for m in ("image", "text")
+    assert sorted(jobs["tokens"]) == [
+        f"results/features/flickr8k/clip/{m}_tokens.parquet" for m in ("image", "text")
     ]
-    assert jobs["features"] == ["results/features/flickr8k/resnet18/image.parquet"]
+    assert len(jobs["features"]) == 3  # pooled features in jobs of their own
 
     paper["encoders"]["resnet18"]["tokens"] = True
     paper["methods"]["xattn_img2txt"]["token_source"] = "encoder"

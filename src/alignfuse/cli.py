@@ -74,7 +74,7 @@ def check_sizes(args) -> None:
 def fetch_weights(args) -> None:
     from alignfuse.features.encoders import fetch_weights
 
-    print(fetch_weights(args.encoder))
+    print(fetch_weights(args.encoder, tuple(args.modality) or None))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(args.encoder, sort_keys=True) + "\n")
@@ -86,9 +86,11 @@ def features(args) -> None:
     from alignfuse.features.extraction import extract_features
 
     torch.set_num_threads(args.threads)
-
+    spec = (
+        args.encoder if args.batch_size is None else {**args.encoder, "batch_size": args.batch_size}
+    )
     extract_features(
-        args.encoder,
+        spec,
         args.modality,
         args.captions,
         args.out,
@@ -210,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch-weights", help="download an encoder's weights into the library cache")
     p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")
+    p.add_argument(
+        "--modality",
+        action="append",
+        choices=["image", "text"],
+        default=[],
+        help="the towers to fetch (default: every tower the library has)",
+    )
     p.add_argument("--out", type=Path, help="marker file recording the spec once fetched")
     p.set_defaults(func=fetch_weights)
 
@@ -222,8 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images")
     p.add_argument("--threads", type=int, default=1, help="threads of the forward pass on CPU")
     p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
-    p.add_argument("--tokens-out", type=Path)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--batch-size", type=int, help="images or captions per forward pass (default: the spec's)"
+    )
+    p.add_argument("--tokens-out", type=Path, help="write token sequences here")
+    p.add_argument("--out", type=Path, help="write pooled features here")
     p.set_defaults(func=features)
 
     p = sub.add_parser("train", help="train every seed of one fusion condition")

@@ -75,3 +75,18 @@ def code_hash(*modules: str) -> str:
         digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def plugin_hash(module: str) -> str:
+    """Short sha256 of a plug-in module's source (``library: python`` encoders), found on the
+    Python path without importing it, so that editing the plug-in reruns its feature jobs.
+    ``missing`` when it cannot be found here (its job then says why)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return "missing"
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]

@@ -275,9 +275,7 @@ def check_sizes(request: dict) -> dict:
 
     checked, unknown = [], []
     for backbone, widths in request["backbones"].items():
-        dims = {
-            m: w if isinstance(w, int) else feature_width(w, m) for m, w in widths.items()
-        }
+        dims = {m: w if isinstance(w, int) else feature_width(w, m) for m, w in widths.items()}
         if None in dims.values():
             unknown.append(backbone)
             continue

@@ -52,5 +52,19 @@ def train_slice(config: dict, method: str) -> dict:
     }
 
 
+# Encoder settings that change how a job runs but not what it writes: they are passed to the job
+# outside its params, so changing them reruns nothing.
+EXECUTION_ONLY = ("batch_size", "tokens")
+
+
 def encoder_slice(config: dict, encoder: str) -> dict:
-    return {"name": encoder, **config["encoders"][encoder]}
+    """What an encoder's features depend on: its name, library, model and weights."""
+    spec = config["encoders"][encoder]
+    return {"name": encoder, **{k: v for k, v in spec.items() if k not in EXECUTION_ONLY}}
+
+
+def encoder_modalities(config: dict, encoder: str) -> list[str]:
+    """The modalities an encoder serves in the study's backbones (the towers its jobs load)."""
+    return sorted(
+        {m for pair in config["backbones"].values() for m, e in pair.items() if e == encoder}
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from alignfuse import grid
-from alignfuse.codehash import code_hash
+from alignfuse.codehash import code_hash, plugin_hash
 from alignfuse.config import validate_config
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
@@ -155,10 +155,25 @@ def download_args(archive):
     return shlex.join(args)
 
 
+def weights_file_input(wildcards):
+    """An encoder's local weights file, as an input: replacing it reruns what it encodes."""
+    weights_file = config["encoders"][wildcards.encoder].get("checkpoint")
+    return {"weights_file": weights_file} if weights_file else {}
+
+
+def encoder_plugin_hash(wildcards):
+    """For a plug-in encoder (``library: python``), a hash of its module's source."""
+    spec = config["encoders"][wildcards.encoder]
+    if spec["library"] != "python":
+        return ""
+    return plugin_hash(spec["model"].partition(":")[0])
+
+
 def feature_inputs(wildcards):
     inputs = {
         "captions": f"results/data/{wildcards.dataset}/captions.parquet",
         "weights": f"results/weights/{wildcards.encoder}.json",
+        **weights_file_input(wildcards),
     }
     if wildcards.modality == "image":
         inputs["images"] = f"results/data/{wildcards.dataset}/archives/images.zip"

@@ -353,7 +353,12 @@ def load_python(spec: dict, modality: str) -> Encoder:
             f"{key(spec, 'model')}: module '{module_name}' has no function '{function_name}'; "
             "write model as module:function"
         )
-    fields = seeded(build, modality, spec.get("pretrained", False), spec.get("checkpoint"))
+    try:
+        fields = seeded(build, modality, spec.get("pretrained", False), spec.get("checkpoint"))
+    except CHECKPOINT_ERRORS as err:
+        if spec.get("checkpoint"):
+            raise checkpoint_error(spec, err) from err
+        raise
     try:
         return Encoder(
             **{"weights_id": describe_weights(spec), "preprocessing": repr(fields.get("prepare"))}

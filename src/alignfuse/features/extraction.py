@@ -12,6 +12,7 @@ import io
 import sys
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +43,28 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def to_device(batch, device: torch.device):
+    """A prepared batch on ``device``: a tensor, or a mapping of tensors (a Hugging Face
+    tokenizer's output), given on as a dict whose tensors are moved and other values kept."""
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    return batch
+
+
 def embed(
     encoder: Encoder,
-    batch: torch.Tensor,
+    batch,
     device: torch.device,
     dtype: torch.dtype | None = None,
     with_tokens: bool = False,
 ) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """Float32 pooled embeddings (and each row's token sequence) of one prepared batch."""
+    """Float32 pooled embeddings (and each row's token sequence) of one prepared batch (a tensor
+    or a mapping of tensors, as the encoder's ``prepare`` makes it)."""
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
-        batch = batch.to(device, non_blocking=True)
+        batch = to_device(batch, device)
         if not with_tokens:
             return encoder.model(batch).float().cpu().numpy(), None
         pooled, seq, lengths = encoder.tokens(batch)
@@ -147,21 +159,25 @@ def extract_features(
     spec: dict,
     modality: str,
     captions: Path,
-    out: Path,
+    out: Path | None,
     images_zip: Path | None = None,
     device: str = "auto",
     workers: int = 2,
     on_bad_image: str = "error",
     tokens_out: Path | None = None,
 ) -> dict:
-    """Encode every image or caption of a captions table into ``out``; return the run's report.
+    """Encode every image or caption of a captions table; return the run's report.
 
-    Images: the table's unique ``image_id`` in sorted order, read from ``images_zip``. Text: every
-    ``caption_id`` in table order. A missing or undecodable image raises ``AlignfuseError`` naming
-    it, or with ``on_bad_image="skip"`` is left out, logged and listed in the metadata.
-    ``tokens_out`` also writes token sequences (encoders that have them). Nothing is left under
-    ``out`` or ``tokens_out`` unless the whole run succeeds.
+    ``out`` receives the pooled features and ``tokens_out`` the token sequences (encoders that
+    have them); either may be None (the workflow writes them in separate jobs, so that turning on
+    tokens does not rewrite the pooled features). Images: the table's unique ``image_id`` in
+    sorted order, read from ``images_zip``. Text: every ``caption_id`` in table order. A missing or
+    undecodable image raises ``AlignfuseError`` naming it, or with ``on_bad_image="skip"`` is left
+    out, logged and listed in the metadata. Nothing is left under ``out`` or ``tokens_out`` unless
+    the whole run succeeds.
     """
+    if out is None and tokens_out is None:
+        raise AlignfuseError("nothing to write: pass an output for features, tokens or both")
     if modality not in ID_COLUMNS:
         raise AlignfuseError(f"modality '{modality}': use one of {sorted(ID_COLUMNS)}")
     if on_bad_image not in BAD_IMAGE_POLICIES:
@@ -220,16 +236,18 @@ def extract_features(
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.closing(batches))
         id_column = ID_COLUMNS[modality]
-        writers = [stack.enter_context(EmbeddingWriter(out, id_column, encoder.dim, metadata))]
+        writers = {}
+        if out:
+            writers["pooled"] = stack.enter_context(
+                EmbeddingWriter(out, id_column, encoder.dim, metadata)
+            )
         if tokens_out:
             token_metadata = metadata | {
                 "tokens": encoder.token_description,
                 "stored_as": np.dtype(TOKEN_DTYPE.to_pandas_dtype()).name,
             }
-            writers.append(
-                stack.enter_context(
-                    TokenWriter(tokens_out, id_column, encoder.token_dim, token_metadata)
-                )
+            writers["tokens"] = stack.enter_context(
+                TokenWriter(tokens_out, id_column, encoder.token_dim, token_metadata)
             )
         progress = stack.enter_context(
             tqdm(total=total, desc=f"{spec.get('name', spec['model'])} {modality}", file=sys.stderr)
@@ -244,14 +262,15 @@ def extract_features(
                 tqdm.write(f"skipping image {name}: {reason}", file=sys.stderr)
             if batch is not None:
                 pooled, sequences = embed(encoder, batch, chosen, dtype, bool(tokens_out))
-                writers[0].write(batch_ids, pooled)
-                if tokens_out:
-                    writers[1].write(batch_ids, sequences)
+                if "pooled" in writers:
+                    writers["pooled"].write(batch_ids, pooled)
+                if "tokens" in writers:
+                    writers["tokens"].write(batch_ids, sequences)
                 rows += len(batch_ids)
             progress.update(len(batch_ids) + len(bad))
         if rows == 0:
             raise AlignfuseError(f"{captions}: no {modality} could be encoded; nothing to write")
         summary = {"rows": rows, "skipped_count": len(skipped), "skipped": sorted(skipped)}
-        for writer in writers:
+        for writer in writers.values():
             writer.metadata.update(summary)
     return metadata | summary | {"seconds": time.perf_counter() - start}
