@@ -110,3 +110,59 @@ def test_an_unknown_format_writes_nothing_and_names_the_file(tmp_path):
     with pytest.raises(AlignfuseError, match=r"fig\.jpeg: unsupported figure format"):
         save_figure(small_figure(), outputs, dpi=72)
     assert list(tmp_path.iterdir()) == []
+
+
+LONG_METHODS = ("concat", "xattn_txt2img", "xattn_txt2img_with_a_rather_long_label", "gated_sum")
+
+
+def long_label_runs(backbones):
+    """A runs table of four methods, one with a long label, on the given backbones."""
+    import numpy as np
+    import pandas as pd
+    from figure_runs import condition_grid
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            **key,
+            "head": "xattn_txt2img" if key["method"].startswith("xattn") else key["method"],
+            "test_accuracy": 0.7 + rng.normal(0, 0.01),
+            "test_auroc": 0.8,
+            "params": 300_000 if key["method"] == "concat" else 750_000,
+            "epochs": 10,
+        }
+        for key in condition_grid(backbones, ("raw", "noise-0.5"), LONG_METHODS, [2048, 16384])
+    ]
+    return pd.DataFrame(rows)
+
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("panels", [1, 2, 3])
+@pytest.mark.parametrize("name", ["scaling", "gap", "params"])
+def test_legends_keep_clear_of_the_title_and_the_panels(name, panels):
+    """With one to three panels and long method labels, no legend covers the title or data."""
+    from alignfuse.analysis.statistics import paired_differences
+    from alignfuse.analysis.tables import summarize
+    from alignfuse.figures import gap, params, scaling
+
+    runs = long_label_runs(["clip", "resnet18", "another_backbone"][:panels])
+    band = {"backbone": "clip", "low": 4.1, "high": 5.1, "scales": [2048], "label": "paper"}
+    fig = {
+        "scaling": lambda: scaling.plot(summarize(runs), "study"),
+        "params": lambda: params.plot(summarize(runs), "study"),
+        "gap": lambda: gap.plot(paired_differences(runs), "study", bands=[band]),
+    }[name]()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    title = fig._suptitle.get_window_extent(renderer)
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        assert not overlaps(box, title), (name, panels)
+        for ax in fig.axes:
+            assert not overlaps(box, ax.get_window_extent(renderer)), (name, panels)
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.x1  # inside the figure

@@ -23,6 +23,7 @@ from alignfuse.figures.style import (
     message_figure,
     method_palette,
     require_columns,
+    side_legend,
     single_dataset,
 )
 from alignfuse.fusion import CROSS_ATTENTION_HEADS
@@ -89,7 +90,8 @@ def plot(
     linestyles = alignment_linestyles(rows["alignment"])
     scales = sorted(rows["n_train"].unique())
 
-    fig, axes = backbone_panels(backbones)
+    band_labels = [f"{b['label']}: {b['low']:g}–{b['high']:g}" for b in bands]
+    fig, axes = backbone_panels(backbones, [*colours, "no difference", *band_labels])
     shaded = {}
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = rows[rows["backbone"] == backbone]
@@ -135,6 +137,6 @@ def plot(
                 label=f"{label}: {band['low']:g}–{band['high']:g}",
             )
         )
-    fig.legend(handles=handles, title=f"{reference} −", loc="outside right upper")
+    side_legend(fig, handles, f"{reference} −")
     alignment_legend(fig, linestyles)
     return fig

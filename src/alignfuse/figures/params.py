@@ -19,6 +19,7 @@ from alignfuse.figures.style import (
     backbone_panels,
     method_palette,
     require_columns,
+    side_legend,
     single_dataset,
 )
 
@@ -35,6 +36,7 @@ def parameter_axis(ax, params: pd.Series) -> None:
     """Log-scaled parameter counts in engineering notation (2.6k, 630k); within less than a decade
     the ticks at 2 and 5 times a power of ten are labelled too, so the axis never goes bare."""
     ax.set_xscale("log")
+    ax.margins(x=0.12)  # markers at the extremes keep their error bars clear of the frame
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     if params.max() < 10 * params.min():
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
@@ -60,7 +62,7 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     colours = method_palette(summary["method"])
     markers = alignment_markers(summary["alignment"])
 
-    fig, axes = backbone_panels(backbones, sharex=False)
+    fig, axes = backbone_panels(backbones, [*colours, f"chance ({CHANCE:.0%})"], sharex=False)
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for point in panel.itertuples():
@@ -94,7 +96,7 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     handles.append(
         Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
     )
-    fig.legend(handles=handles, title="method", loc="outside right upper")
+    side_legend(fig, handles, "method")
     if len(markers) > 1:
         marker_handles = [
             Line2D([], [], color="black", marker=m, linestyle="none", label=a)

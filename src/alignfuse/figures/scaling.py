@@ -21,6 +21,7 @@ from alignfuse.figures.style import (
     log2_scale_axis,
     method_palette,
     require_columns,
+    side_legend,
     single_dataset,
 )
 
@@ -43,7 +44,7 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     linestyles = alignment_linestyles(summary["alignment"])
     scales = sorted(summary["n_train"].unique())
 
-    fig, axes = backbone_panels(backbones)
+    fig, axes = backbone_panels(backbones, [*colours, f"chance ({CHANCE:.0%})"])
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for (method, alignment), line in panel.groupby(["method", "alignment"], sort=True):
@@ -67,6 +68,6 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     method_handles.append(
         Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
     )
-    fig.legend(handles=method_handles, title="method", loc="outside right upper")
+    side_legend(fig, method_handles, "method")
     alignment_legend(fig, linestyles)
     return fig

@@ -136,11 +136,29 @@ def message_figure(title: str, message: str) -> Figure:
     return fig
 
 
-def backbone_panels(backbones: list[str], sharex: bool = True) -> tuple[Figure, list]:
-    """A row of panels, one per backbone, sharing the y axis (and the x axis unless told not)."""
-    fig = Figure(figsize=(1.8 + 2.6 * len(backbones), 2.8), layout="constrained")
+PANEL_WIDTH = 2.6  # inches per backbone panel
+PANEL_HEIGHT = 2.8
+CHARACTER = 0.075  # inches per character of legend text at the paper context's font size
+LEGEND_ROW = 0.2  # inches per legend entry
+
+
+def backbone_panels(
+    backbones: list[str], legend: list[str], sharex: bool = True
+) -> tuple[Figure, list]:
+    """A row of panels, one per backbone, sharing the y axis (and the x axis unless told not),
+    in a figure wide and tall enough for a legend of the ``legend`` labels at its right, so
+    long method labels neither squeeze the panels nor reach the title."""
+    legend_width = 0.7 + CHARACTER * max((len(label) for label in legend), default=0)
+    width = 1.0 + PANEL_WIDTH * len(backbones) + legend_width
+    height = max(PANEL_HEIGHT, 1.2 + LEGEND_ROW * len(legend))
+    fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, len(backbones), sharex=sharex, sharey=True, squeeze=False)[0]
     return fig, list(axes)
+
+
+def side_legend(fig: Figure, handles: list, title: str) -> None:
+    """The method legend, outside the panels on the right, centred so it clears the title."""
+    fig.legend(handles=handles, title=title, loc="outside right center")
 
 
 def log2_scale_axis(ax, scales: Iterable[int]) -> None:
