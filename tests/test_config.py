@@ -108,11 +108,6 @@ MALFORMED = [
         ["methods.lstm.head", "'lstm' is not one of"],
     ),
     (
-        "unknown alignment",
-        lambda c: set_key(c, "alignments", ["warped"]),
-        ["alignments.0", "'warped'"],
-    ),
-    (
         "unknown dataset kind",
         lambda c: set_key(c, "dataset.kind", "coco"),
         ["dataset.kind", "'coco'"],
@@ -269,6 +264,39 @@ SEMANTIC = [
         "a method's max_epochs below the global min_epochs",
         lambda c: set_key(c, "methods.concat.training", {"max_epochs": 5}),
         ["methods.concat.training.min_epochs", "more than max_epochs = 5"],
+    ),
+    (
+        "an alignment that spells no recipe",
+        lambda c: set_key(c, "alignments", ["raw", "warped"]),
+        ["alignments.1", "'warped' is not an alignment"],
+    ),
+    (
+        "a degradation level above one",
+        lambda c: set_key(c, "grids", {"d": {"alignments": ["raw", "rotation-1.5"]}}),
+        ["grids.d.alignments.1", "1.5", "level from 0"],
+    ),
+    (
+        "a grid naming a backbone the study lacks",
+        lambda c: set_key(c, "grids", {"d": {"backbones": ["vit"]}}),
+        ["grids.d.backbones", "['vit']", "clip"],
+    ),
+    (
+        "a grid scale beyond the training pairs",
+        lambda c: set_key(c, "grids", {"d": {"scales": [70000]}}),
+        ["grids.d.scales", "[70000]"],
+    ),
+    (
+        "encoder tokens on a degraded feature set",
+        lambda c: set_key(
+            set_key(
+                set_key(c, "encoders.clip.tokens", True),
+                "methods.xattn_img2txt.token_source",
+                "encoder",
+            ),
+            "grids",
+            {"d": {"backbones": ["clip"], "alignments": ["rotation-0.5"]}},
+        ),
+        ["methods.xattn_img2txt.token_source", "raw features only"],
     ),
     (
         "both modality weights zero",

@@ -61,3 +61,27 @@ def test_train_slice_ignores_settings_of_other_stages():
     config["threads"]["train"] = 8
     config["methods"]["xattn_txt2img"]["heads"] = 8
     assert grid.train_slice(config, "concat") == before
+
+
+def test_grids_train_the_union_of_their_products_each_condition_once():
+    config = paper_config()
+    config["grids"] = {
+        "paper": {"alignments": ["raw"]},
+        "degradation": {
+            "backbones": ["clip"],
+            "alignments": ["raw", "rotation-0.5", "noise-0.5"],
+            "methods": ["concat", "xattn_txt2img"],
+            "scales": [4096],
+        },
+    }
+    conditions = grid.conditions(config)
+    paper = 2 * len(config["methods"]) * 4
+    assert len(conditions) == paper + 2 * 2  # clip@raw at 4096 is in both grids, counted once
+    assert grid.Condition("clip", "rotation-0.5", "xattn_txt2img", 4096) in conditions
+    assert grid.Condition("resnet18", "rotation-0.5", "concat", 4096) not in conditions
+    assert grid.feature_sets(config) == [
+        ("clip", "noise-0.5"),
+        ("clip", "raw"),
+        ("clip", "rotation-0.5"),
+        ("resnet18", "raw"),
+    ]

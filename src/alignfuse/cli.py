@@ -121,6 +121,32 @@ def train(args) -> None:
     write_frame(trained.runs, args.out, metadata)
 
 
+def align_contrastive(args) -> None:
+    from alignfuse.align.feature_sets import write_contrastive
+
+    write_contrastive(
+        args.image,
+        args.text,
+        args.captions,
+        args.settings,
+        args.image_out,
+        args.text_out,
+        args.threads,
+    )
+
+
+def align_degrade(args) -> None:
+    from alignfuse.align.feature_sets import write_degraded
+
+    write_degraded(args.image, args.text, args.captions, args.alignment, args.seed, args.out)
+
+
+def alignment_metrics(args) -> None:
+    from alignfuse.align.feature_sets import measure, write_measurements
+
+    write_measurements(measure(args.feature_sets, args.captions), args.out)
+
+
 def aggregate(args) -> None:
     from alignfuse.analysis.tables import (
         Settings,
@@ -252,6 +278,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curves-out", type=Path, required=True)
     p.add_argument("--predictions-out", type=Path, required=True)
     p.set_defaults(func=train)
+
+    p = sub.add_parser("align-contrastive", help="fit contrastive projections; write both sides")
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--text", type=Path, required=True)
+    p.add_argument("--captions", type=Path, required=True)
+    p.add_argument("--settings", type=json_arg, required=True, help="alignment.contrastive as JSON")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--image-out", type=Path, required=True)
+    p.add_argument("--text-out", type=Path, required=True)
+    p.set_defaults(func=align_contrastive)
+
+    p = sub.add_parser("align-degrade", help="degrade the text side of a feature set")
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--text", type=Path, required=True)
+    p.add_argument("--captions", type=Path, required=True)
+    p.add_argument("--alignment", required=True, help="e.g. rotation-0.5, contrastive+noise-0.25")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=align_degrade)
+
+    p = sub.add_parser("alignment-metrics", help="measure feature sets on the test split")
+    p.add_argument(
+        "--feature-sets", type=json_arg, required=True, help="[{backbone, alignment, image, text}]"
+    )
+    p.add_argument("--captions", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help=".parquet; .csv and .md beside it")
+    p.set_defaults(func=alignment_metrics)
 
     p = sub.add_parser(
         "aggregate",

@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alignfuse.align.names import parse_alignment
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
+from alignfuse.grid import conditions
 
 SCHEMA_NAME = "workflow/schemas/config.schema.yaml"
 
@@ -128,13 +130,15 @@ def check_semantics(config: dict) -> None:
                     "give the path of the archive you downloaded, or null to download it"
                 )
 
+    check_grids(config)
     train_pairs = available_pairs(dataset, "train")
-    too_large = [n for n in config["scales"] if n > train_pairs]
-    if too_large:
-        raise AlignfuseError(
-            f"config key 'scales': {too_large} exceed the {train_pairs} training pairs that dataset "
-            f"'{dataset['name']}' provides; use scales of at most {train_pairs}"
-        )
+    for key, scales in scale_lists(config):
+        too_large = [n for n in scales if n > train_pairs]
+        if too_large:
+            raise AlignfuseError(
+                f"config key '{key}': {too_large} exceed the {train_pairs} training pairs that "
+                f"dataset '{dataset['name']}' provides; use scales of at most {train_pairs}"
+            )
     check_methods(config["methods"])
     check_training(config)
     check_token_sources(config)
@@ -176,6 +180,40 @@ def check_token_sources(config: dict) -> None:
                         f"(backbones.{backbone}.{modality}) does not cache them; set "
                         f"encoders.{encoder}.tokens: true, or use token_source: pseudo"
                     )
+
+
+def scale_lists(config: dict) -> list[tuple[str, list[int]]]:
+    """Every list of scales in the config, with its key."""
+    lists = [("scales", config["scales"])]
+    for name, grid in config["grids"].items():
+        if "scales" in grid:
+            lists.append((f"grids.{name}.scales", grid["scales"]))
+    return lists
+
+
+def check_grids(config: dict) -> None:
+    """Alignment names spell a recipe, and grids name backbones and methods the study defines."""
+    for i, name in enumerate(config["alignments"]):
+        parse_alignment(name, f"alignments.{i}")
+    for grid_name, grid in config["grids"].items():
+        for i, name in enumerate(grid.get("alignments", [])):
+            parse_alignment(name, f"grids.{grid_name}.alignments.{i}")
+        for key in ("backbones", "methods"):
+            unknown = [x for x in grid.get(key, []) if x not in config[key]]
+            if unknown:
+                raise AlignfuseError(
+                    f"config key 'grids.{grid_name}.{key}': {unknown} not defined under '{key}' "
+                    f"(defined: {', '.join(config[key])})"
+                )
+    for condition in conditions(config):
+        method = config["methods"][condition.method]
+        if method.get("token_source") == "encoder" and condition.alignment != "raw":
+            raise AlignfuseError(
+                f"config key 'methods.{condition.method}.token_source': encoder tokens exist for "
+                f"raw features only, but a grid trains it on {condition.backbone}@"
+                f"{condition.alignment}; leave that method out of the grid or use "
+                "token_source: pseudo"
+            )
 
 
 def check_training(config: dict) -> None:

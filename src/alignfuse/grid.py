@@ -18,13 +18,33 @@ class Condition:
     n: int
 
 
+GRID_KEYS = ("backbones", "alignments", "methods", "scales")
+
+
+def study_grids(config: dict) -> dict[str, dict[str, list]]:
+    """The study's sub-grids with every key filled (from the study's own lists where a grid
+    leaves one out); a study without ``grids`` is one grid of everything."""
+    defaults = {key: list(config[key]) for key in GRID_KEYS}
+    grids = config.get("grids") or {"study": {}}
+    return {name: {**defaults, **grid} for name, grid in grids.items()}
+
+
 def conditions(config: dict) -> list[Condition]:
-    return [
+    """Every condition of the study: the union of its grids' products, each once, in a fixed
+    order."""
+    found = {
         Condition(b, a, m, n)
+        for grid in study_grids(config).values()
         for b, a, m, n in itertools.product(
-            config["backbones"], config["alignments"], config["methods"], config["scales"]
+            grid["backbones"], grid["alignments"], grid["methods"], grid["scales"]
         )
-    ]
+    }
+    return sorted(found, key=lambda c: (c.backbone, c.alignment, c.method, c.n))
+
+
+def feature_sets(config: dict) -> list[tuple[str, str]]:
+    """The (backbone, alignment) feature sets that the study trains on."""
+    return sorted({(c.backbone, c.alignment) for c in conditions(config)})
 
 
 def run_path(study: str, dataset: str, condition: Condition, suffix: str = "") -> str:
@@ -45,10 +65,11 @@ def train_slice(config: dict, method: str) -> dict:
     return {
         "method": method,
         "head": spec["head"],
-        "hparams": {k: v for k, v in spec.items() if k not in ("head", "training")},
+        "hparams": {k: v for k, v in spec.items() if k not in ("head", "training", "scaling")},
         "training": method_training(config, method),
         "seeds": list(config["seeds"]),
         "resample": config["pairs"]["resample"],
+        "scaling": spec.get("scaling", config["features"]["scaling"]),
     }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from alignfuse import grid
+from alignfuse.align.names import parse_alignment
 from alignfuse.codehash import code_hash, plugin_hash
 from alignfuse.config import validate_config
 from alignfuse.data.datasets import SPLITS
@@ -23,6 +24,10 @@ except AlignfuseError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 DATASET = config["dataset"]["name"]
+# Every (backbone, alignment) feature set the study trains on, and the alignments among them.
+FEATURE_SETS = grid.feature_sets(config)
+ALIGNMENTS = sorted({alignment for _, alignment in FEATURE_SETS})
+DEGRADED = [a for a in ALIGNMENTS if parse_alignment(a).degraded]
 # A study's own outputs (runs, tables, figures, their logs) live under results/{study}/, so two
 # studies never overwrite each other's files; data, pairs and features are shared by dataset.
 STUDY = config["study"]
@@ -39,7 +44,7 @@ wildcard_constraints:
     study=re.escape(STUDY),
     dataset=re.escape(DATASET),
     backbone=one_of(config["backbones"]),
-    alignment=one_of(config["alignments"]),
+    alignment=one_of(ALIGNMENTS),
     method=one_of(config["methods"]),
     encoder=one_of(config["encoders"]),
     modality="image|text",
@@ -51,16 +56,57 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+def feature_files(dataset, backbone, alignment, suffix=""):
+    """The image and text files of a feature set: an encoder's own for ``raw``; the alignment
+    stage's under the study for the others (a degraded set keeps its base's image side).
+    """
+    encoders = config["backbones"][backbone]
+    recipe = parse_alignment(alignment)
+    if recipe.base == "raw":
+        files = {
+            m: f"results/features/{dataset}/{encoders[m]}/{m}{suffix}.parquet"
+            for m in ("image", "text")
+        }
+    else:
+        files = {
+            m: f"results/{STUDY}/aligned/{dataset}/{backbone}@{recipe.base}/{m}.parquet"
+            for m in ("image", "text")
+        }
+    if recipe.degraded:
+        files["text"] = (
+            f"results/{STUDY}/aligned/{dataset}/{backbone}@{alignment}/text.parquet"
+        )
+    return files
+
+
 def features_for(wildcards):
-    """The image and text feature files a method trains on: its backbone's pooled features, or
-    their token sequences for a head with ``token_source: encoder``."""
-    backbone = config["backbones"][wildcards.backbone]
+    """The image and text feature files a method trains on: its feature set's pooled features,
+    or the encoders' token sequences for a head with ``token_source: encoder`` (raw only).
+    """
     tokens = config["methods"][wildcards.method].get("token_source") == "encoder"
-    suffix = "_tokens" if tokens else ""
+    return feature_files(
+        wildcards.dataset,
+        wildcards.backbone,
+        wildcards.alignment,
+        "_tokens" if tokens else "",
+    )
+
+
+def base_features(wildcards):
+    """The feature set a degraded one is made from (raw or contrastive), with the captions."""
+    base = parse_alignment(wildcards.alignment).base
     return {
-        modality: f"results/features/{wildcards.dataset}/{backbone[modality]}/{modality}{suffix}.parquet"
-        for modality in ("image", "text")
+        **feature_files(wildcards.dataset, wildcards.backbone, base),
+        "captions": f"results/data/{wildcards.dataset}/captions.parquet",
     }
+
+
+def measured_feature_sets():
+    """Every feature set the study trains on, as the alignment metrics rule reads them."""
+    return [
+        {"backbone": b, "alignment": a, **feature_files(DATASET, b, a)}
+        for b, a in FEATURE_SETS
+    ]
 
 
 def head_of(wildcards):
@@ -125,7 +171,8 @@ def all_targets():
         for ext in ("md", "html")
     ]
     figures = [f for name in FIGURES for f in figure_files(name, study=STUDY)]
-    return tables + figures + token_files()
+    alignment = [f"results/{STUDY}/alignment/{DATASET}.{ext}" for ext in ("parquet", "csv", "md")]
+    return tables + figures + alignment + token_files()
 
 
 def token_files():
