@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.fusion.layers import (
     CrossAttentionBlock,
     PseudoTokens,
+    attention_entropy,
     masked_mean,
     merge_tokens,
     split_tokens,
@@ -79,7 +82,9 @@ def test_block_is_equivariant_to_permuting_queries():
 
 
 def test_attention_output_depends_on_the_query_when_there_are_several_keys():
-    attend = block().attention
+    def attend(queries, context):
+        return block().attention(queries, context)[0]
+
     context = torch.randn(1, 4, 16)
     assert not torch.allclose(
         attend(torch.randn(1, 1, 16), context), attend(torch.randn(1, 1, 16), context)
@@ -87,7 +92,9 @@ def test_attention_output_depends_on_the_query_when_there_are_several_keys():
 
 
 def test_with_a_single_key_attention_ignores_the_query():
-    attend = block().attention
+    def attend(queries, context):
+        return block().attention(queries, context)[0]
+
     context = torch.randn(1, 1, 16)
     torch.testing.assert_close(
         attend(torch.randn(1, 1, 16), context), attend(torch.randn(1, 1, 16), context)
@@ -105,3 +112,32 @@ def test_block_runs_under_vmap_with_per_sample_randomness():
 def test_dim_not_divisible_by_heads_is_a_config_error():
     with pytest.raises(AlignfuseError, match="heads"):
         CrossAttentionBlock(dim=10, heads=4, ffn=8)
+
+
+def test_attention_entropy_is_log_keys_when_uniform_and_zero_when_one_key_is_picked():
+    uniform = torch.full((2, 4, 3, 5), 1 / 5)  # [batch, heads, queries, keys]
+    torch.testing.assert_close(attention_entropy(uniform, None), torch.full((2,), math.log(5)))
+    picked = torch.zeros(2, 4, 3, 5)
+    picked[..., 2] = 1.0
+    torch.testing.assert_close(attention_entropy(picked, None), torch.zeros(2))
+    mixed = torch.cat([uniform[0], picked[0]], dim=1)[None]  # queries: 3 uniform, 3 picked
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    torch.testing.assert_close(attention_entropy(mixed, mask), torch.tensor([math.log(5)]))
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_both_block_norms_attend_and_keep_the_width(norm):
+    layer = CrossAttentionBlock(16, 4, 32, dropout=0.0, norm=norm)
+    out, weights = layer(torch.randn(2, 3, 16), torch.randn(2, 5, 16), return_weights=True)
+    assert out.shape == (2, 3, 16) and weights.shape == (2, 4, 3, 5)
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(2, 4, 3))
+
+
+def test_mixed_pseudo_tokens_let_every_token_see_every_coordinate():
+    torch.manual_seed(0)
+    chunks, mixed = PseudoTokens(16, 4, 8, "chunks"), PseudoTokens(16, 4, 8, "mixed")
+    x = torch.randn(1, 16)
+    nudged = x.clone()
+    nudged[0, 0] += 1.0  # a coordinate of the first chunk only
+    assert torch.equal(chunks(x)[0, 1:], chunks(nudged)[0, 1:])
+    assert not torch.allclose(mixed(x)[0, 1:], mixed(nudged)[0, 1:])

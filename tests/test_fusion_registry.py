@@ -40,7 +40,7 @@ def schema_defaults(name: str) -> dict:
     return {
         key: spec["default"]
         for key, spec in entry["properties"].items()
-        if key not in ("head", "training", "param_match")
+        if key not in ("head", "training", "param_match", "scaling")
     }
 
 

@@ -13,11 +13,24 @@ def paper_config() -> dict:
     return validate_config(config, ROOT / "workflow/schemas/config.schema.yaml")
 
 
-def test_grid_is_the_product_of_backbones_alignments_methods_and_scales():
+def test_without_grids_the_study_is_the_product_of_its_lists():
+    config = paper_config()
+    config["grids"] = {}
+    conditions = grid.conditions(config)
+    assert len(conditions) == 2 * 1 * len(config["methods"]) * len(config["scales"])
+    assert grid.Condition("clip", "raw", "xattn_txt2img", 16384) in conditions
+
+
+def test_the_paper_study_adds_its_sub_grids_without_multiplying_the_paper_grid():
     config = paper_config()
     conditions = grid.conditions(config)
-    assert len(conditions) == 2 * 1 * len(config["methods"]) * 4
-    assert grid.Condition("clip", "raw", "xattn_txt2img", 16384) in conditions
+    methods, scales = len(config["methods"]), len(config["scales"])
+    degradation = config["grids"]["degradation"]
+    extra = (len(degradation["alignments"]) - 1) * len(degradation["methods"])
+    assert len(conditions) == 2 * methods * scales + methods * scales + extra
+    assert grid.Condition("clip", "rotation-0.5", "xattn_bidir", 4096) in conditions
+    assert grid.Condition("clip", "rotation-0.5", "xattn_bidir", 2048) not in conditions
+    assert grid.Condition("resnet18", "contrastive", "concat", 32768) in conditions
 
 
 def test_run_path_follows_the_design_contract():
@@ -75,7 +88,7 @@ def test_grids_train_the_union_of_their_products_each_condition_once():
         },
     }
     conditions = grid.conditions(config)
-    paper = 2 * len(config["methods"]) * 4
+    paper = 2 * len(config["methods"]) * len(config["scales"])
     assert len(conditions) == paper + 2 * 2  # clip@raw at 4096 is in both grids, counted once
     assert grid.Condition("clip", "rotation-0.5", "xattn_txt2img", 4096) in conditions
     assert grid.Condition("resnet18", "rotation-0.5", "concat", 4096) not in conditions

@@ -308,6 +308,7 @@ def plugin_study(tmp_path_factory):
         "training": {"max_epochs": 2, "batch_size": 8, "patience": 2},
         "methods": {"concat": {"hidden": [8]}},
         "claims": [],
+        "grids": {},
         "threads": {"train": 1, "features": 1},
     }
     config["dataset"] = {

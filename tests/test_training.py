@@ -39,12 +39,14 @@ RUN_COLUMNS = [
     "best_epoch",
     "epochs",
     "params",
+    "hparams",
     "wall_s",
     "load_s",
     "train_s",
     "eval_s",
     "seeds_trained_together",
     "resample",
+    "scaling",
     "device",
     "token_source",
     "image_tokens",
@@ -62,6 +64,9 @@ CURVE_COLUMNS = [
     "dev_loss",
     "dev_accuracy",
     "dev_auroc",
+    "attention_entropy",
+    "attention_ceiling",
+    "score_grad_norm",
 ]
 HEADS = {
     "concat": {"hidden": [64, 64]},
@@ -579,3 +584,15 @@ def test_one_diverging_seed_leaves_the_stack_and_the_others_train_on(task, monke
     assert runs.loc[3, "status"] == "ok" and runs.loc[3, "epochs"] == 5
     assert curves[curves["seed"] == 3]["epoch"].tolist() == [1, 2, 3, 4, 5]
     assert runs.loc[3, "test_accuracy"] > 0.7
+
+
+def test_curves_of_attention_heads_record_entropy_and_score_gradients(task):
+    """Each evaluation records the attention's entropy against its ceiling (log of the keys) and
+    the query/key projections' gradient norm, so a plateau is visible; other heads get NaN."""
+    _, curves = train(task, "xattn_txt2img", max_epochs=3)
+    assert curves["attention_ceiling"].to_numpy() == pytest.approx(np.log(4))  # 4 pseudo-tokens
+    assert (curves["attention_entropy"] > 0).all()
+    assert (curves["attention_entropy"] <= curves["attention_ceiling"] + 1e-6).all()
+    assert (curves["score_grad_norm"] > 0).all()
+    _, concat = train(task, "concat", max_epochs=2)
+    assert concat[["attention_entropy", "score_grad_norm"]].isna().all().all()

@@ -91,8 +91,15 @@ def test_default_study_plans_download_features_pairs_training_and_figures(tmp_pa
     ]
     assert len(jobs["pairs"]) == 1
     paper = yaml.safe_load((ROOT / "config.yaml").read_text())
-    assert len(jobs["train"]) == 2 * len(paper["methods"]) * 4
-    assert {"captions", "aggregate", "figure_scaling", "all"} <= set(jobs)
+    methods, scales = len(paper["methods"]), len(paper["scales"])
+    degradation = paper["grids"]["degradation"]
+    degraded = len(degradation["alignments"]) - 1
+    # the paper grid, its contrastive copy on resnet18, and the degradation sub-grid (not a product)
+    assert len(jobs["train"]) == 3 * methods * scales + degraded * len(degradation["methods"])
+    assert len(jobs["align_degrade"]) == degraded and len(jobs["align_contrastive"]) == 1
+    assert {"captions", "aggregate", "alignment_metrics", "figure_alignment_gap", "all"} <= set(
+        jobs
+    )
 
 
 def test_tokens_are_cached_only_where_asked_and_feed_only_encoder_token_heads(tmp_path):
@@ -107,6 +114,7 @@ def test_tokens_are_cached_only_where_asked_and_feed_only_encoder_token_heads(tm
 
     paper["encoders"]["resnet18"]["tokens"] = True
     paper["methods"]["xattn_img2txt"]["token_source"] = "encoder"
+    paper["grids"] = {"paper": {"alignments": ["raw"]}}  # token sequences exist for raw only
     configfile = write_config(tmp_path / "encoder_tokens.yaml", paper)
     train = [
         job for job in dry_run(tmp_path, "--configfile", str(configfile)) if job.rule == "train"
@@ -169,6 +177,8 @@ def flickr8k_study(archives, scales=(16, 32)) -> dict:
         "token_source": "encoder",
     }
     config["threads"] = {"train": 1, "features": 1}
+    config["grids"] = {}  # one grid: every backbone, method and scale on raw features
+    config["claims"] = []
     return config
 
 

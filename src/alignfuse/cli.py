@@ -164,7 +164,10 @@ def aggregate(args) -> None:
     )
     runs = collect_runs(args.runs)
     predictions = collect_predictions(args.runs, test_pairs)
-    write_tables(runs, args.out_dir, settings, predictions, test_pairs)
+    metrics = None
+    if args.alignment_metrics:
+        metrics = read_frame(args.alignment_metrics, "rerun the alignment_metrics rule")
+    write_tables(runs, args.out_dir, settings, predictions, test_pairs, metrics)
 
 
 def figure(args) -> None:
@@ -316,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--settings", type=json_arg, required=True, help="{analysis: ..., claims: [...]} as JSON"
+    )
+    p.add_argument(
+        "--alignment-metrics", type=Path, help="the alignment stage's metrics of the feature sets"
     )
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=aggregate)

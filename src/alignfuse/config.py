@@ -161,7 +161,8 @@ def check_methods(methods: dict) -> None:
 
 
 def check_token_sources(config: dict) -> None:
-    """A head with ``token_source: encoder`` needs token files for every backbone it trains on."""
+    """A head with ``token_source: encoder`` needs token files for every backbone it trains on,
+    and raw feature sets (token sequences are not aligned or degraded)."""
     for name, spec in config["methods"].items():
         if spec.get("token_source") != "encoder":
             continue
@@ -180,6 +181,15 @@ def check_token_sources(config: dict) -> None:
                         f"(backbones.{backbone}.{modality}) does not cache them; set "
                         f"encoders.{encoder}.tokens: true, or use token_source: pseudo"
                     )
+    for condition in conditions(config):
+        method = config["methods"][condition.method]
+        if method.get("token_source") == "encoder" and condition.alignment != "raw":
+            raise AlignfuseError(
+                f"config key 'methods.{condition.method}.token_source': encoder tokens exist for "
+                f"raw features only, but a grid trains it on {condition.backbone}@"
+                f"{condition.alignment}; leave that method out of the grid or use "
+                "token_source: pseudo"
+            )
 
 
 def scale_lists(config: dict) -> list[tuple[str, list[int]]]:
@@ -205,15 +215,6 @@ def check_grids(config: dict) -> None:
                     f"config key 'grids.{grid_name}.{key}': {unknown} not defined under '{key}' "
                     f"(defined: {', '.join(config[key])})"
                 )
-    for condition in conditions(config):
-        method = config["methods"][condition.method]
-        if method.get("token_source") == "encoder" and condition.alignment != "raw":
-            raise AlignfuseError(
-                f"config key 'methods.{condition.method}.token_source': encoder tokens exist for "
-                f"raw features only, but a grid trains it on {condition.backbone}@"
-                f"{condition.alignment}; leave that method out of the grid or use "
-                "token_source: pseudo"
-            )
 
 
 def check_training(config: dict) -> None:

@@ -1,8 +1,8 @@
 """Aggregation of all runs into tables: means and intervals, paired differences, claims vs ours."""
 
-TABLES = ["runs", "summary", "paired", "paper_vs_ours"]
+TABLES = ["runs", "summary", "paired", "paper_vs_ours", "alignment_study"]
 # The tables for people: also as Markdown and as HTML (which the report shows inline).
-REPORT_TABLES = ["summary", "paired", "paper_vs_ours"]
+REPORT_TABLES = ["summary", "paired", "paper_vs_ours", "alignment_study"]
 
 
 rule aggregate:
@@ -11,6 +11,7 @@ rule aggregate:
         runs=run_files(),
         predictions=run_files(".predictions"),
         test_pairs=f"results/pairs/{DATASET}/test.parquet",
+        alignment_metrics=f"results/{STUDY}/alignment/{DATASET}.parquet",
     output:
         expand("results/{{study}}/tables/{table}.parquet", table=TABLES),
         "results/{study}/tables/runs.csv",
@@ -33,4 +34,5 @@ rule aggregate:
         code=code_hash("analysis.tables"),
     shell:
         "alignfuse aggregate --runs {input.runs} --test-pairs {input.test_pairs} "
-        "--settings {params.settings:q} --out-dir results/{wildcards.study}/tables > {log} 2>&1"
+        "--alignment-metrics {input.alignment_metrics} --settings {params.settings:q} "
+        "--out-dir results/{wildcards.study}/tables > {log} 2>&1"

@@ -171,7 +171,9 @@ def all_targets():
         for ext in ("md", "html")
     ]
     figures = [f for name in FIGURES for f in figure_files(name, study=STUDY)]
-    alignment = [f"results/{STUDY}/alignment/{DATASET}.{ext}" for ext in ("parquet", "csv", "md")]
+    alignment = [
+        f"results/{STUDY}/alignment/{DATASET}.{ext}" for ext in ("parquet", "csv", "md")
+    ]
     return tables + figures + alignment + token_files()
 
 

@@ -1,12 +1,14 @@
 """Figures: one rule and one module each, each drawn from the one table it reads."""
 
-FIGURES = ["scaling", "gap", "params"]
+FIGURES = ["scaling", "gap", "params", "alignment_gap", "alignment_metrics"]
 
 
 localrules:
     figure_scaling,
     figure_gap,
     figure_params,
+    figure_alignment_gap,
+    figure_alignment_metrics,
 
 
 rule figure_scaling:
@@ -66,4 +68,44 @@ rule figure_params:
         code=f"{code_hash('figures.params')}:{FIGURE_REGISTRY['params']}",
     shell:
         "alignfuse figure params --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_alignment_gap:
+    """The lead of the reference over each method against the degradation level, per kind."""
+    input:
+        "results/{study}/tables/alignment_study.parquet",
+    output:
+        figure_files("alignment_gap", for_report=True),
+    log:
+        "results/{study}/logs/figures/alignment_gap.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.alignment_gap')}:{FIGURE_REGISTRY['alignment_gap']}",
+    shell:
+        "alignfuse figure alignment_gap --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_alignment_metrics:
+    """Each alignment metric against the degradation level, one line per kind."""
+    input:
+        "results/{study}/tables/alignment_study.parquet",
+    output:
+        figure_files("alignment_metrics", for_report=True),
+    log:
+        "results/{study}/logs/figures/alignment_metrics.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.alignment_metrics')}:{FIGURE_REGISTRY['alignment_metrics']}",
+    shell:
+        "alignfuse figure alignment_metrics --table {input} --study {params.study} --dpi {params.dpi} "
         "--options {params.options:q} --out {output} > {log} 2>&1"

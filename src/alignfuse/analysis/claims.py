@@ -65,7 +65,10 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Claim:
-    """reference − each of ``methods`` lies in ``band`` points at each of ``scales`` (all)."""
+    """A ``gap`` claim: reference − each of ``methods`` lies in ``band`` points at each of
+    ``scales`` (all) on ``backbone``@``alignment``. A ``trend`` claim: as the text side of
+    ``backbone``@``alignment`` is degraded (each of ``degradations``), the gap grows from
+    ``band[0]`` (undegraded) to ``band[1]`` points (most degraded) at each of ``scales``."""
 
     id: str
     statement: str
@@ -77,6 +80,8 @@ class Claim:
     band: tuple[float, float]
     metric: str = "test_accuracy"
     source: str = ""
+    kind: str = "gap"
+    degradations: tuple[str, ...] = ("rotation", "noise", "shuffle")
 
     @classmethod
     def from_config(cls, entry: dict) -> Claim:
@@ -84,13 +89,15 @@ class Claim:
             id=entry["id"],
             statement=entry["statement"],
             backbone=entry["backbone"],
-            alignment=entry["alignment"],
+            alignment=entry.get("alignment", "raw"),
             reference=entry["reference"],
             methods=tuple(entry["methods"]),
             scales=tuple(entry["scales"]),
             band=(float(entry["band"][0]), float(entry["band"][1])),
             metric=entry.get("metric", "test_accuracy"),
             source=entry.get("source", ""),
+            kind=entry.get("kind", "gap"),
+            degradations=tuple(entry.get("degradations", ("rotation", "noise", "shuffle"))),
         )
 
 
@@ -186,16 +193,25 @@ def claims_table(
     datasets: list[str],
     tolerance: float,
     confidence: float = 0.95,
+    study: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Rows per claim, compared method and dataset: one per scale and one for all its scales.
+    """Rows per claim, compared method and dataset: for a gap claim one per scale and one for
+    all its scales; for a trend claim, per degradation kind and scale, the undegraded and the
+    most degraded gap and the trend.
 
-    ``paired`` is ``statistics.paired_differences``' table; estimates are in points.
+    ``paired`` is ``statistics.paired_differences``' table and ``study`` the alignment study's
+    (``alignment_study.alignment_study``); estimates are in points.
     """
     rows = []
     for dataset in sorted(datasets):
         for claim in claims:
             for method in claim.methods:
-                rows.extend(method_rows(claim, method, dataset, paired, tolerance, confidence))
+                if claim.kind == "trend":
+                    rows.extend(
+                        trend_rows(claim, method, dataset, paired, study, tolerance, confidence)
+                    )
+                else:
+                    rows.extend(method_rows(claim, method, dataset, paired, tolerance, confidence))
     table = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("n_seeds", "diverged_seeds"):
         table[column] = table[column].astype("Int64")
@@ -306,3 +322,108 @@ def every_scale_row(
     row["verdict"] = combined_verdict(verdicts, bool(missing))
     row["note"] = "; ".join(notes)
     return row
+
+
+def trend_rows(
+    claim: Claim,
+    method: str,
+    dataset: str,
+    paired: pd.DataFrame,
+    study: pd.DataFrame | None,
+    tolerance: float,
+    confidence: float,
+) -> list[dict]:
+    """A trend claim's rows for one method: per degradation kind and scale, the gap at the
+    undegraded feature set against band[0], at the most degraded level against band[1], and the
+    trend of the gap over the levels (Spearman with a seed-bootstrap interval, Page's test)."""
+    rows = []
+    for kind in claim.degradations:
+        for n in claim.scales:
+            levels = pd.DataFrame()
+            if study is not None and not study.empty:
+                levels = study[
+                    (study["dataset"] == dataset)
+                    & (study["backbone"] == claim.backbone)
+                    & (study["base"] == claim.alignment)
+                    & (study["degradation"] == kind)
+                    & (study["method"] == method)
+                    & (study["reference"] == claim.reference)
+                    & (study["n_train"] == n)
+                ].sort_values("level")
+            base = {
+                "claim": claim.id,
+                "statement": claim.statement,
+                "source": claim.source,
+                "dataset": dataset,
+                "backbone": claim.backbone,
+                "reference": claim.reference,
+                "method": method,
+                "metric": claim.metric,
+                "scales": str(n),
+                "tolerance_pts": tolerance,
+            }
+            if len(levels) < 2:
+                rows.append(
+                    {
+                        **base,
+                        "alignment": f"{claim.alignment}, {kind} degraded",
+                        "paper_low_pts": claim.band[0],
+                        "paper_high_pts": claim.band[1],
+                        "verdict": NOT_IN_STUDY,
+                        "note": f"no {kind} levels of {claim.backbone}@{claim.alignment} with "
+                        f"{claim.reference} and {method} at {n} pairs in this study",
+                    }
+                )
+                continue
+            ends = {"undegraded": levels.iloc[0], "most degraded": levels.iloc[-1]}
+            for (label, level_row), band_end in zip(ends.items(), claim.band, strict=True):
+                found = paired[
+                    (paired["dataset"] == dataset)
+                    & (paired["backbone"] == claim.backbone)
+                    & (paired["alignment"] == level_row["alignment"])
+                    & (paired["reference"] == claim.reference)
+                    & (paired["method"] == method)
+                    & (paired["metric"] == claim.metric)
+                    & (paired["n_train"] == n)
+                ]
+                point = (band_end, band_end)
+                row = {
+                    **base,
+                    "alignment": level_row["alignment"],
+                    "paper_low_pts": band_end,
+                    "paper_high_pts": band_end,
+                }
+                if found.empty:
+                    rows.append({**row, "verdict": NOT_IN_STUDY, "note": f"{label}: no runs"})
+                    continue
+                judged = scale_row(
+                    found.iloc[0], Claim(**{**claim.__dict__, "band": point}), tolerance, confidence
+                )
+                judged["note"] = f"{label} ({kind} level {level_row['level']:g})" + (
+                    f"; {judged['note']}" if judged["note"] else ""
+                )
+                rows.append({**row, **judged})
+            summary = levels.iloc[0]
+            verdict_of_trend = {
+                "increasing": REPRODUCED,
+                "decreasing": REVERSED,
+            }.get(summary["trend"], IMPRECISE)
+            rows.append(
+                {
+                    **base,
+                    "alignment": f"{claim.alignment} .. {levels['alignment'].iloc[-1]}",
+                    "paper_low_pts": claim.band[0],
+                    "paper_high_pts": claim.band[1],
+                    "ours_mean_pts": summary["spearman"],
+                    "ours_low_pts": summary["spearman_low"],
+                    "ours_high_pts": summary["spearman_high"],
+                    "interval": "Spearman rho, seed bootstrap",
+                    "n_seeds": int(levels["n_seeds"].min()),
+                    "verdict": verdict_of_trend,
+                    "note": f"trend over {len(levels)} {kind} levels: {summary['trend']} "
+                    f"(Spearman rho {summary['spearman']:.2f}, Page p "
+                    f"{summary['page_p']:.3g}); the paper's degradation is not public, ours "
+                    f"is {kind}",
+                }
+            )
+    return rows

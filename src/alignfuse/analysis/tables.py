@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alignfuse.analysis.alignment_study import alignment_study
 from alignfuse.analysis.bootstrap import ImageBootstrap
 from alignfuse.analysis.claims import Claim, claims_table
 from alignfuse.analysis.display import DISPLAYS, html, markdown
@@ -181,6 +182,9 @@ def summarize(
             summary[f"{metric}_{part}"] = intervals[f"{part}"] if len(intervals) else np.nan
         summary["interval"] = intervals["interval"] if len(intervals) else ""
     summary["head"] = groups["head"].first()
+    for recorded in ("scaling", "hparams"):  # what the head saw and was built with
+        if recorded in runs:
+            summary[recorded] = groups[recorded].first()
     summary["params_mean"] = groups["params"].mean()
     summary["epochs_mean"] = groups["epochs"].mean()
     return summary.reset_index()
@@ -202,8 +206,10 @@ def build_tables(
     settings: Settings = Settings(),
     predictions: Predictions | None = None,
     test_pairs: pd.DataFrame | None = None,
+    alignment_metrics: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the study from the runs: runs, summary, paired and paper_vs_ours.
+    """Every table of the study from the runs: runs, summary, paired, paper_vs_ours and the
+    alignment study (with the feature sets' ``alignment_metrics`` beside the gaps).
 
     With the test ``predictions`` and ``test_pairs``, intervals cover test images too.
     """
@@ -214,6 +220,14 @@ def build_tables(
         runs, settings.reference, METRICS, predictions, bootstrap, settings.confidence
     )
     summary = summarize(runs, predictions, bootstrap, settings.confidence)
+    study = alignment_study(
+        runs,
+        alignment_metrics,
+        settings.reference,
+        settings.bootstrap_resamples,
+        settings.seed,
+        settings.confidence,
+    )
     return {
         "runs": runs,
         "summary": with_tokens(summary, runs),
@@ -224,7 +238,9 @@ def build_tables(
             sorted(runs["dataset"].unique()),
             settings.tolerance_pts,
             settings.confidence,
+            study,
         ),
+        "alignment_study": study,
     }
 
 
@@ -244,6 +260,7 @@ def write_tables(
     settings: Settings = Settings(),
     predictions: Predictions | None = None,
     test_pairs: pd.DataFrame | None = None,
+    alignment_metrics: pd.DataFrame | None = None,
 ) -> None:
     """Every table as Parquet (for code) and CSV (for people); the main ones also as .md and .html.
 
@@ -251,7 +268,8 @@ def write_tables(
     and ``paper_vs_ours`` is ``claims.claims_table``. Each file is written atomically.
     """
     out_dir = Path(out_dir)
-    for name, frame in build_tables(runs, settings, predictions, test_pairs).items():
+    tables = build_tables(runs, settings, predictions, test_pairs, alignment_metrics)
+    for name, frame in tables.items():
         write_frame(frame, out_dir / f"{name}.parquet")
         write_csv(frame, out_dir / f"{name}.csv")
         if name in DISPLAYS:

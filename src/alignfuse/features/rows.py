@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from alignfuse.features.scaling import Scaler
 from alignfuse.parquet import (
     FEATURES_FIX,
     is_token_file,
@@ -42,6 +43,13 @@ class PooledRows:
 
     def to(self, device: torch.device) -> PooledRows:
         return PooledRows(self.values.to(device))
+
+    def sample(self, rows: torch.Tensor) -> torch.Tensor:
+        """The vectors of ``rows`` [n], to fit a scaler on."""
+        return self.values.index_select(0, rows)
+
+    def scaled(self, scaler: Scaler) -> PooledRows:
+        return PooledRows(scaler(self.values))
 
 
 class TokenRows:
@@ -76,6 +84,21 @@ class TokenRows:
     def to(self, device: torch.device) -> TokenRows:
         """The rows on ``device``, still packed in the file's dtype (float16 halves GPU memory)."""
         return TokenRows(*(t.to(device) for t in (self.values, self.offsets, self.lengths)))
+
+    def sample(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every token of ``rows`` [n], to fit a scaler on: [tokens, d]."""
+        return torch.cat(
+            [
+                self.values[o : o + n]
+                for o, n in zip(
+                    self.offsets[rows].tolist(), self.lengths[rows].tolist(), strict=True
+                )
+            ]
+        )
+
+    def scaled(self, scaler: Scaler) -> TokenRows:
+        """Every token scaled, kept packed in the file's dtype."""
+        return TokenRows(scaler(self.values).to(self.values.dtype), self.offsets, self.lengths)
 
 
 def load_rows(path: Path, ids: pd.Series) -> tuple[PooledRows | TokenRows, torch.Tensor]:

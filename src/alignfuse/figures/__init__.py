@@ -11,5 +11,13 @@ FIGURES = {
     "scaling": "alignfuse.figures.scaling:plot",
     "gap": "alignfuse.figures.gap:plot",
     "params": "alignfuse.figures.params:plot",
+    "alignment_gap": "alignfuse.figures.alignment_gap:plot",
+    "alignment_metrics": "alignfuse.figures.alignment_metrics:plot",
 }
-FIGURE_TABLES = {"scaling": "summary", "gap": "paired", "params": "summary"}
+FIGURE_TABLES = {
+    "scaling": "summary",
+    "gap": "paired",
+    "params": "summary",
+    "alignment_gap": "alignment_study",
+    "alignment_metrics": "alignment_study",
+}

@@ -79,37 +79,58 @@ def merge_tokens(tokens: torch.Tensor, d: int) -> torch.Tensor:
     return tokens.flatten(-2)[..., :d]
 
 
+TOKEN_MAPS = ("chunks", "mixed")
+NORMS = ("post", "pre")
+
+
 class PseudoTokens(nn.Module):
     """A pooled vector as k tokens of width ``dim``: chunks, one shared projection, positions.
 
-    The position embedding tells the attention which chunk a token came from; without it,
-    chunks that hold different feature coordinates would be interchangeable.
+    ``token_map`` says what a chunk holds: "chunks" cuts the vector's own coordinates in order;
+    "mixed" first applies a learned map of the whole vector (d -> k chunks), so every token can
+    draw on every coordinate. The position embedding tells the attention which chunk a token came
+    from; without it, chunks that hold different features would be interchangeable.
     """
 
-    def __init__(self, d: int, tokens: int, dim: int):
+    def __init__(self, d: int, tokens: int, dim: int, token_map: str = "chunks"):
         super().__init__()
+        if token_map not in TOKEN_MAPS:
+            raise AlignfuseError(
+                f"cross-attention: unknown token_map {token_map!r}; use one of {', '.join(TOKEN_MAPS)}"
+            )
         self.tokens = tokens
-        self.proj = nn.Linear(math.ceil(d / tokens), dim)
+        chunk = math.ceil(d / tokens)
+        self.mix = nn.Linear(d, tokens * chunk) if token_map == "mixed" else None
+        self.proj = nn.Linear(chunk, dim)
         self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mix is not None:
+            x = self.mix(x)
         return self.proj(split_tokens(x, self.tokens)) + self.pos
 
 
 class CrossAttentionBlock(nn.Module):
-    """Post-norm transformer block whose queries attend to another sequence's keys/values.
+    """Transformer block whose queries attend to another sequence's keys and values.
 
-    x = LN(q + Drop(MHA(q, kv))); x = LN(x + Drop(FFN(x))). Dropout acts on the sublayer outputs.
+    ``norm="post"``: x = LN(q + Drop(MHA(q, kv))); x = LN(x + Drop(FFN(x))). ``norm="pre"``:
+    x = q + Drop(MHA(LN(q), LN(kv))); x = x + Drop(FFN(LN(x))); then a final LN. Dropout acts on
+    the sublayer outputs.
     """
 
-    def __init__(self, dim: int, heads: int, ffn: int, dropout: float = 0.1):
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float = 0.1, norm: str = "post"):
         super().__init__()
         if dim % heads:
             raise AlignfuseError(
                 f"cross-attention: dim={dim} is not divisible by heads={heads}; "
                 "choose dim and heads in the method's config so that heads divides dim"
             )
+        if norm not in NORMS:
+            raise AlignfuseError(
+                f"cross-attention: unknown norm {norm!r}; use one of {', '.join(NORMS)}"
+            )
         self.heads = heads
+        self.pre_norm = norm == "pre"
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -120,11 +141,15 @@ class CrossAttentionBlock(nn.Module):
         )
         self.norm2 = nn.LayerNorm(dim)
         self.drop = Dropout(dropout)
+        if self.pre_norm:
+            self.norm_context = nn.LayerNorm(dim)
+            self.norm_out = nn.LayerNorm(dim)
 
     def attention(
         self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Multi-head scaled dot-product attention: [.., Lq, d], [.., Lk, d] -> [.., Lq, d].
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multi-head scaled dot-product attention: [.., Lq, d], [.., Lk, d] -> [.., Lq, d], and
+        the attention weights [.., h, Lq, Lk].
 
         ``mask`` [.., Lk] marks the real keys; padded ones get no attention weight.
         """
@@ -133,15 +158,37 @@ class CrossAttentionBlock(nn.Module):
         scores = torch.einsum("...qhd,...khd->...hqk", q, k) / math.sqrt(q.shape[-1])
         if mask is not None:
             scores = scores.masked_fill(~mask[..., None, None, :], -math.inf)
-        y = torch.einsum("...hqk,...khd->...qhd", scores.softmax(dim=-1), v)
-        return self.out(y.flatten(-2))
+        weights = scores.softmax(dim=-1)
+        y = torch.einsum("...hqk,...khd->...qhd", weights, v)
+        return self.out(y.flatten(-2)), weights
 
     def forward(
-        self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Queries [.., Lq, d] updated from ``context`` [.., Lk, d] (real keys where ``mask``)."""
-        x = self.norm1(queries + self.drop(self.attention(queries, context, mask)))
-        return self.norm2(x + self.drop(self.ffn(x)))
+        self,
+        queries: torch.Tensor,
+        context: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+    ):
+        """Queries [.., Lq, d] updated from ``context`` [.., Lk, d] (real keys where ``mask``);
+        with ``return_weights`` also the attention weights [.., h, Lq, Lk]."""
+        if self.pre_norm:
+            attended, weights = self.attention(
+                self.norm1(queries), self.norm_context(context), mask
+            )
+            x = queries + self.drop(attended)
+            x = self.norm_out(x + self.drop(self.ffn(self.norm2(x))))
+        else:
+            attended, weights = self.attention(queries, context, mask)
+            x = self.norm1(queries + self.drop(attended))
+            x = self.norm2(x + self.drop(self.ffn(x)))
+        return (x, weights) if return_weights else x
+
+
+def attention_entropy(weights: torch.Tensor, query_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean entropy (nats) of the attention distributions [.., h, Lq, Lk] over heads and real
+    queries: [..]. A uniform softmax over n keys has log n; a query that picks one key, 0."""
+    per_query = torch.special.entr(weights).sum(dim=-1).mean(dim=-2)  # [.., Lq]
+    return masked_mean(per_query[..., None], query_mask)[..., 0]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion.layers import CrossAttentionBlock, Dropout, PseudoTokens, masked_mean
+from alignfuse.fusion.layers import (
+    CrossAttentionBlock,
+    Dropout,
+    PseudoTokens,
+    attention_entropy,
+    masked_mean,
+)
 
 DIRECTIONS = ("txt2img", "img2txt", "bidir")
 TOKEN_SOURCES = ("pseudo", "encoder")
@@ -29,7 +35,9 @@ class CrossAttentionHead(nn.Module):
     residual + LayerNorm after attention and after the FFN. ``token_source``: "pseudo" takes
     pooled vectors [B, d] and cuts them into ``tokens`` chunks with position embeddings;
     "encoder" takes sequences [B, L, d] with masks [B, L] and projects each token to ``dim``
-    (encoder tokens already carry their position, and ``tokens`` is unused).
+    (encoder tokens already carry their position, and ``tokens`` is unused). ``token_map``
+    ("chunks" or "mixed", pseudo tokens only) and ``norm`` ("post" or "pre") are described in
+    :mod:`alignfuse.fusion.layers`.
     """
 
     def __init__(
@@ -43,6 +51,8 @@ class CrossAttentionHead(nn.Module):
         dropout: float = 0.1,
         direction: str = "txt2img",
         token_source: str = "pseudo",
+        token_map: str = "chunks",
+        norm: str = "post",
     ):
         super().__init__()
         if direction not in DIRECTIONS:
@@ -58,15 +68,15 @@ class CrossAttentionHead(nn.Module):
         self.token_source = token_source
         if token_source == "pseudo":
             self.pseudo_tokens = tokens
-            self.image_tokens = PseudoTokens(d_image, tokens, dim)
-            self.text_tokens = PseudoTokens(d_text, tokens, dim)
+            self.image_tokens = PseudoTokens(d_image, tokens, dim, token_map)
+            self.text_tokens = PseudoTokens(d_text, tokens, dim, token_map)
         else:
             self.pseudo_tokens = None
             self.image_tokens = nn.Linear(d_image, dim)
             self.text_tokens = nn.Linear(d_text, dim)
         self.blocks = nn.ModuleDict(
             {
-                name: CrossAttentionBlock(dim, heads, ffn, dropout)
+                name: CrossAttentionBlock(dim, heads, ffn, dropout, norm)
                 for name in DIRECTIONS[:2]
                 if direction in (name, "bidir")
             }
@@ -88,18 +98,35 @@ class CrossAttentionHead(nn.Module):
         text: torch.Tensor,
         image_mask: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits [B, 2] of pooled [B, d] or token [B, L, d] inputs (masks: real tokens)."""
+        return_entropy: bool = False,
+    ):
+        """Logits [B, 2] of pooled [B, d] or token [B, L, d] inputs (masks: real tokens).
+
+        With ``return_entropy``, also each pair's mean attention entropy [B] and its ceiling, the
+        mean log number of keys [B] (both in nats, averaged over the blocks): a head whose
+        entropy sits at the ceiling attends uniformly and ignores its queries.
+        """
         img, txt = self.image_tokens(image), self.text_tokens(text)
         sides = {
             "txt2img": (txt, text_mask, img, image_mask),
             "img2txt": (img, image_mask, txt, text_mask),
         }
-        pooled = []
+        pooled, entropy, ceiling = [], [], []
         for name, block in self.blocks.items():
             queries, query_mask, keys, key_mask = sides[name]
-            pooled.append(masked_mean(block(queries, keys, key_mask), query_mask))
-        return self.classifier(torch.cat(pooled, dim=-1))
+            x, weights = block(queries, keys, key_mask, return_weights=True)
+            pooled.append(masked_mean(x, query_mask))
+            entropy.append(attention_entropy(weights, query_mask))
+            keys_per_pair = (
+                key_mask.sum(dim=-1).to(x.dtype)
+                if key_mask is not None
+                else torch.full(x.shape[:-2], keys.shape[-2], dtype=x.dtype, device=x.device)
+            )
+            ceiling.append(keys_per_pair.log())
+        logits = self.classifier(torch.cat(pooled, dim=-1))
+        if not return_entropy:
+            return logits
+        return logits, torch.stack(entropy).mean(dim=0), torch.stack(ceiling).mean(dim=0)
 
 
 class DirectedCrossAttentionHead(CrossAttentionHead):
@@ -117,9 +144,21 @@ class DirectedCrossAttentionHead(CrossAttentionHead):
         ffn: int = 512,
         dropout: float = 0.1,
         token_source: str = "pseudo",
+        token_map: str = "chunks",
+        norm: str = "post",
     ):
         super().__init__(
-            d_image, d_text, tokens, dim, heads, ffn, dropout, self.DIRECTION, token_source
+            d_image,
+            d_text,
+            tokens,
+            dim,
+            heads,
+            ffn,
+            dropout,
+            self.DIRECTION,
+            token_source,
+            token_map,
+            norm,
         )
 
 

@@ -10,6 +10,7 @@ and lay the results out as the runs and curves tables.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ def fit(
     )
     active = torch.arange(len(seeds))  # positions in `seeds` of the seeds still training
     train_loss, seen = torch.zeros(len(seeds), device=device), 0
+    score_grad, steps = torch.zeros(len(seeds), device=device), 0
 
     bar = tqdm(range(1, max_epochs + 1), desc=desc, file=sys.stderr)
     stopping = result.stopping
@@ -88,6 +90,8 @@ def fit(
             loss = per_pair.view(idx.shape).sum(dim=1)  # [S]: each seed's summed loss
             optimizer.zero_grad(set_to_none=True)
             (loss.sum() / idx.shape[1]).backward()  # the sum over seeds of each seed's mean loss
+            score_grad += model.score_grad_norm()
+            steps += 1
             optimizer.step()
             train_loss += loss.detach()
         seen += n
@@ -97,6 +101,7 @@ def fit(
         if epoch % eval_every == 0 or epoch == max_epochs:
             eval_start = time.perf_counter()
             dev_metrics = metrics(model.predict(dev), dev.label.cpu())
+            entropy, ceiling = model.attention_entropy(dev)
             result.eval_s += time.perf_counter() - eval_start
             for j, s in enumerate(active.tolist()):
                 result.curves.append(
@@ -107,6 +112,9 @@ def fit(
                         "dev_loss": dev_metrics["loss"][j],
                         "dev_accuracy": dev_metrics["accuracy"][j],
                         "dev_auroc": dev_metrics["auroc"][j],
+                        "attention_entropy": entropy[j].item(),
+                        "attention_ceiling": ceiling[j].item(),
+                        "score_grad_norm": (score_grad[j] / steps).item(),
                     }
                 )
             improved = stopping.update(
@@ -115,6 +123,7 @@ def fit(
             model.save_into(result.best, active, improved)
             bar.set_postfix(dev_acc=f"{np.nanmax(dev_metrics['accuracy']):.3f}")
             train_loss, seen = torch.zeros(len(active), device=device), 0
+            score_grad, steps = torch.zeros(len(active), device=device), 0
         if stopping.done:
             break
         still = torch.tensor([stopping.active(s) for s in active.tolist()])
@@ -124,6 +133,7 @@ def fit(
             model.keep_seeds(keep)
             optimizer = keep_optimizer_seeds(optimizer, old, model.params, keep, cfg)
             active, train_loss = active[keep], train_loss[keep.to(device)]
+            score_grad = score_grad[keep.to(device)]
     bar.close()
     return result
 
@@ -156,8 +166,10 @@ def train_condition(
     torch.set_num_threads(threads)
     cfg, seeds = spec["training"], list(spec["seeds"])
     device = pick_device(cfg.get("device", "cpu"))
-    resample = spec.get("resample", "fixed")
-    data = load_splits(image_features, text_features, pairs_dir, n, device, seeds, resample)
+    resample, scaling = spec.get("resample", "fixed"), spec.get("scaling", "none")
+    data = load_splits(
+        image_features, text_features, pairs_dir, n, device, seeds, resample, scaling
+    )
     load_s = time.perf_counter() - start
     train = data["train"]
     model = SeedEnsemble(
@@ -194,12 +206,14 @@ def train_condition(
             "best_epoch": stopping.best_epoch[s],
             "epochs": stopping.stopped_at[s] or result.last_epoch,
             "params": model.n_params,
+            "hparams": json.dumps(model.hparams, sort_keys=True),
             "wall_s": wall,
             "load_s": load_s,
             "train_s": train_s,
             "eval_s": result.eval_s,
             "seeds_trained_together": len(seeds),
             "resample": resample,
+            "scaling": scaling,
             "device": describe(device),
             "token_source": model.token_source,
             **tokens_attended(model, train),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ class SeedEnsemble:
             torch.manual_seed(seed)  # on the CPU: a seed's initialisation is the same on any device
             models.append(build_head(head, d_image, d_text, head_config, label))
         self.n_params = sum(p.numel() for p in models[0].parameters())
+        self.hparams = models[0].hparams  # the constructor's arguments, param_match resolved
         params, buffers = stack_module_state(models)
         self.params = {k: p.detach().to(device).requires_grad_() for k, p in params.items()}
         self.buffers = {k: b.to(device) for k, b in buffers.items()}
@@ -78,12 +80,19 @@ class SeedEnsemble:
         self.mask_shapes: dict[str, tuple[int, ...]] = {}  # per pair, as large as inputs get
         self.streams = [seed_stream(seed, DROPOUT_STREAM) for seed in seeds]
         self.device = device
+        # the query and key projections: their gradients show whether attention is learning
+        self.score_params = [k for k in self.params if re.search(r"\.(q|k)\.weight$", k)]
         self._batched = vmap(self.forward, randomness="different")
         self._shared = vmap(self.forward, in_dims=(0, 0, None))
+        self._entropy = vmap(self.entropy_forward, in_dims=(0, 0, None))
 
     def forward(self, params, buffers, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One seed's head with the given parameters (the function that vmap maps over seeds)."""
         return functional_call(self.base, (params, buffers), inputs)
+
+    def entropy_forward(self, params, buffers, inputs: tuple[torch.Tensor, ...]):
+        """One seed's head returning (logits, attention entropy, its ceiling) per pair."""
+        return functional_call(self.base, (params, buffers), inputs, {"return_entropy": True})
 
     def train(self) -> None:
         self.base.train()
@@ -159,6 +168,26 @@ class SeedEnsemble:
             index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
             logits.append(self._shared(weights, self.buffers, split.inputs(index)))
         return torch.cat(logits, dim=1).cpu()
+
+    @torch.no_grad()
+    def attention_entropy(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean attention entropy per seed [S] over the split's first pairs, and its ceiling (the
+        mean log number of keys), in nats, in eval mode; NaN for heads without attention."""
+        if not self.score_params:
+            nan = torch.full((len(self),), math.nan)
+            return nan, nan
+        self.eval()
+        index = torch.arange(min(EVAL_PAIRS, len(split)), device=split.label.device)
+        _, entropy, ceiling = self._entropy(self.weights(), self.buffers, split.inputs(index))
+        return entropy.mean(dim=1).cpu(), ceiling.mean(dim=1).cpu()
+
+    def score_grad_norm(self) -> torch.Tensor:
+        """Per seed [S], the norm of the last gradient of the query and key projections (NaN for
+        heads without attention): near zero while attention sits on a plateau."""
+        if not self.score_params:
+            return torch.full((len(self),), math.nan, device=self.device)
+        squares = [self.params[k].grad.flatten(1).pow(2).sum(dim=1) for k in self.score_params]
+        return torch.stack(squares).sum(dim=0).sqrt()
 
     def adopt_grad_layout(self, *inputs: torch.Tensor) -> None:
         """Store each parameter with its dimensions in the memory order of its gradient.

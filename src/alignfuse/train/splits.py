@@ -17,6 +17,7 @@ import torch
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.features.rows import PooledRows, TokenRows, load_rows
+from alignfuse.features.scaling import fit_scaler
 from alignfuse.parquet import read_frame, readable
 
 PAIR_COLUMNS = ("image_id", "caption_id", "label")
@@ -25,6 +26,9 @@ PAIRS_FIX = "delete it and rerun the workflow's pairs stage to rebuild it"
 RESAMPLES = ("per_seed", "fixed")
 # A seed's training subset under per_seed comes from np.random.SeedSequence([seed, SUBSET_STREAM]).
 SUBSET_STREAM = 2
+# Input scaling is fitted on the first this many distinct images and captions of the train pairs
+# file: training rows only, and the same whatever the scale, the seeds or the method.
+SCALING_ROWS = 2048
 
 
 @dataclass
@@ -132,12 +136,14 @@ def load_splits(
     device: torch.device = CPU,
     seeds: list[int] = (0,),
     resample: str = "fixed",
+    scaling: str = "none",
 ) -> dict[str, Split]:
     """Train (each seed's n pairs, see :func:`training_subsets`), dev and test pairs over the
-    feature rows they use, read once and held on ``device``.
+    feature rows they use, read once, scaled and held on ``device``.
 
     The train split holds the union of the seeds' subsets; its ``subsets`` give each seed's pairs
-    as positions in it.
+    as positions in it. Each modality's ``scaling`` (:mod:`alignfuse.features.scaling`) is fitted
+    on the first ``SCALING_ROWS`` distinct images and captions of the train pairs file.
     """
     pairs_dir = Path(pairs_dir)
     train = read_pairs(pairs_dir / "train.parquet")
@@ -158,13 +164,21 @@ def load_splits(
         **{s: read_pairs(pairs_dir / f"{s}.parquet") for s in SPLITS if s != "train"},
     }
     every = pd.concat(pairs.values(), keys=SPLITS)
-    image, image_row = load_rows(Path(image_features), every["image_id"])
-    text, text_row = load_rows(Path(text_features), every["caption_id"])
+    fit = {c: pd.unique(train[c])[:SCALING_ROWS] for c in ("image_id", "caption_id")}
+    image, image_row = load_rows(
+        Path(image_features), pd.concat([every["image_id"], pd.Series(fit["image_id"])])
+    )
+    text, text_row = load_rows(
+        Path(text_features), pd.concat([every["caption_id"], pd.Series(fit["caption_id"])])
+    )
     if isinstance(image, TokenRows) != isinstance(text, TokenRows):
         raise AlignfuseError(
             f"{image_features}, {text_features}: one holds token sequences and the other pooled "
             "features; pass two token files (*_tokens.parquet) or two pooled ones"
         )
+    image = image.scaled(fit_scaler(scaling, image.sample(image_row[len(every) :])))
+    text = text.scaled(fit_scaler(scaling, text.sample(text_row[len(every) :])))
+    image_row, text_row = image_row[: len(every)], text_row[: len(every)]
     image, text = image.to(device), text.to(device)
     image_row, text_row = image_row.to(device), text_row.to(device)
     splits, start = {}, 0

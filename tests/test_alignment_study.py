@@ -1,0 +1,129 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from alignfuse.analysis.alignment_study import (
+    DECREASING,
+    INCREASING,
+    NO_TREND,
+    TOO_FEW_LEVELS,
+    alignment_study,
+)
+from alignfuse.analysis.claims import IMPRECISE, REPRODUCED, REVERSED, Claim, claims_table
+from alignfuse.analysis.statistics import paired_differences
+
+
+def runs_with_gaps(gaps_by_level: dict, seeds=6, noise=0.002, kind="rotation", n=4096):
+    """concat leads xattn_txt2img by gaps_by_level[level] points (level 0 = raw), per seed."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for level, gap in gaps_by_level.items():
+        alignment = "raw" if level == 0 else f"{kind}-{level:g}"
+        base = 0.7 + rng.normal(0, 0.02, seeds)
+        for method in ("concat", "xattn_txt2img"):
+            lead = gap / 100 + rng.normal(0, noise, seeds) if method == "concat" else 0.0
+            for seed in range(seeds):
+                rows.append(
+                    {
+                        "dataset": "flickr8k",
+                        "backbone": "clip",
+                        "alignment": alignment,
+                        "method": method,
+                        "head": method,
+                        "n_train": n,
+                        "seed": seed,
+                        "test_accuracy": (base + lead)[seed],
+                        "test_auroc": 0.8,
+                        "status": "ok",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def metrics_for(levels, kind="rotation"):
+    rows = []
+    for level in levels:
+        alignment = "raw" if level == 0 else f"{kind}-{level:g}"
+        for metric, value in (("cosine_gap", 0.5 * (1 - level)), ("cka", 0.6)):
+            rows.append(
+                {"backbone": "clip", "alignment": alignment, "metric": metric, "value": value}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_gap_that_grows_with_the_level_is_an_increasing_trend_beside_its_metrics():
+    levels = {0: 1.3, 0.25: 1.8, 0.5: 2.3, 1.0: 2.8}
+    study = alignment_study(runs_with_gaps(levels), metrics_for(levels), "concat", 300)
+    assert list(study["level"]) == [0.0, 0.25, 0.5, 1.0]
+    assert study["gap_pts"].to_numpy() == pytest.approx([1.3, 1.8, 2.3, 2.8], abs=0.2)
+    assert (study["trend"] == INCREASING).all()
+    assert study["spearman"].iloc[0] == pytest.approx(1.0)
+    assert study["page_p"].iloc[0] < 0.01
+    assert study["cosine_gap"].tolist() == pytest.approx([0.5, 0.375, 0.25, 0.0])
+    assert (study["cka"] == 0.6).all()
+
+
+def test_a_gap_that_falls_is_decreasing_and_a_flat_noisy_one_shows_no_trend():
+    falling = alignment_study(runs_with_gaps({0: 3.0, 0.5: 2.0, 1.0: 1.0}), None, "concat", 300)
+    assert (falling["trend"] == DECREASING).all()
+    bumpy = alignment_study(
+        runs_with_gaps({0: 2.0, 0.5: 2.6, 1.0: 1.9}, noise=0.005), None, "concat", 300
+    )
+    assert (bumpy["trend"] == NO_TREND).all()
+
+
+def test_two_levels_are_too_few_to_tell_a_trend():
+    study = alignment_study(runs_with_gaps({0: 1.0, 1.0: 5.0}), None, "concat", 300)
+    assert (study["trend"] == TOO_FEW_LEVELS).all()
+
+
+def trend_claim():
+    return Claim.from_config(
+        {
+            "id": "degradation_trend",
+            "kind": "trend",
+            "statement": "concat's advantage grows from 1.3 to 2.8 points as alignment degrades",
+            "backbone": "clip",
+            "alignment": "raw",
+            "reference": "concat",
+            "methods": ["xattn_txt2img"],
+            "scales": [4096],
+            "band": [1.3, 2.8],
+            "degradations": ["rotation", "noise"],
+        }
+    )
+
+
+def test_a_trend_claim_judges_both_ends_and_the_trend_of_each_degradation_kind():
+    runs = runs_with_gaps({0: 1.3, 0.25: 1.8, 0.5: 2.3, 1.0: 2.8}, seeds=8)
+    study = alignment_study(runs, None, "concat", 300)
+    table = claims_table(paired_differences(runs), [trend_claim()], ["flickr8k"], 1.0, 0.95, study)
+    rotation = table[table["alignment"].str.contains("rotation") | (table["alignment"] == "raw")]
+    assert len(table) == 3 + 1  # rotation: undegraded, most degraded, trend; noise: not run
+    assert rotation["verdict"].tolist() == [REPRODUCED, REPRODUCED, REPRODUCED]
+    assert "not in this study" in table["verdict"].tolist()
+
+
+def test_a_falling_gap_reverses_the_trend_claim_and_no_trend_is_imprecise():
+    falling = runs_with_gaps({0: 2.8, 0.5: 2.0, 1.0: 1.3}, seeds=8)
+    table = claims_table(
+        paired_differences(falling),
+        [trend_claim()],
+        ["flickr8k"],
+        1.0,
+        0.95,
+        alignment_study(falling, None, "concat", 300),
+    )
+    assert REVERSED in table["verdict"].tolist()
+    flat = runs_with_gaps({0: 2.0, 0.5: 3.0, 1.0: 1.0}, noise=0.005, seeds=8)
+    table = claims_table(
+        paired_differences(flat),
+        [trend_claim()],
+        ["flickr8k"],
+        1.0,
+        0.95,
+        alignment_study(flat, None, "concat", 300),
+    )
+    assert table[table["interval"] == "Spearman rho, seed bootstrap"]["verdict"].tolist() == [
+        IMPRECISE
+    ]
