@@ -35,6 +35,8 @@ RUN_COLUMNS = [
     "test_accuracy",
     "test_auroc",
     "test_loss",
+    "image_shuffled_accuracy",
+    "text_shuffled_accuracy",
     "best_dev_accuracy",
     "best_epoch",
     "epochs",
@@ -472,7 +474,7 @@ def test_no_seed_stops_before_min_epochs_even_on_a_plateau():
 
 def test_runs_and_curves_start_with_the_condition_labels(task):
     labels = {"dataset": "d", "backbone": "b", "alignment": "raw"}
-    runs, curves, _ = train_condition(
+    runs, curves, *_ = train_condition(
         task / "image.parquet",
         task / "text.parquet",
         task / "pairs",
@@ -596,3 +598,31 @@ def test_curves_of_attention_heads_record_entropy_and_score_gradients(task):
     assert (curves["score_grad_norm"] > 0).all()
     _, concat = train(task, "concat", max_epochs=2)
     assert concat[["attention_entropy", "score_grad_norm"]].isna().all().all()
+
+
+def test_shuffling_either_modality_across_test_pairs_takes_a_matching_head_to_chance(task):
+    """The modality ablation: matching needs both sides of a pair, so with one side shuffled the
+    best checkpoint falls from far above chance to about chance."""
+    runs, _ = train(task, "concat", seeds=(0,))
+    row = runs.iloc[0]
+    assert row["test_accuracy"] > 0.8
+    assert abs(row["image_shuffled_accuracy"] - 0.5) < 0.1
+    assert abs(row["text_shuffled_accuracy"] - 0.5) < 0.1
+
+
+def test_fused_representations_are_kept_per_seed_and_test_pair_as_leading_components(task):
+    result = train_condition(
+        task / "image.parquet",
+        task / "text.parquet",
+        task / "pairs",
+        200,
+        spec("xattn_txt2img", seeds=(1, 2), max_epochs=2),
+        1,
+    )
+    fused, test = result.fused, pd.read_parquet(task / "pairs" / "test.parquet")
+    assert len(fused) == 2 * len(test) and set(fused["seed"]) == {1, 2}
+    assert fused.groupby("seed")["pair"].apply(list).tolist() == [list(range(len(test)))] * 2
+    z = np.stack(fused["z"].to_numpy())
+    assert z.shape == (2 * len(test), 16) and z.dtype == np.float16
+    variance = z.astype(np.float64).var(axis=0)
+    assert (np.diff(variance) <= 1e-3).all()  # principal components, largest variance first

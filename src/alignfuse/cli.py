@@ -118,6 +118,7 @@ def train(args) -> None:
     metadata = {"spec": args.spec, "n": args.n}
     write_frame(trained.curves, args.curves_out, metadata)
     write_frame(trained.predictions, args.predictions_out, metadata)
+    write_frame(trained.fused, args.fused_out, metadata)
     write_frame(trained.runs, args.out, metadata)
 
 
@@ -280,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--curves-out", type=Path, required=True)
     p.add_argument("--predictions-out", type=Path, required=True)
+    p.add_argument("--fused-out", type=Path, required=True, help="fused representations")
     p.set_defaults(func=train)
 
     p = sub.add_parser("align-contrastive", help="fit contrastive projections; write both sides")

@@ -10,6 +10,7 @@ rule train:
         runs="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.parquet",
         curves="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.curves.parquet",
         predictions="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.predictions.parquet",
+        fused="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.fused.parquet",
     log:
         "results/{study}/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
     benchmark:
@@ -27,4 +28,4 @@ rule train:
         "--threads {threads} --label dataset={wildcards.dataset} "
         "--label backbone={wildcards.backbone} --label alignment={wildcards.alignment} "
         "--out {output.runs} --curves-out {output.curves} "
-        "--predictions-out {output.predictions} > {log} 2>&1"
+        "--predictions-out {output.predictions} --fused-out {output.fused} > {log} 2>&1"

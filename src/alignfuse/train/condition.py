@@ -28,17 +28,20 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.train.ensemble import SeedEnsemble
 from alignfuse.train.metrics import metrics
 from alignfuse.train.optim import adamw, keep_optimizer_seeds
+from alignfuse.train.represent import modality_ablation, representations
 from alignfuse.train.splits import Split, load_splits
 from alignfuse.train.stopping import EarlyStopping
 
 
 class Trained(NamedTuple):
-    """A condition's tables: runs (a row per seed), curves (per seed and evaluation) and
-    predictions (per seed and test pair: the best checkpoint's probability of a match)."""
+    """A condition's tables: runs (a row per seed), curves (per seed and evaluation),
+    predictions (per seed and test pair: the best checkpoint's probability of a match) and fused
+    (per seed and test pair: the leading components of its fused representation)."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     predictions: pd.DataFrame
+    fused: pd.DataFrame
 
 
 @dataclass
@@ -193,6 +196,7 @@ def train_condition(
     model.load(result.best)
     test_logits = model.predict(data["test"])
     test = metrics(test_logits, data["test"].label.cpu())
+    ablation = modality_ablation(model, data["test"])
     wall = time.perf_counter() - start
     stopping = result.stopping
     runs = [
@@ -202,6 +206,8 @@ def train_condition(
             "test_accuracy": test["accuracy"][s],
             "test_auroc": test["auroc"][s],
             "test_loss": test["loss"][s],
+            "image_shuffled_accuracy": ablation["image_shuffled_accuracy"][s],
+            "text_shuffled_accuracy": ablation["text_shuffled_accuracy"][s],
             "best_dev_accuracy": stopping.best_accuracy[s],
             "best_epoch": stopping.best_epoch[s],
             "epochs": stopping.stopped_at[s] or result.last_epoch,
@@ -228,6 +234,7 @@ def train_condition(
         labelled(runs, condition),
         labelled(pd.DataFrame(result.curves), condition),
         predictions(test_logits, seeds),
+        representations(model, data["test"], seeds),
     )
 
 

@@ -62,6 +62,7 @@ class SeedEnsemble:
         for seed in seeds:
             torch.manual_seed(seed)  # on the CPU: a seed's initialisation is the same on any device
             models.append(build_head(head, d_image, d_text, head_config, label))
+        self.head = head
         self.n_params = sum(p.numel() for p in models[0].parameters())
         self.hparams = models[0].hparams  # the constructor's arguments, param_match resolved
         params, buffers = stack_module_state(models)
