@@ -148,6 +148,28 @@ def alignment_metrics(args) -> None:
     write_measurements(measure(args.feature_sets, args.captions), args.out)
 
 
+def pid_condition(args) -> None:
+    from alignfuse.pid.stage import write_condition_pid
+
+    write_condition_pid(
+        args.image_features,
+        args.text_features,
+        args.captions,
+        args.test_pairs,
+        args.predictions,
+        args.fused,
+        args.settings,
+        dict(args.label),
+        args.out,
+    )
+
+
+def pid_table(args) -> None:
+    from alignfuse.pid.stage import write_pid_table
+
+    write_pid_table(args.conditions, args.out)
+
+
 def aggregate(args) -> None:
     from alignfuse.analysis.tables import (
         Settings,
@@ -310,6 +332,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help=".parquet; .csv and .md beside it")
     p.set_defaults(func=alignment_metrics)
+
+    p = sub.add_parser("pid-condition", help="partial information decomposition of one condition")
+    p.add_argument("--image-features", type=Path, required=True)
+    p.add_argument("--text-features", type=Path, required=True)
+    p.add_argument("--captions", type=Path, required=True)
+    p.add_argument("--test-pairs", type=Path, required=True)
+    p.add_argument("--predictions", type=Path, required=True)
+    p.add_argument("--fused", type=Path, required=True)
+    p.add_argument("--settings", type=json_arg, required=True, help="the config's pid as JSON")
+    p.add_argument("--label", type=label_arg, action="append", default=[], help="KEY=VALUE column")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=pid_condition)
+
+    p = sub.add_parser("pid-table", help="the study's PID table from its conditions")
+    p.add_argument("--conditions", type=Path, nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True, help=".parquet; .csv, .md, .html beside it")
+    p.set_defaults(func=pid_table)
 
     p = sub.add_parser(
         "aggregate",

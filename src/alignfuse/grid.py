@@ -89,3 +89,24 @@ def encoder_modalities(config: dict, encoder: str) -> list[str]:
     return sorted(
         {m for pair in config["backbones"].values() for m, e in pair.items() if e == encoder}
     )
+
+
+def pid_conditions(config: dict) -> list[Condition]:
+    """The trained conditions the PID stage decomposes (``pid.conditions``, each key defaulting
+    to every backbone and method, raw features and the study's largest scale)."""
+    trained = conditions(config)
+    chosen = config["pid"]["conditions"]
+    select = {
+        "backbones": chosen.get("backbones", list(config["backbones"])),
+        "alignments": chosen.get("alignments", ["raw"]),
+        "methods": chosen.get("methods", list(config["methods"])),
+        "scales": chosen.get("scales", [max(c.n for c in trained)]),
+    }
+    return [
+        c
+        for c in trained
+        if c.backbone in select["backbones"]
+        and c.alignment in select["alignments"]
+        and c.method in select["methods"]
+        and c.n in select["scales"]
+    ]

@@ -126,6 +126,26 @@ def run_files(suffix=""):
     return [grid.run_path(STUDY, DATASET, c, suffix) for c in grid.conditions(config)]
 
 
+def pid_inputs(wildcards):
+    """A condition's feature files, captions, test pairs, predictions and fused representations."""
+    run = f"results/{wildcards.study}/runs/{wildcards.dataset}/{wildcards.backbone}@{wildcards.alignment}/{wildcards.method}/n{wildcards.n}"
+    return {
+        **feature_files(wildcards.dataset, wildcards.backbone, wildcards.alignment),
+        "captions": f"results/data/{wildcards.dataset}/captions.parquet",
+        "test_pairs": f"results/pairs/{wildcards.dataset}/test.parquet",
+        "predictions": f"{run}.predictions.parquet",
+        "fused": f"{run}.fused.parquet",
+    }
+
+
+def pid_files():
+    """Every PID condition's decomposition."""
+    return [
+        f"results/{STUDY}/pid/{DATASET}/{c.backbone}@{c.alignment}/{c.method}/n{c.n}.parquet"
+        for c in grid.pid_conditions(config)
+    ]
+
+
 def gap_options():
     """The gap figure's options: the reference, and the claimed test-accuracy ranges to shade."""
     bands = [
@@ -170,7 +190,12 @@ def all_targets():
         for t in REPORT_TABLES
         for ext in ("md", "html")
     ]
-    figures = [f for name in FIGURES for f in figure_files(name, study=STUDY)]
+    figures = [
+        f
+        for name in FIGURES
+        if name not in PID_FIGURES or pid_files()
+        for f in figure_files(name, study=STUDY)
+    ]
     alignment = [
         f"results/{STUDY}/alignment/{DATASET}.{ext}" for ext in ("parquet", "csv", "md")
     ]

@@ -1,6 +1,16 @@
 """Figures: one rule and one module each, each drawn from the one table it reads."""
 
-FIGURES = ["scaling", "gap", "params", "alignment_gap", "alignment_metrics"]
+FIGURES = [
+    "scaling",
+    "gap",
+    "params",
+    "alignment_gap",
+    "alignment_metrics",
+    "pid_bars",
+    "pid_ci_ct",
+]
+# figures drawn only when the study decomposes some condition (pid.conditions)
+PID_FIGURES = ["pid_bars", "pid_ci_ct"]
 
 
 localrules:
@@ -9,6 +19,8 @@ localrules:
     figure_params,
     figure_alignment_gap,
     figure_alignment_metrics,
+    figure_pid_bars,
+    figure_pid_ci_ct,
 
 
 rule figure_scaling:
@@ -108,4 +120,44 @@ rule figure_alignment_metrics:
         code=f"{code_hash('figures.alignment_metrics')}:{FIGURE_REGISTRY['alignment_metrics']}",
     shell:
         "alignfuse figure alignment_metrics --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_pid_bars:
+    """Stacked R, U_img, U_txt and S of every head's fused view, per feature set."""
+    input:
+        "results/{study}/tables/pid.parquet",
+    output:
+        figure_files("pid_bars", for_report=True),
+    log:
+        "results/{study}/logs/figures/pid_bars.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.pid_bars')}:{FIGURE_REGISTRY['pid_bars']}",
+    shell:
+        "alignfuse figure pid_bars --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_pid_ci_ct:
+    """The image's share of the unique information in every head's fused view."""
+    input:
+        "results/{study}/tables/pid.parquet",
+    output:
+        figure_files("pid_ci_ct", for_report=True),
+    log:
+        "results/{study}/logs/figures/pid_ci_ct.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.pid_ci_ct')}:{FIGURE_REGISTRY['pid_ci_ct']}",
+    shell:
+        "alignfuse figure pid_ci_ct --table {input} --study {params.study} --dpi {params.dpi} "
         "--options {params.options:q} --out {output} > {log} 2>&1"

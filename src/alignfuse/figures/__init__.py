@@ -13,6 +13,8 @@ FIGURES = {
     "params": "alignfuse.figures.params:plot",
     "alignment_gap": "alignfuse.figures.alignment_gap:plot",
     "alignment_metrics": "alignfuse.figures.alignment_metrics:plot",
+    "pid_bars": "alignfuse.figures.pid_bars:plot",
+    "pid_ci_ct": "alignfuse.figures.pid_ci_ct:plot",
 }
 FIGURE_TABLES = {
     "scaling": "summary",
@@ -20,4 +22,6 @@ FIGURE_TABLES = {
     "params": "summary",
     "alignment_gap": "alignment_study",
     "alignment_metrics": "alignment_study",
+    "pid_bars": "pid",
+    "pid_ci_ct": "pid",
 }

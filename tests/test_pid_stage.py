@@ -1,0 +1,122 @@
+"""One condition's PID from the train stage's files, and the study's table of them."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from alignfuse.data.pairs import make_pairs
+from alignfuse.data.synthetic import synthetic_captions
+from alignfuse.features.synthetic import synthetic_features
+from alignfuse.parquet import write_embeddings, write_frame
+from alignfuse.pid.stage import condition_pid, pid_markdown, pid_table
+
+GENERATOR = {
+    "n_images": 600,
+    "captions_per_image": 3,
+    "split": {"train": 0.5, "dev": 0.1, "test": 0.4},
+    "latent_dim": 4,
+    "private_dim": 4,
+    "private_scale": 1.0,
+    "caption_noise": 0.3,
+    "noise": 0.05,
+    "d_image": 16,
+    "d_text": 16,
+    "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pid_stage")
+    captions = synthetic_captions(GENERATOR)
+    write_frame(captions, root / "captions.parquet")
+    pairs = make_pairs(captions, 0)["test"]
+    write_frame(pairs, root / "test.parquet")
+    images, v, caption_ids, t = synthetic_features(GENERATOR, 0.0)
+    write_embeddings(root / "image.parquet", "image_id", images, v)
+    write_embeddings(root / "text.parquet", "caption_id", caption_ids, t)
+    image = v[pd.Index(images).get_indexer(pairs["image_id"])]
+    text = t[pd.Index(caption_ids).get_indexer(pairs["caption_id"])]
+    for name, z in (("image_only", image), ("text_only", text)):
+        z = np.pad(z, ((0, 0), (0, 0)))[:, :16].astype(np.float16)
+        frames = []
+        for seed in (0, 1):
+            column = pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), 16)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "pair": np.arange(len(z)),
+                        "z": pd.arrays.ArrowExtensionArray(column),
+                    }
+                )
+            )
+        write_frame(
+            pd.concat(frames, ignore_index=True), root / f"{name}.fused.parquet", {"view": name}
+        )
+    probs = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "seed": s,
+                    "pair": np.arange(len(pairs)),
+                    "prob": 0.5 + 0.4 * (pairs["label"] - 0.5),
+                }
+            )
+            for s in (0, 1)
+        ]
+    )
+    write_frame(probs, root / "predictions.parquet")
+    return root
+
+
+def decomposed(study, fused):
+    return condition_pid(
+        study / "image.parquet",
+        study / "text.parquet",
+        study / "captions.parquet",
+        study / "test.parquet",
+        study / "predictions.parquet",
+        study / f"{fused}.fused.parquet",
+        ks=[6],
+        dims=4,
+        repeats=5,
+    )
+
+
+def test_a_view_made_of_the_image_alone_is_unique_to_the_image(study):
+    rows = decomposed(study, "image_only")
+    fused = rows[rows["view"] == "fused"]
+    assert (fused["U_img"] > 3 * fused["U_txt"]).all() and fused["U_img_above_noise"].all()
+    assert (fused["CI"] > 0.75).all()
+
+
+def test_a_view_made_of_the_text_alone_is_unique_to_the_text(study):
+    fused = decomposed(study, "text_only").query("view == 'fused'")
+    assert (fused["U_txt"] > 3 * fused["U_img"]).all() and (fused["CI"] < 0.25).all()
+
+
+def test_the_match_prediction_has_no_defined_image_and_text_shares(study):
+    prediction = decomposed(study, "image_only").query("view == 'prediction'")
+    assert prediction["CI"].isna().all() and prediction["CT"].isna().all()
+
+
+def test_the_table_averages_seeds_and_says_below_noise(study):
+    rows = decomposed(study, "image_only").assign(
+        dataset="synthetic",
+        backbone="aligned",
+        alignment="raw",
+        method="concat",
+        head="concat",
+        n_train=256,
+    )
+    table = pid_table([rows])
+    assert set(table["view"]) == {"fused", "prediction"} and (table["n_seeds"] == 2).all()
+    fused = table.set_index("view").loc["fused"]
+    assert fused["U_img"] == pytest.approx(rows.query("view == 'fused'")["U_img"].mean())
+    assert not math.isnan(fused["CI"])
+    text = pid_markdown(table)
+    assert "below noise" in text and "undefined" in text and "RoBERTa + ViT on VQAv2" in text
