@@ -170,6 +170,14 @@ def pid_table(args) -> None:
     write_pid_table(args.conditions, args.out)
 
 
+def theory(args) -> None:
+    from alignfuse.theory.stage import write_theory
+
+    write_theory(
+        args.runs, args.feature_sets, args.methods, args.settings, args.reference, args.out_dir
+    )
+
+
 def aggregate(args) -> None:
     from alignfuse.analysis.tables import (
         Settings,
@@ -349,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", type=Path, nargs="+", required=True)
     p.add_argument("--out", type=Path, required=True, help=".parquet; .csv, .md, .html beside it")
     p.set_defaults(func=pid_table)
+
+    p = sub.add_parser("theory", help="sample-complexity curves and learning-curve fits")
+    p.add_argument("--runs", type=Path, required=True, help="the study's runs table")
+    p.add_argument("--feature-sets", type=json_arg, required=True)
+    p.add_argument("--methods", type=json_arg, required=True, help="the config's methods as JSON")
+    p.add_argument("--settings", type=json_arg, required=True, help="the config's theory as JSON")
+    p.add_argument("--reference", default="concat")
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.set_defaults(func=theory)
 
     p = sub.add_parser(
         "aggregate",

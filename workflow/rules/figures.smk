@@ -8,6 +8,8 @@ FIGURES = [
     "alignment_metrics",
     "pid_bars",
     "pid_ci_ct",
+    "theory_curves",
+    "theory_vs_measured",
 ]
 # figures drawn only when the study decomposes some condition (pid.conditions)
 PID_FIGURES = ["pid_bars", "pid_ci_ct"]
@@ -21,6 +23,8 @@ localrules:
     figure_alignment_metrics,
     figure_pid_bars,
     figure_pid_ci_ct,
+    figure_theory_curves,
+    figure_theory_vs_measured,
 
 
 rule figure_scaling:
@@ -160,4 +164,44 @@ rule figure_pid_ci_ct:
         code=f"{code_hash('figures.pid_ci_ct')}:{FIGURE_REGISTRY['pid_ci_ct']}",
     shell:
         "alignfuse figure pid_ci_ct --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_theory_curves:
+    """Predicted excess risk against training pairs for every method (theory)."""
+    input:
+        "results/{study}/tables/theory_curves.parquet",
+    output:
+        figure_files("theory_curves", for_report=True),
+    log:
+        "results/{study}/logs/figures/theory_curves.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.theory_curves')}:{FIGURE_REGISTRY['theory_curves']}",
+    shell:
+        "alignfuse figure theory_curves --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_theory_vs_measured:
+    """Measured test error against training pairs, with fitted learning curves."""
+    input:
+        "results/{study}/tables/theory_learning_curves.parquet",
+    output:
+        figure_files("theory_vs_measured", for_report=True),
+    log:
+        "results/{study}/logs/figures/theory_vs_measured.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.theory_vs_measured')}:{FIGURE_REGISTRY['theory_vs_measured']}",
+    shell:
+        "alignfuse figure theory_vs_measured --table {input} --study {params.study} --dpi {params.dpi} "
         "--options {params.options:q} --out {output} > {log} 2>&1"

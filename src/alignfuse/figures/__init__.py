@@ -15,6 +15,8 @@ FIGURES = {
     "alignment_metrics": "alignfuse.figures.alignment_metrics:plot",
     "pid_bars": "alignfuse.figures.pid_bars:plot",
     "pid_ci_ct": "alignfuse.figures.pid_ci_ct:plot",
+    "theory_curves": "alignfuse.figures.theory_curves:plot",
+    "theory_vs_measured": "alignfuse.figures.theory_vs_measured:plot",
 }
 FIGURE_TABLES = {
     "scaling": "summary",
@@ -24,4 +26,6 @@ FIGURE_TABLES = {
     "alignment_metrics": "alignment_study",
     "pid_bars": "pid",
     "pid_ci_ct": "pid",
+    "theory_curves": "theory_curves",
+    "theory_vs_measured": "theory_learning_curves",
 }
