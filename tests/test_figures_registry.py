@@ -30,6 +30,7 @@ def test_every_registered_figure_names_a_plot_function_and_a_table():
         "pid",
         "theory_curves",
         "theory_learning_curves",
+        "sample_complexity_points",
     }
     for target in FIGURES.values():
         module, function = target.split(":")

@@ -178,6 +178,13 @@ def theory(args) -> None:
     )
 
 
+def advise(args) -> None:
+    from alignfuse.theory.advise import advice_text, advise
+
+    advice = advise(args.image_features, args.text_features, args.n, args.results, args.reference)
+    print(json.dumps(advice, indent=2, default=float) if args.json else advice_text(advice))
+
+
 def aggregate(args) -> None:
     from alignfuse.analysis.tables import (
         Settings,
@@ -366,6 +373,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="concat")
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=theory)
+
+    p = sub.add_parser(
+        "advise", help="concat or cross-attention for your features, from a study's curves"
+    )
+    p.add_argument("--image-features", type=Path, required=True, help="pooled image features")
+    p.add_argument("--text-features", type=Path, required=True, help="their captions', row by row")
+    p.add_argument("--n", type=int, required=True, help="training pairs you have")
+    p.add_argument("--results", type=Path, help="a finished study: results/<study>")
+    p.add_argument("--reference", default="concat")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=advise)
 
     p = sub.add_parser(
         "aggregate",

@@ -17,7 +17,7 @@ from alignfuse.align.names import parse_alignment
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
-from alignfuse.grid import conditions
+from alignfuse.grid import conditions, synthetic_generator
 
 SCHEMA_NAME = "workflow/schemas/config.schema.yaml"
 
@@ -102,10 +102,12 @@ def check_semantics(config: dict) -> None:
             raise AlignfuseError(
                 f"config key 'encoders.{name}.model': '{encoder['model']}' must be 'module:function'"
             )
-        if "rotation" in encoder and library != "synthetic":
-            raise AlignfuseError(
-                f"config key 'encoders.{name}.rotation' applies to synthetic encoders only"
-            )
+        for synthetic_only in ("rotation", "dim"):
+            if synthetic_only in encoder and library != "synthetic":
+                raise AlignfuseError(
+                    f"config key 'encoders.{name}.{synthetic_only}' applies to synthetic "
+                    "encoders only"
+                )
 
     for name, backbone in config["backbones"].items():
         for modality in ("image", "text"):
@@ -122,6 +124,11 @@ def check_semantics(config: dict) -> None:
                 "config key 'dataset.synthetic.split': train + dev + test must sum to 1"
             )
         check_synthetic(dataset["synthetic"])
+        for name in encoders:
+            try:
+                check_synthetic(synthetic_generator(config, name))
+            except AlignfuseError as exc:
+                raise AlignfuseError(f"config key 'encoders.{name}.dim': {exc}") from None
     else:
         for which, path in dataset["flickr8k"]["archives"].items():
             if path is not None and not Path(path).is_file():
@@ -252,7 +259,7 @@ def size_request(config: dict) -> dict | None:
         for modality in ("image", "text"):
             encoder = pair[modality]
             if dataset["kind"] == "synthetic":
-                width = dataset["synthetic"][f"d_{modality}"]
+                width = synthetic_generator(config, encoder)[f"d_{modality}"]
             else:
                 width = cached_width(
                     Path("results/features") / dataset["name"] / encoder / f"{modality}.parquet"

@@ -110,3 +110,12 @@ def pid_conditions(config: dict) -> list[Condition]:
         and c.method in select["methods"]
         and c.n in select["scales"]
     ]
+
+
+def synthetic_generator(config: dict, encoder: str) -> dict:
+    """The generator settings of one synthetic encoder: the dataset's, with its own ``dim``."""
+    generator = dict(config["dataset"]["synthetic"])
+    dim = config["encoders"][encoder].get("dim")
+    if dim is not None:
+        generator["d_image"] = generator["d_text"] = dim
+    return generator

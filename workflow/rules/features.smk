@@ -20,7 +20,7 @@ if config["dataset"]["kind"] == "synthetic":
         conda:
             CONDA_ENV
         params:
-            cfg=as_json(config["dataset"]["synthetic"]),
+            cfg=lambda w: as_json(grid.synthetic_generator(config, w.encoder)),
             rotation=lambda w: config["encoders"][w.encoder].get("rotation", 0.0),
             code=code_hash("features.synthetic"),
         shell:

@@ -10,6 +10,7 @@ FIGURES = [
     "pid_ci_ct",
     "theory_curves",
     "theory_vs_measured",
+    "sample_complexity",
 ]
 # figures drawn only when the study decomposes some condition (pid.conditions)
 PID_FIGURES = ["pid_bars", "pid_ci_ct"]
@@ -25,6 +26,7 @@ localrules:
     figure_pid_ci_ct,
     figure_theory_curves,
     figure_theory_vs_measured,
+    figure_sample_complexity,
 
 
 rule figure_scaling:
@@ -204,4 +206,24 @@ rule figure_theory_vs_measured:
         code=f"{code_hash('figures.theory_vs_measured')}:{FIGURE_REGISTRY['theory_vs_measured']}",
     shell:
         "alignfuse figure theory_vs_measured --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_sample_complexity:
+    """Training pairs each head needs against the feature width d, with fitted slopes."""
+    input:
+        "results/{study}/tables/sample_complexity_points.parquet",
+    output:
+        figure_files("sample_complexity", for_report=True),
+    log:
+        "results/{study}/logs/figures/sample_complexity.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.sample_complexity')}:{FIGURE_REGISTRY['sample_complexity']}",
+    shell:
+        "alignfuse figure sample_complexity --table {input} --study {params.study} --dpi {params.dpi} "
         "--options {params.options:q} --out {output} > {log} 2>&1"

@@ -21,6 +21,9 @@ rule theory:
                 "theory_fits",
                 "theory_crossovers",
                 "theory_learning_curves",
+                "sample_complexity_points",
+                "sample_complexity",
+                "theory_fit_samples",
             ],
         ),
         md=report(

@@ -17,6 +17,7 @@ FIGURES = {
     "pid_ci_ct": "alignfuse.figures.pid_ci_ct:plot",
     "theory_curves": "alignfuse.figures.theory_curves:plot",
     "theory_vs_measured": "alignfuse.figures.theory_vs_measured:plot",
+    "sample_complexity": "alignfuse.figures.sample_complexity:plot",
 }
 FIGURE_TABLES = {
     "scaling": "summary",
@@ -28,4 +29,5 @@ FIGURE_TABLES = {
     "pid_ci_ct": "pid",
     "theory_curves": "theory_curves",
     "theory_vs_measured": "theory_learning_curves",
+    "sample_complexity": "sample_complexity_points",
 }

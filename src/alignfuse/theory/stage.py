@@ -17,9 +17,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from alignfuse.fusion import CROSS_ATTENTION_HEADS
-from alignfuse.parquet import atomic_path, read_frame, write_frame
+from alignfuse.parquet import atomic_path, read_frame, read_metadata, write_frame
 from alignfuse.theory.complexity import dimension_ratio, predicted_curves, samples_table
+from alignfuse.theory.exponents import fit_exponent, samples_to_target, target_accuracy
 from alignfuse.theory.learning_curves import bootstrap_fit, crossover, holdout_check
+
+CHANCE = 0.5
+# the d-scaling experiment's theory: n_needed ~ d^beta with beta = 1 for a linear fusion
+# projection (d_v + d_t) and 2 for a full-rank bilinear score (d_v·d_t, with d_v = d_t = d)
+THEORY_BETA = {"linear": 1.0, "bilinear": 2.0}
 
 FIX = "rerun the stage that writes it"
 
@@ -108,6 +114,19 @@ def curve_fits(
     return fits, pd.DataFrame(crossings), boots
 
 
+def fit_samples(boots: dict) -> pd.DataFrame:
+    """Every bootstrap refit's parameters per (feature set, method): the same seed resamples for
+    every method (same labels and seed), so two methods' refits are paired by ``resample``."""
+    frames = [
+        boot.samples.assign(feature_set=feature_set, method=method)
+        for (feature_set, method), boot in boots.items()
+    ]
+    columns = ["feature_set", "method", "resample", "e_inf", "b", "c"]
+    return (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
+
+
 def learning_curve_points(runs: pd.DataFrame, boots: dict, grid: int = 60) -> pd.DataFrame:
     """For the figure: measured mean test error per (feature set, method, scale) with its
     t interval over seeds, and each identified fit's curve over the measured range (and up to
@@ -161,6 +180,94 @@ def learning_curve_points(runs: pd.DataFrame, boots: dict, grid: int = 60) -> pd
     )
 
 
+def family(feature_set: dict) -> str:
+    """What a d-scaling family shares besides d: the synthetic generator's rotation of the text
+    side where the features record one, else the feature set's alignment."""
+    rotation = read_metadata(Path(feature_set["text"])).get("rotation")
+    if rotation is not None:
+        return f"rotation {rotation:g}"
+    return feature_set["alignment"]
+
+
+def sample_complexity(
+    runs: pd.DataFrame, feature_sets: list[dict], widths: dict, fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(samples each method needs per width, the fitted exponent per method) for families of
+    feature sets that differ only in their width d (d_v = d_t = d).
+
+    The target is a fixed share ``fraction`` of the gap between chance and the best mean
+    accuracy the family reached (the ceiling its generator allows), so it asks the same of every
+    d; n_needed is read off each seed's learning curve by log-linear interpolation.
+    """
+    runs = runs[runs.get("status", "ok") == "ok"].assign(
+        feature_set=lambda r: r["backbone"] + "@" + r["alignment"],
+        accuracy=lambda r: r["test_accuracy"],
+    )
+    sets = pd.DataFrame(
+        [
+            {
+                "feature_set": f"{s['backbone']}@{s['alignment']}",
+                "family": family(s),
+                "d": widths[f"{s['backbone']}@{s['alignment']}"][0],
+            }
+            for s in feature_sets
+            if len(set(widths[f"{s['backbone']}@{s['alignment']}"])) == 1
+        ],
+        columns=["feature_set", "family", "d"],
+    )
+    needed, exponents = [], []
+    for fam, members in sets.groupby("family"):
+        if members["d"].nunique() < 2:
+            continue
+        part = runs[runs["feature_set"].isin(members["feature_set"])]
+        means = part.groupby(["feature_set", "method", "n_train"])["accuracy"].mean()
+        target = target_accuracy(CHANCE, float(means.max()), fraction)
+        for method, rows in part.groupby("method"):
+            points = []
+            for member in members.itertuples():
+                curve = rows[rows["feature_set"] == member.feature_set]
+                for seed, seed_curve in curve.groupby("seed"):
+                    crossing = samples_to_target(seed_curve, target)
+                    points.append((member.d, seed, crossing.n, crossing.reason))
+            if not points:
+                continue
+            d, seeds, n, reasons = zip(*points, strict=True)
+            needed += [
+                {
+                    "family": fam,
+                    "method": method,
+                    "d": a,
+                    "seed": b,
+                    "n_needed": c,
+                    "target_accuracy": target,
+                    "reason": r,
+                }
+                for a, b, c, r in points
+            ]
+            fit = fit_exponent(d, n, seeds=seeds)
+            head = rows["head"].iloc[0]
+            theory = "bilinear" if head in CROSS_ATTENTION_HEADS else "linear"
+            exponents.append(
+                {
+                    "family": fam,
+                    "method": method,
+                    "head": head,
+                    "target_accuracy": target,
+                    "beta": fit.beta,
+                    "beta_low": fit.low,
+                    "beta_high": fit.high,
+                    "beta_boot_low": fit.boot_low,
+                    "beta_boot_high": fit.boot_high,
+                    "points": fit.n_points,
+                    "dropped": fit.dropped,
+                    "reason": fit.reason,
+                    "theory_beta": THEORY_BETA[theory],
+                    "theory": theory,
+                }
+            )
+    return pd.DataFrame(needed), pd.DataFrame(exponents)
+
+
 def n_star_text(row) -> str:
     """A crossover for people: a number, "never within 10^7", or why there is none."""
     if math.isnan(row["n_star"]):
@@ -192,6 +299,7 @@ def write_theory(
     fits, crossings, boots = curve_fits(
         runs, reference, settings["bootstrap_resamples"], settings["seed"], settings["n_max"]
     )
+    needed, exponents = sample_complexity(runs, feature_sets, widths, settings["target_fraction"])
     out_dir = Path(out_dir)
     for name, frame in (
         ("theory_curves", curves),
@@ -199,9 +307,12 @@ def write_theory(
         ("theory_fits", fits),
         ("theory_crossovers", crossings),
         ("theory_learning_curves", learning_curve_points(runs, boots)),
+        ("sample_complexity_points", needed),
+        ("sample_complexity", exponents),
+        ("theory_fit_samples", fit_samples(boots)),
     ):
         write_frame(frame, out_dir / f"{name}.parquet")
-    text = theory_markdown(samples, fits, crossings, settings)
+    text = theory_markdown(samples, fits, crossings, settings) + exponent_markdown(exponents)
     with atomic_path(out_dir / "theory.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -249,3 +360,26 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
     else:
         parts.append("(no cross-attention method beside the reference)")
     return "\n".join(parts) + "\n"
+
+
+def exponent_markdown(exponents: pd.DataFrame) -> str:
+    """The d-scaling exponents beside the theory's, when the study varies d."""
+    if exponents.empty:
+        return ""
+    shown = exponents.assign(
+        beta_shown=[
+            f"{r.beta:.2f} [{r.beta_low:.2f}, {r.beta_high:.2f}]"
+            if np.isfinite(r.beta)
+            else f"– ({r.reason})"
+            for r in exponents.itertuples()
+        ]
+    )[["family", "method", "target_accuracy", "beta_shown", "theory_beta", "points", "dropped"]]
+    return (
+        "\n## Sample complexity in the feature width d (n_needed ~ d^beta)\n\n"
+        + shown.to_markdown(index=False, disable_numparse=True)
+        + "\n\nn_needed: the training pairs at which a seed's learning curve reaches the target "
+        "accuracy, a fixed share of the gap between chance and the best accuracy its family "
+        "reached; beta is the least-squares slope of log n_needed on log d with its 95% t "
+        "interval. The theory's beta: 1 for a linear fusion projection (d_v + d_t), 2 for a "
+        "full-rank bilinear score (d_v·d_t).\n"
+    )

@@ -1,0 +1,108 @@
+"""The theory stage: curve fits of measured learning curves and the d-scaling exponents."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alignfuse.parquet import write_embeddings
+from alignfuse.theory.stage import curve_fits, sample_complexity, theory_curves
+
+SCALES = [128, 256, 512, 1024, 2048, 4096, 8192]
+
+
+def runs_of(curves: dict, seeds=5, noise=0.003, scales=SCALES) -> pd.DataFrame:
+    """curves: (feature_set, method, head) -> accuracy(n); per-seed noise added."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (feature_set, method, head), accuracy in curves.items():
+        backbone, alignment = feature_set.split("@")
+        for n in scales:
+            for seed in range(seeds):
+                rows.append(
+                    {
+                        "dataset": "synthetic",
+                        "backbone": backbone,
+                        "alignment": alignment,
+                        "method": method,
+                        "head": head,
+                        "n_train": n,
+                        "seed": seed,
+                        "status": "ok",
+                        "test_accuracy": accuracy(n) + rng.normal(0, noise),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def power_law(e_inf, b, c):
+    return lambda n: 1 - (e_inf + b * n ** (-c))
+
+
+def test_fits_recover_the_curves_and_find_where_cross_attention_overtakes():
+    runs = runs_of(
+        {
+            ("a@raw", "concat", "concat"): power_law(0.10, 1.0, 0.5),
+            ("a@raw", "xattn_txt2img", "xattn_txt2img"): power_law(0.02, 8.0, 0.5),
+        }
+    )
+    fits, crossings, _ = curve_fits(runs, "concat", resamples=50, seed=0, n_max=1e7)
+    concat = fits.set_index("method").loc["concat"]
+    assert concat["identifiable"] and concat["e_inf"] == pytest.approx(0.10, abs=0.02)
+    assert concat["heldout_error_pts"] < 1.0
+    (crossing,) = crossings.itertuples()
+    # 0.10 + n^-1/2 = 0.02 + 8 n^-1/2  ->  sqrt(n) = 7 / 0.08
+    assert crossing.n_star == pytest.approx((7 / 0.08) ** 2, rel=0.3)
+
+
+def write_family(tmp_path, widths, rotation):
+    sets = []
+    for d in widths:
+        name = f"d{d}_{rotation}"
+        for side in ("image", "text"):
+            write_embeddings(
+                tmp_path / f"{name}_{side}.parquet",
+                f"{side}_id",
+                ["x"],
+                np.zeros((1, d), np.float32),
+                {"rotation": rotation},
+            )
+        sets.append(
+            {
+                "backbone": name,
+                "alignment": "raw",
+                "image": tmp_path / f"{name}_image.parquet",
+                "text": tmp_path / f"{name}_text.parquet",
+            }
+        )
+    return sets
+
+
+def test_d_scaling_recovers_linear_and_quadratic_exponents(tmp_path):
+    """Accuracy 0.5 + 0.45 (1 - exp(-n / (k d^beta))): n_needed grows as d^beta."""
+    widths = [8, 16, 32, 64]
+    sets = write_family(tmp_path, widths, 0.0)
+    curves = {}
+    for d in widths:
+        curves[(f"d{d}_0.0@raw", "concat", "concat")] = lambda n, d=d: (
+            0.5 + 0.45 * (1 - np.exp(-n / (4 * d)))
+        )
+        curves[(f"d{d}_0.0@raw", "xattn_txt2img", "xattn_txt2img")] = lambda n, d=d: (
+            0.5 + 0.45 * (1 - np.exp(-n / (0.5 * d**2)))
+        )
+    runs = runs_of(curves, noise=0.001, scales=[2**k for k in range(6, 17)])
+    widths_of = {f"{s['backbone']}@raw": (d, d) for s, d in zip(sets, widths, strict=True)}
+    needed, exponents = sample_complexity(runs, sets, widths_of, fraction=0.5)
+    beta = exponents.set_index("method")["beta"]
+    assert beta["concat"] == pytest.approx(1.0, abs=0.15)
+    assert beta["xattn_txt2img"] == pytest.approx(2.0, abs=0.2)
+    assert set(exponents["theory_beta"]) == {1.0, 2.0}
+    assert (needed["family"] == "rotation 0").all()
+
+
+def test_predicted_curves_come_from_the_built_heads_at_every_width():
+    methods = {"concat": {"head": "concat"}, "xattn_txt2img": {"head": "xattn_txt2img"}}
+    curves, samples = theory_curves(methods, {"c@raw": (512, 512)}, 0.05, "concat")
+    ratio = samples.set_index("method")["ratio_to_reference"]
+    assert ratio["xattn_txt2img (full)"] > 200  # d_v·d_t / (d_v + d_t) = 256, with a log
+    assert (samples["ratio_dv_dt"] == 256).all()
+    assert set(curves["feature_set"]) == {"c@raw"}
