@@ -626,3 +626,41 @@ def test_fused_representations_are_kept_per_seed_and_test_pair_as_leading_compon
     assert z.shape == (2 * len(test), 16) and z.dtype == np.float16
     variance = z.astype(np.float64).var(axis=0)
     assert (np.diff(variance) <= 1e-3).all()  # principal components, largest variance first
+
+
+FACTORED_HEADS = {
+    "concat": {"hidden": [32, 16]},
+    "xattn_txt2img": {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32, "token_map": "mixed"},
+    "xattn_img2txt": {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32},
+    "xattn_bidir": {"tokens": 4, "dim": 16, "heads": 2, "ffn": 32, "norm": "pre"},
+    "gated_sum": {"dim": 16, "hidden": [8], "gate_hidden": 8},
+    "weighted_sum": {"dim": 16, "hidden": [8]},
+    "bilinear": {"rank": 16, "hidden": [8]},
+    "late": {"hidden": [16], "combine": "learned"},
+    "image_only": {"hidden": [16]},
+    "text_only": {"hidden": [16]},
+}
+
+
+@pytest.mark.parametrize("head", sorted(FACTORED_HEADS))
+def test_factored_evaluation_equals_the_per_pair_forward_within_rounding(head):
+    """Evaluation computes each image's and caption's part once and joins them per pair: the
+    same numbers as running every pair through the head, up to float rounding."""
+    from alignfuse.features.rows import PooledRows
+    from alignfuse.fusion import FUSION_METHODS
+    from alignfuse.train.splits import Split
+
+    assert set(FACTORED_HEADS) == set(FUSION_METHODS)
+    torch.manual_seed(0)
+    model = SeedEnsemble(head, FACTORED_HEADS[head], 12, 10, [0, 1])
+    image, text = PooledRows(torch.randn(30, 12)), PooledRows(torch.randn(90, 10))
+    split = Split(
+        image,
+        text,
+        torch.zeros(700, dtype=torch.long),
+        torch.randint(0, 30, (700,)),
+        torch.randint(0, 90, (700,)),
+    )
+    torch.testing.assert_close(
+        model.predict(split), model.predict(split, factored=False), rtol=1e-5, atol=1e-5
+    )

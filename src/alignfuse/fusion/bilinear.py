@@ -36,5 +36,13 @@ class LowRankBilinearHead(nn.Module):
         return {**config, "rank": width}
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        z = self.image_proj(image) * self.text_proj(text)
-        return self.classifier(self.drop(z))
+        return self.combine(self.encode_image(image), self.encode_text(text))
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(image)
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        return self.text_proj(text)
+
+    def combine(self, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.drop(u * w))

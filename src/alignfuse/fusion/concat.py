@@ -7,6 +7,7 @@ any interaction between the modalities has to be built by the hidden layers.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alignfuse.fusion.layers import mlp, scaled_widths
@@ -21,6 +22,7 @@ class ConcatHead(nn.Module):
 
     def __init__(self, d_image: int, d_text: int, hidden=(256, 128), dropout: float = 0.1):
         super().__init__()
+        self.d_image = d_image
         self.mlp = mlp(d_image + d_text, hidden, 2, dropout)
 
     @staticmethod
@@ -30,3 +32,14 @@ class ConcatHead(nn.Module):
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([image, text], dim=-1))
+
+    # The first layer is W [v; t] = W_v v + W_t t: evaluation computes each part once per distinct
+    # image and caption and adds them per pair (see train.ensemble.SeedEnsemble.predict).
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return F.linear(image, self.mlp[0].weight[:, : self.d_image])
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        return F.linear(text, self.mlp[0].weight[:, self.d_image :], self.mlp[0].bias)
+
+    def combine(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.mlp[1:](image + text)

@@ -51,7 +51,15 @@ class LateFusionHead(nn.Module):
         return {**config, "hidden": scaled_widths(config["hidden"], width)}
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        l_image, l_text = self.image_head(image), self.text_head(text)
+        return self.combine(self.encode_image(image), self.encode_text(text))
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_head(image)
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        return self.text_head(text)
+
+    def combine(self, l_image: torch.Tensor, l_text: torch.Tensor) -> torch.Tensor:
         if self.mix is None:
             return l_image + l_text
         return self.mix[0] * l_image + self.mix[1] * l_text

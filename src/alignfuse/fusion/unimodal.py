@@ -33,6 +33,15 @@ class UnimodalHead(nn.Module):
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return self.mlp(image if self.MODALITY == "image" else text)
 
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.mlp(image) if self.MODALITY == "image" else image[..., :0]
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        return self.mlp(text) if self.MODALITY == "text" else text[..., :0]
+
+    def combine(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return image if self.MODALITY == "image" else text
+
 
 class ImageOnlyHead(UnimodalHead):
     """``image_only``: sees the image features only."""

@@ -52,7 +52,16 @@ class SumHead(nn.Module):
         raise NotImplementedError
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.fuse(self.image_proj(image), self.text_proj(text)))
+        return self.combine(self.encode_image(image), self.encode_text(text))
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(image)
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        return self.text_proj(text)
+
+    def combine(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.fuse(p_image, p_text))
 
 
 class WeightedSumHead(SumHead):

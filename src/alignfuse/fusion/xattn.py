@@ -106,7 +106,26 @@ class CrossAttentionHead(nn.Module):
         mean log number of keys [B] (both in nats, averaged over the blocks): a head whose
         entropy sits at the ceiling attends uniformly and ignores its queries.
         """
-        img, txt = self.image_tokens(image), self.text_tokens(text)
+        return self.combine(
+            self.encode_image(image), self.encode_text(text), image_mask, text_mask, return_entropy
+        )
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The image's tokens [.., L, dim]: its own computation, shared by every pair it is in."""
+        return self.image_tokens(image)
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        return self.text_tokens(text)
+
+    def combine(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        return_entropy: bool = False,
+    ):
+        """Logits from both sides' tokens (see :meth:`forward`)."""
         sides = {
             "txt2img": (txt, text_mask, img, image_mask),
             "img2txt": (img, image_mask, txt, text_mask),

@@ -28,6 +28,18 @@ EVAL_PAIRS = 512
 DROPOUT_STREAM = 1
 
 
+class Part(torch.nn.Module):
+    """One method of a head (``encode_image``, ``encode_text`` or ``combine``) as a module, so
+    that ``functional_call`` can run it with a seed's parameters (``head.``-prefixed)."""
+
+    def __init__(self, head: torch.nn.Module, name: str):
+        super().__init__()
+        self.head, self.name = head, name
+
+    def forward(self, *args):
+        return getattr(self.head, self.name)(*args)
+
+
 def seed_stream(seed: int, stream: int) -> torch.Generator:
     """A CPU generator that depends on ``seed`` and the kind of draw ``stream`` only."""
     state = np.random.SeedSequence([seed, stream]).generate_state(1)[0]
@@ -86,10 +98,31 @@ class SeedEnsemble:
         self._batched = vmap(self.forward, randomness="different")
         self._shared = vmap(self.forward, in_dims=(0, 0, None))
         self._entropy = vmap(self.entropy_forward, in_dims=(0, 0, None))
+        # heads whose pair computation splits into per-image and per-caption parts and a join
+        self.factored = all(
+            hasattr(self.base, m) for m in ("encode_image", "encode_text", "combine")
+        )
+        self._parts = {m: Part(self.base, m) for m in ("encode_image", "encode_text", "combine")}
+        self._encode = {
+            m: vmap(self.part_forward(m), in_dims=(0, 0, None))
+            for m in ("encode_image", "encode_text")
+        }
+        self._combine = vmap(self.part_forward("combine"), in_dims=(0, 0, 0, 0))
 
     def forward(self, params, buffers, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One seed's head with the given parameters (the function that vmap maps over seeds)."""
         return functional_call(self.base, (params, buffers), inputs)
+
+    def part_forward(self, name: str):
+        """One seed's ``name`` part of the head, with the given parameters (for vmap)."""
+        part = self._parts[name]
+
+        def run(params, buffers, *args):
+            prefixed = {f"head.{k}": v for k, v in params.items()}
+            prefixed |= {f"head.{k}": v for k, v in buffers.items()}
+            return functional_call(part, prefixed, args)
+
+        return run
 
     def entropy_forward(self, params, buffers, inputs: tuple[torch.Tensor, ...]):
         """One seed's head returning (logits, attention entropy, its ceiling) per pair."""
@@ -159,15 +192,44 @@ class SeedEnsemble:
         return masks
 
     @torch.no_grad()
-    def predict(self, split: Split) -> torch.Tensor:
-        """Every seed on the same pairs, in eval mode: logits [S, N, 2], on the CPU."""
+    def predict(self, split: Split, factored: bool = True) -> torch.Tensor:
+        """Every seed on the same pairs, in eval mode: logits [S, N, 2], on the CPU.
+
+        Heads that split into per-image and per-caption parts (pooled features) compute each
+        part once per distinct image and caption of the split and join them per pair: the same
+        mathematics as the per-pair forward, with different rounding (``factored=False`` runs
+        the per-pair forward).
+        """
         self.eval()
         weights = self.weights()
+        if factored and self.factored and not split.tokens:
+            return self.predict_factored(split, weights)
         step = max(1, int(EVAL_PAIRS / split.tokens_per_pair))
         logits = []
         for i in range(0, len(split), step):
             index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
             logits.append(self._shared(weights, self.buffers, split.inputs(index)))
+        return torch.cat(logits, dim=1).cpu()
+
+    def predict_factored(self, split: Split, weights: dict) -> torch.Tensor:
+        """:meth:`predict` through the parts: encode each distinct row once, join per pair."""
+        codes = {}
+        for name, rows, index in (
+            ("encode_image", split.image, split.image_row),
+            ("encode_text", split.text, split.text_row),
+        ):
+            distinct, position = torch.unique(index, return_inverse=True)
+            (values,) = rows.gather(distinct)
+            codes[name] = (self._encode[name](weights, self.buffers, values), position)
+        (image, image_at), (text, text_at) = codes["encode_image"], codes["encode_text"]
+        logits = []
+        for i in range(0, len(split), EVAL_PAIRS):
+            chunk = slice(i, min(i + EVAL_PAIRS, len(split)))
+            logits.append(
+                self._combine(
+                    weights, self.buffers, image[:, image_at[chunk]], text[:, text_at[chunk]]
+                )
+            )
         return torch.cat(logits, dim=1).cpu()
 
     @torch.no_grad()
