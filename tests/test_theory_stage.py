@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignfuse.parquet import write_embeddings
-from alignfuse.theory.stage import curve_fits, sample_complexity, theory_curves
+from alignfuse.parquet import write_embeddings, write_frame
+from alignfuse.theory.stage import curve_fits, sample_complexity, theory_curves, write_theory
 
 SCALES = [128, 256, 512, 1024, 2048, 4096, 8192]
 
@@ -106,3 +106,42 @@ def test_predicted_curves_come_from_the_built_heads_at_every_width():
     assert ratio["xattn_txt2img (full)"] > 200  # d_v·d_t / (d_v + d_t) = 256, with a log
     assert (samples["ratio_dv_dt"] == 256).all()
     assert set(curves["feature_set"]) == {"c@raw"}
+
+
+def test_a_study_method_spec_with_its_settings_builds_the_same_head():
+    """A method's study settings (its training overrides, its input scaling) are not arguments
+    of the head: the theory counts the head the train stage builds."""
+    plain = {"xattn_txt2img": {"head": "xattn_txt2img", "dim": 32, "heads": 4, "ffn": 64}}
+    spec = {
+        "xattn_txt2img": {
+            **plain["xattn_txt2img"],
+            "scaling": "zscore",
+            "training": {"lr": 0.01},
+        }
+    }
+    _, with_settings = theory_curves(spec, {"a@raw": (64, 64)}, 0.05, "xattn_txt2img")
+    _, without = theory_curves(plain, {"a@raw": (64, 64)}, 0.05, "xattn_txt2img")
+    assert with_settings.equals(without)
+    assert (with_settings["params"] > 0).all()
+
+
+def test_a_study_at_one_scale_still_writes_every_table(tmp_path):
+    """An ablation at one scale fits no learning curve and has no width family: the tables are
+    written empty with their columns, and theory.md says there is nothing to fit."""
+    (feature_set,) = write_family(tmp_path, [32], 0.0)
+    curves = {("d32_0.0@raw", m, m): (lambda n: 0.8) for m in ("concat", "xattn_txt2img")}
+    runs = tmp_path / "runs.parquet"
+    write_frame(runs_of(curves, scales=[2048]), runs)
+    methods = {m: {"head": m} for m in ("concat", "xattn_txt2img")}
+    settings = {
+        "target_excess_risk": 0.05,
+        "bootstrap_resamples": 50,
+        "seed": 0,
+        "n_max": 1e7,
+        "target_fraction": 0.8,
+    }
+    out = tmp_path / "tables"
+    write_theory(runs, [feature_set], methods, settings, "concat", out)
+    points = pd.read_parquet(out / "sample_complexity_points.parquet")
+    assert points.empty and {"family", "method", "d", "seed", "n_needed"} <= set(points.columns)
+    assert "(none)" in (out / "theory.md").read_text(encoding="utf-8")

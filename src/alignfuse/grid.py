@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from alignfuse.fusion import METHOD_SETTINGS
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -65,7 +67,7 @@ def train_slice(config: dict, method: str) -> dict:
     return {
         "method": method,
         "head": spec["head"],
-        "hparams": {k: v for k, v in spec.items() if k not in ("head", "training", "scaling")},
+        "hparams": {k: v for k, v in spec.items() if k not in METHOD_SETTINGS},
         "training": method_training(config, method),
         "seeds": list(config["seeds"]),
         "resample": config["pairs"]["resample"],

@@ -23,6 +23,9 @@ FUSION_METHODS = {
 }
 
 
+# Keys of a study's method spec that are settings of the study, not arguments of the head.
+METHOD_SETTINGS = ("head", "training", "scaling")
+
 # The heads whose modalities meet in attention scores (the family the paper compares with concat).
 CROSS_ATTENTION_HEADS = ("xattn_txt2img", "xattn_img2txt", "xattn_bidir")
 

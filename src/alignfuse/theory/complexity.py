@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import FUSION_METHODS, head_class
+from alignfuse.fusion import FUSION_METHODS, METHOD_SETTINGS, head_class
 
 ADDITIVE_HEADS = ("concat", "weighted_sum", "gated_sum", "late", "image_only", "text_only")
 CROSS_ATTENTION_HEADS = ("xattn_txt2img", "xattn_img2txt", "xattn_bidir")
@@ -25,7 +25,6 @@ FORMS = ("sqrt_log", "linear")
 SEARCH_RANGE = (1e1, 1e12)  # samples_needed looks for n here; the bound means little below 10
 DEFAULT_N_GRID = np.logspace(2, 7, 51)
 REFERENCE = "concat"
-NOT_HYPER = ("head", "training")  # keys of a study's method spec that the head does not take
 
 
 def _check_widths(d_image, d_text) -> tuple[int, int]:
@@ -48,7 +47,7 @@ def _head_config(head: str, d_image: int, d_text: int, config: Mapping | None) -
         raise AlignfuseError(
             f"head {head!r} is not in the fusion registry; use one of {', '.join(FUSION_METHODS)}"
         )
-    config = {k: v for k, v in (config or {}).items() if k not in NOT_HYPER}
+    config = {k: v for k, v in (config or {}).items() if k not in METHOD_SETTINGS}
     return hyper_parameters(head_class(head), resolve_config(head, d_image, d_text, config))
 
 
@@ -164,7 +163,7 @@ def _methods(methods) -> dict[str, tuple[str, dict]]:
     """label -> (head, hyper-parameters) from head names or the study's ``methods`` mapping.
 
     A label's spec names its head under ``head`` (default: the label itself, a registry name);
-    ``training`` settings are not hyper-parameters of the head and are left out.
+    ``training`` and ``scaling`` are settings of the study, not of the head, and are left out.
     """
     if isinstance(methods, str):
         raise AlignfuseError(f"methods: pass a list of head names or a mapping, not {methods!r}")
@@ -175,7 +174,10 @@ def _methods(methods) -> dict[str, tuple[str, dict]]:
     else:
         raise AlignfuseError(f"methods: {methods!r} is not a list of head names or name -> config")
     return {
-        label: (spec.pop("head", label), {k: v for k, v in spec.items() if k not in NOT_HYPER})
+        label: (
+            spec.pop("head", label),
+            {k: v for k, v in spec.items() if k not in METHOD_SETTINGS},
+        )
         for label, spec in specs.items()
     }
 

@@ -189,6 +189,25 @@ def family(feature_set: dict) -> str:
     return feature_set["alignment"]
 
 
+NEEDED_COLUMNS = ["family", "method", "d", "seed", "n_needed", "target_accuracy", "reason"]
+EXPONENT_COLUMNS = [
+    "family",
+    "method",
+    "head",
+    "target_accuracy",
+    "beta",
+    "beta_low",
+    "beta_high",
+    "beta_boot_low",
+    "beta_boot_high",
+    "points",
+    "dropped",
+    "reason",
+    "theory_beta",
+    "theory",
+]
+
+
 def sample_complexity(
     runs: pd.DataFrame, feature_sets: list[dict], widths: dict, fraction: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -265,7 +284,9 @@ def sample_complexity(
                     "theory": theory,
                 }
             )
-    return pd.DataFrame(needed), pd.DataFrame(exponents)
+    return pd.DataFrame(needed, columns=NEEDED_COLUMNS), pd.DataFrame(
+        exponents, columns=EXPONENT_COLUMNS
+    )
 
 
 def n_star_text(row) -> str:
@@ -317,12 +338,9 @@ def write_theory(
         tmp.write_text(text, encoding="utf-8")
 
 
-def theory_markdown(samples, fits, crossings, settings) -> str:
-    shown_samples = samples.assign(
-        n_needed=[f"{n:,.0f}" if np.isfinite(n) else "–" for n in samples["n_needed"]],
-        ratio=[f"{r:,.1f}" for r in samples["ratio_to_reference"]],
-    )[["feature_set", "method", "params", "p_eff", "basis", "n_needed", "ratio"]]
-    shown_fits = fits.assign(
+def fits_markdown(fits: pd.DataFrame) -> str:
+    """The learning-curve fits as a Markdown table (fits exist: a study with one scale has none)."""
+    shown = fits.assign(
         fit=[
             f"e_inf {r.e_inf:.3f} [{r.e_inf_low:.3f}, {r.e_inf_high:.3f}], c {r.c:.2f} "
             f"[{r.c_low:.2f}, {r.c_high:.2f}]"
@@ -337,6 +355,15 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
             for r in fits.itertuples()
         ],
     )[["feature_set", "method", "scales", "fit", "heldout"]]
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
+def theory_markdown(samples, fits, crossings, settings) -> str:
+    shown_samples = samples.assign(
+        n_needed=[f"{n:,.0f}" if np.isfinite(n) else "–" for n in samples["n_needed"]],
+        ratio=[f"{r:,.1f}" for r in samples["ratio_to_reference"]],
+    )[["feature_set", "method", "params", "p_eff", "basis", "n_needed", "ratio"]]
+    shown_fits = fits_markdown(fits) if len(fits) else "(none)"
     parts = [
         "## Samples needed (theory)\n",
         shown_samples.to_markdown(index=False, disable_numparse=True),
@@ -344,7 +371,7 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
         "C·sqrt(p_eff·log n / n) with C = 1: the constants are free in the theory, so the "
         "ratio to the reference is the prediction, not the numbers.\n",
         "## Learning curves err(n) = e_inf + b·n^-c (measured)\n",
-        shown_fits.to_markdown(index=False, disable_numparse=True) if len(fits) else "(none)",
+        shown_fits,
         "\nFitted on every seed's test error, with a percentile bootstrap over seeds; a fit the "
         "scales cannot identify says why. Held-out: the fit without the largest scale predicts "
         "its error (percent), beside the measured mean.\n",
