@@ -72,11 +72,28 @@ def predictions_for(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+def curves_for(frame):
+    """Two evaluations per seed of a run file, in the train stage's curves columns."""
+    labels = ["dataset", "backbone", "alignment", "method", "head", "seed"]
+    rows = frame[labels].drop_duplicates()
+    curves = pd.concat([rows.assign(epoch=epoch) for epoch in (1, 2)], ignore_index=True)
+    return curves.assign(
+        train_loss=0.6,
+        dev_loss=0.5,
+        dev_accuracy=0.7,
+        dev_auroc=0.8,
+        attention_entropy=np.nan,
+        attention_ceiling=np.nan,
+        score_grad_norm=np.nan,
+    )
+
+
 def write_run(tmp_path, frame, name):
-    """A run file and its test predictions, as the train stage writes them."""
+    """A run file with its test predictions and learning curves, as the train stage writes them."""
     path = tmp_path / f"{name}.parquet"
     write_frame(frame, path)
     write_frame(predictions_for(frame), tmp_path / f"{name}.predictions.parquet")
+    write_frame(curves_for(frame), tmp_path / f"{name}.curves.parquet")
     return path
 
 
@@ -318,6 +335,9 @@ def test_the_aggregate_command_writes_the_tables_and_reports_errors_in_one_line(
     runs = list(map(str, five_point_study(tmp_path)))
     assert main(["aggregate", "--runs", *runs, *common]) == 0
     assert (out / "paper_vs_ours.md").is_file()
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert len(curves) == 2 * len(pd.read_parquet(out / "runs.parquet"))
+    assert curves["n_train"].notna().all()
     assert main(["aggregate", "--runs", str(tmp_path / "absent.parquet"), *common]) == 1
     assert "absent.parquet: run file not found" in capsys.readouterr().err
 

@@ -23,6 +23,7 @@ def test_every_registered_figure_names_a_plot_function_and_a_table():
     assert set(FIGURES) == set(FIGURE_TABLES)
     assert set(FIGURE_TABLES.values()) <= {
         "runs",
+        "curves",
         "summary",
         "paired",
         "paper_vs_ours",

@@ -188,11 +188,13 @@ def advise(args) -> None:
 def aggregate(args) -> None:
     from alignfuse.analysis.tables import (
         Settings,
+        collect_curves,
         collect_predictions,
         collect_runs,
+        write_csv,
         write_tables,
     )
-    from alignfuse.parquet import read_frame
+    from alignfuse.parquet import read_frame, write_frame
 
     settings = Settings.from_config(args.settings["analysis"], args.settings["claims"])
     if not args.test_pairs.is_file():
@@ -206,6 +208,9 @@ def aggregate(args) -> None:
     if args.alignment_metrics:
         metrics = read_frame(args.alignment_metrics, "rerun the alignment_metrics rule")
     write_tables(runs, args.out_dir, settings, predictions, test_pairs, metrics)
+    curves = collect_curves(args.runs)
+    write_frame(curves, args.out_dir / "curves.parquet")
+    write_csv(curves, args.out_dir / "curves.csv")
 
 
 def figure(args) -> None:

@@ -1,6 +1,6 @@
 """Aggregation of all runs into tables: means and intervals, paired differences, claims vs ours."""
 
-TABLES = ["runs", "summary", "paired", "paper_vs_ours", "alignment_study"]
+TABLES = ["runs", "curves", "summary", "paired", "paper_vs_ours", "alignment_study"]
 # The tables for people: also as Markdown and as HTML (which the report shows inline).
 REPORT_TABLES = ["summary", "paired", "paper_vs_ours", "alignment_study"]
 
@@ -10,11 +10,13 @@ rule aggregate:
     input:
         runs=run_files(),
         predictions=run_files(".predictions"),
+        curves=run_files(".curves"),
         test_pairs=f"results/pairs/{DATASET}/test.parquet",
         alignment_metrics=f"results/{STUDY}/alignment/{DATASET}.parquet",
     output:
         expand("results/{{study}}/tables/{table}.parquet", table=TABLES),
         "results/{study}/tables/runs.csv",
+        "results/{study}/tables/curves.csv",
         [
             report(
                 f"results/{{study}}/tables/{table}.{ext}",

@@ -4,6 +4,7 @@ FIGURES = [
     "scaling",
     "gap",
     "params",
+    "training_curves",
     "alignment_gap",
     "alignment_metrics",
     "pid_bars",
@@ -20,6 +21,7 @@ localrules:
     figure_scaling,
     figure_gap,
     figure_params,
+    figure_training_curves,
     figure_alignment_gap,
     figure_alignment_metrics,
     figure_pid_bars,
@@ -106,6 +108,26 @@ rule figure_alignment_gap:
         code=f"{code_hash('figures.alignment_gap')}:{FIGURE_REGISTRY['alignment_gap']}",
     shell:
         "alignfuse figure alignment_gap --table {input} --study {params.study} --dpi {params.dpi} "
+        "--options {params.options:q} --out {output} > {log} 2>&1"
+
+
+rule figure_training_curves:
+    """Dev accuracy and attention entropy per epoch, one line per seed, at the largest scale."""
+    input:
+        "results/{study}/tables/curves.parquet",
+    output:
+        figure_files("training_curves", for_report=True),
+    log:
+        "results/{study}/logs/figures/training_curves.log",
+    conda:
+        CONDA_ENV
+    params:
+        study=config["study"],
+        dpi=config["figures"]["dpi"],
+        options=as_json({}),
+        code=f"{code_hash('figures.training_curves')}:{FIGURE_REGISTRY['training_curves']}",
+    shell:
+        "alignfuse figure training_curves --table {input} --study {params.study} --dpi {params.dpi} "
         "--options {params.options:q} --out {output} > {log} 2>&1"
 
 

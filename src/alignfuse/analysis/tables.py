@@ -114,6 +114,30 @@ def predictions_path(run_path: Path) -> Path:
     return run_path.with_name(run_path.name.removesuffix(".parquet") + ".predictions.parquet")
 
 
+def curves_path(run_path: Path) -> Path:
+    """The learning curves that the train stage writes beside a run file."""
+    run_path = Path(run_path)
+    return run_path.with_name(run_path.name.removesuffix(".parquet") + ".curves.parquet")
+
+
+def collect_curves(paths: list[Path]) -> pd.DataFrame:
+    """Every condition's per-evaluation curves (dev metrics and the attention diagnostics), with
+    the condition's training pairs, in a fixed order whatever the input order."""
+    frames = []
+    for path in map(Path, paths):
+        source = curves_path(path)
+        if not source.is_file():
+            raise AlignfuseError(
+                f"{source}: learning curves not found beside {path.name}; rerun the train stage"
+            )
+        (n_train,) = read_frame(path, RUNS_FIX, columns=["n_train"])["n_train"].unique()
+        frames.append(read_frame(source, RUNS_FIX).assign(n_train=n_train))
+    curves = pd.concat(frames, ignore_index=True)
+    order = [*CONDITION, "seed", "epoch"]
+    curves = curves[order + [c for c in curves.columns if c not in order]]
+    return curves.sort_values(order, kind="stable").reset_index(drop=True)
+
+
 def collect_predictions(paths: list[Path], test_pairs: pd.DataFrame) -> Predictions:
     """Every condition's test probabilities, from the predictions beside each run file."""
     predictions = Predictions()
