@@ -77,6 +77,13 @@ def test_two_levels_are_too_few_to_tell_a_trend():
     assert (study["trend"] == TOO_FEW_LEVELS).all()
 
 
+def test_a_study_of_the_reference_alone_has_no_gaps_to_study():
+    runs = runs_with_gaps({0: 1.0, 0.5: 2.0})
+    study = alignment_study(runs[runs["method"] == "concat"], None, "concat", 300)
+    assert study.empty
+    assert "trend" in study.columns
+
+
 def trend_claim():
     return Claim.from_config(
         {

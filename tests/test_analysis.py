@@ -196,11 +196,13 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
     write_tables(runs, out, SETTINGS)
     names = {
         f"{t}.{ext}"
-        for t in ("runs", "summary", "paired", "paper_vs_ours")
+        for t in ("runs", "summary", "paired", "paper_vs_ours", "alignment_study")
         for ext in ("parquet", "csv")
     }
     names |= {
-        f"{t}.{ext}" for t in ("summary", "paired", "paper_vs_ours") for ext in ("md", "html")
+        f"{t}.{ext}"
+        for t in ("summary", "paired", "paper_vs_ours", "alignment_study")
+        for ext in ("md", "html")
     }
     assert {p.name for p in out.iterdir()} == names  # no temporary files left behind
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs, check_dtype=False)
@@ -277,7 +279,8 @@ def test_build_tables_pairs_methods_and_judges_the_claims(tmp_path):
     tables = build_tables(
         collect_runs(paths), SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
     )
-    assert list(tables) == ["runs", "summary", "paired", "paper_vs_ours"]
+    assert list(tables) == ["runs", "summary", "paired", "paper_vs_ours", "alignment_study"]
+    assert tables["alignment_study"].empty  # no degraded feature sets in this study
     paired = tables["paired"].set_index("metric")
     assert paired.loc["test_accuracy", "mean_diff"] == pytest.approx(0.05)
     claims = tables["paper_vs_ours"].set_index("scales")

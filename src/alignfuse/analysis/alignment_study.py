@@ -54,9 +54,11 @@ def seed_gaps(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Per condition and seed, reference − method test accuracy (ok seeds matched on seed)."""
     runs = runs[~diverged_runs(runs)]
     keys = ["dataset", "backbone", "alignment", "n_train", "seed"]
-    ref = runs[runs["method"] == reference].set_index(keys)[METRIC]
+    ref = runs.loc[runs["method"] == reference, [*keys, METRIC]]
     others = runs[runs["method"] != reference]
-    gaps = others.join(ref.rename("reference_value"), on=keys, how="inner")
+    gaps = others.merge(
+        ref.rename(columns={METRIC: "reference_value"}), on=keys, how="inner", validate="m:1"
+    )
     gaps["gap"] = gaps["reference_value"] - gaps[METRIC]
     recipes = gaps["alignment"].map(parse_alignment)
     gaps["base"] = [r.base for r in recipes]
