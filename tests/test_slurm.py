@@ -171,24 +171,25 @@ def rule_of(job: dict[str, str]) -> str:
 def cancel_a_training_job_mid_run(cluster, workdir: Path, run: subprocess.Popen) -> dict:
     """scancel the first training job whose command has started (its rule log exists).
 
-    Returns its squeue row. The log results/<study>/logs/train/<dataset>/<backbone>@<alignment>/<method>/
-    n<n>.log belongs to the job whose plugin comment is rule_train_wildcards_<the same, joined by _>.
+    Returns its squeue row. The log results/<study>/logs/train/<dataset>/<backbone>@<alignment>/
+    <method>/n<n>.log belongs to the job whose plugin comment is
+    rule_train_wildcards_<study>_<the rest, joined by _>.
     """
+    logs = workdir / "results/smoke/logs/train"
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline and run.poll() is None:
-        for log in (workdir / "results/smoke/logs/train").glob("*/*@*/*/n*.log"):
-            dataset, condition, method, n = log.relative_to(
-                workdir / "results/smoke/logs/train"
-            ).parts
-            wildcards = [dataset, *condition.split("@"), method, n.removeprefix("n")[:-4]]
+        for log in logs.glob("*/*@*/*/n*.log"):
+            dataset, condition, method, n = log.relative_to(logs).parts
+            wildcards = ["smoke", dataset, *condition.split("@"), method, n.removeprefix("n")[:-4]]
             comment = "rule_train_wildcards_" + "_".join(wildcards)
             for job in cluster.jobs():
                 if job["comment"] == comment and job["state"] == "RUNNING":
                     cluster.run("scancel", job["id"])
                     return job
         time.sleep(0.1)
-    output = run.communicate()[0] if run.poll() is not None else ""
-    raise AssertionError(f"no training job was seen running\n{output}\n{cluster.logs()}")
+    raise AssertionError(
+        f"no training job was seen running (see {workdir}/snakemake.out)\n{cluster.logs()}"
+    )
 
 
 def megabytes(memory: str) -> float:
@@ -204,21 +205,26 @@ def slurm_run(slurm_cluster, tmp_path_factory):  # noqa: F811
     configfile = write_config(workdir / "study.yaml", load_preset("smoke"))
     planned = planned_jobs_per_rule(workdir, configfile)
     started = time.monotonic()
-    run = subprocess.Popen(
-        slurm_command(workdir, configfile),
-        cwd=workdir,
-        env=slurm_env(slurm_cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        cancelled = cancel_a_training_job_mid_run(slurm_cluster, workdir, run)
-        output, _ = run.communicate(timeout=TIMEOUT_S)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
+    # Snakemake's log goes to a file: a pipe read only at the end fills up (64 KiB) and blocks
+    # Snakemake mid-run, waiting to write its next line.
+    log = workdir / "snakemake.out"
+    with log.open("w") as sink:
+        run = subprocess.Popen(
+            slurm_command(workdir, configfile),
+            cwd=workdir,
+            env=slurm_env(slurm_cluster),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            cancelled = cancel_a_training_job_mid_run(slurm_cluster, workdir, run)
+            run.wait(timeout=TIMEOUT_S)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    output = log.read_text()
     assert run.returncode == 0, f"snakemake under SLURM failed:\n{output}\n{slurm_cluster.logs()}"
     print(f"\nsmoke study under SLURM: {time.monotonic() - started:.0f} s")
     # Snakemake announces local jobs as "localrule <name>:" and cluster jobs as "rule <name>:"
