@@ -40,7 +40,8 @@ def study(tmp_path_factory):
     write_embeddings(root / "text.parquet", "caption_id", caption_ids, t)
     image = v[pd.Index(images).get_indexer(pairs["image_id"])]
     text = t[pd.Index(caption_ids).get_indexer(pairs["caption_id"])]
-    for name, z in (("image_only", image), ("text_only", text)):
+    constant = np.zeros_like(image)  # a head that maps every pair to one representation
+    for name, z in (("image_only", image), ("text_only", text), ("collapsed", constant)):
         z = np.pad(z, ((0, 0), (0, 0)))[:, :16].astype(np.float16)
         frames = []
         for seed in (0, 1):
@@ -97,6 +98,13 @@ def test_a_view_made_of_the_image_alone_is_unique_to_the_image(study):
 def test_a_view_made_of_the_text_alone_is_unique_to_the_text(study):
     fused = decomposed(study, "text_only").query("view == 'fused'")
     assert (fused["U_txt"] > 3 * fused["U_img"]).all() and (fused["CI"] < 0.25).all()
+
+
+def test_a_collapsed_head_carries_no_information_about_either_input(study):
+    fused = decomposed(study, "collapsed").query("view == 'fused'")
+    assert (fused["k_target"] == 1).all()
+    for term in ("R", "U_img", "U_txt", "S", "I"):
+        assert fused[term].to_numpy() == pytest.approx(0.0, abs=1e-6), term
 
 
 def test_the_match_prediction_has_no_defined_image_and_text_shares(study):

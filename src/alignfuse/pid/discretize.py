@@ -44,11 +44,15 @@ class Codebook:
         return _nearest(self.project(x), self.centroids)[0]
 
 
-def fit_codebook(x_train, k: int, dims: int, seed: int, restarts: int = 4) -> Codebook:
+def fit_codebook(
+    x_train, k: int, dims: int, seed: int, restarts: int = 4, fewer: bool = False
+) -> Codebook:
     """Fit centring, PCA to ``dims`` components and k-means with ``k`` clusters on ``x_train``.
 
     k-means starts from k-means++ seeds, ``restarts`` times, all drawn from ``seed``; the run
     with the lowest within-cluster sum of squares is kept, so the result is deterministic.
+    With ``fewer``, rows with fewer than ``k`` distinct values get one cluster per value (a
+    variable cannot be split into more clusters than it has values); otherwise that is an error.
     """
     x = _rows(x_train, "x_train")
     n, features = x.shape
@@ -65,6 +69,8 @@ def fit_codebook(x_train, k: int, dims: int, seed: int, restarts: int = 4) -> Co
     components = _principal_axes(x - mean, dims)
     z = (x - mean) @ components.T
     distinct = np.unique(z, axis=0).shape[0]
+    if fewer:
+        k = min(k, distinct)
     if k > distinct:
         raise AlignfuseError(
             f"codebook: k={k} clusters but x_train has only {distinct} distinct rows after PCA to "

@@ -79,10 +79,11 @@ def condition_pid(
         for s in sorted(probs["seed"].unique()):
             prediction = (probs.loc[probs["seed"] == s, "prob"].to_numpy() > 0.5).astype(int)
             z = np.stack(reps.loc[reps["seed"] == s, "z"].to_numpy()).astype(np.float64)
-            y_book = fit_codebook(z[fit_half], k, min(dims, z.shape[1]), seed)
+            # a head can map many pairs to one representation (all of them, if it collapsed)
+            y_book = fit_codebook(z[fit_half], k, min(dims, z.shape[1]), seed, fewer=True)
             targets = {
                 "prediction": (prediction, np.ones(len(pairs), dtype=bool), 2),
-                "fused": (y_book.assign(z), ~fit_half, k),
+                "fused": (y_book.assign(z), ~fit_half, y_book.k),
             }
             for view, (y, rows_used, n_y) in targets.items():
                 result = decompose(
@@ -97,7 +98,7 @@ def condition_pid(
                 )
                 if view == "prediction":  # a property of the pair: shares are noise ratios
                     result["CI"] = result["CT"] = math.nan
-                rows.append({"seed": int(s), "view": view, "k": k, **result})
+                rows.append({"seed": int(s), "view": view, "k": k, "k_target": n_y, **result})
     return pd.DataFrame(rows)
 
 
@@ -109,6 +110,7 @@ def pid_table(conditions: list[pd.DataFrame], confidence: float = 0.95) -> pd.Da
     rows = []
     for key, group in frame.groupby(keys, sort=True):
         row = dict(zip(keys, key, strict=True)) | {"n_seeds": len(group)}
+        row["k_target"] = int(group["k_target"].min())  # below k: a seed's view had fewer values
         for term in (*TERMS, "CI", "CT"):
             values = group[term].to_numpy(float)
             values = values[~np.isnan(values)]
