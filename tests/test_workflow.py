@@ -10,9 +10,16 @@ import pytest
 import yaml
 from workflow_runner import ROOT, dry_run, load_preset, planned_jobs, snakemake, write_config
 
+from alignfuse import grid
+from alignfuse.config import validate_config
 from alignfuse.figures import FIGURES
 
 pytestmark = pytest.mark.slow
+
+
+def study_config(preset: str) -> dict:
+    """A preset as the workflow reads it: validated, with the schema's defaults filled in."""
+    return validate_config(load_preset(preset), ROOT / "workflow/schemas/config.schema.yaml")
 
 
 @pytest.fixture
@@ -23,8 +30,8 @@ def smoke(smoke_study):
 def test_smoke_study_writes_tables_and_figures(smoke):
     workdir, _ = smoke
     runs = pd.read_parquet(workdir / "results/smoke/tables/runs.parquet")
-    config = load_preset("smoke")
-    conditions = len(config["backbones"]) * len(config["methods"]) * len(config["scales"])
+    config = study_config("smoke")
+    conditions = len(grid.conditions(config))  # the main grid and the alignment sub-grids
     assert len(runs) == conditions * len(config["seeds"])
     assert set(runs["method"]) == set(config["methods"])
     assert set(runs["backbone"]) == {"aligned", "unaligned"}
@@ -49,9 +56,13 @@ def test_changing_one_methods_learning_rate_reruns_only_its_jobs_and_downstream(
     config["methods"][method]["training"] = {"lr": 0.005}
     changed = write_config(workdir / "changed.yaml", config)
     jobs = planned_jobs(workdir, "--configfile", str(changed))
-    assert set(jobs) == {"train", "aggregate", "all"} | {f"figure_{name}" for name in FIGURES}
-    assert len(jobs["train"]) == len(config["backbones"]) * len(config["scales"])
-    assert all(f"/{method}/" in outputs for outputs in jobs["train"])
+    # downstream of its runs: the tables, the figures, its heads' PID and the theory's fits
+    downstream = {"aggregate", "all", "pid", "pid_table", "theory"}
+    assert set(jobs) == {"train"} | downstream | {f"figure_{name}" for name in FIGURES}
+    study = study_config("smoke")
+    assert len(jobs["train"]) == sum(c.method == method for c in grid.conditions(study))
+    assert len(jobs["pid"]) == sum(c.method == method for c in grid.pid_conditions(study))
+    assert all(f"/{method}/" in outputs for outputs in jobs["train"] + jobs["pid"])
 
 
 def test_changing_the_figure_resolution_redraws_only_figures(smoke):
