@@ -262,7 +262,9 @@ SEMANTIC = [
     ),
     (
         "a method's max_epochs below the global min_epochs",
-        lambda c: set_key(c, "methods.concat.training", {"max_epochs": 5}),
+        lambda c: set_key(
+            set_key(c, "training.min_epochs", 20), "methods.concat.training", {"max_epochs": 5}
+        ),
         ["methods.concat.training.min_epochs", "more than max_epochs = 5"],
     ),
     (
@@ -355,7 +357,11 @@ def test_a_label_that_is_not_a_head_must_name_its_head(paper):
 
 
 def test_two_variants_of_one_head_sit_in_one_study(paper):
-    paper["methods"]["xattn_matched"] = {"head": "xattn_txt2img", "param_match": 295_554}
+    paper["methods"]["xattn_matched"] = {
+        "head": "xattn_txt2img",
+        "token_map": "chunks",
+        "param_match": 295_554,
+    }
     methods = validate_config(paper, SCHEMA)["methods"]
     assert methods["xattn_matched"]["head"] == methods["xattn_txt2img"]["head"]
     assert methods["xattn_matched"]["heads"] == 4  # the head's defaults are filled

@@ -19,7 +19,7 @@ from alignfuse.theory.complexity import (
 )
 
 CONCAT = {"hidden": [256, 128], "dropout": 0.1}
-XATTN = {"tokens": 8, "dim": 288, "heads": 4, "ffn": 512, "dropout": 0.1}
+XATTN = {"tokens": 8, "dim": 288, "heads": 4, "ffn": 512, "dropout": 0.1, "token_map": "chunks"}
 
 
 def test_concat_at_512_has_the_papers_296k_parameters_and_p_eff_1024():

@@ -84,17 +84,30 @@ def train_matching(root, head, scaling, epochs):
 
 @pytest.mark.parametrize("head", CROSS_ATTENTION_HEADS)
 def test_every_seed_of_every_direction_leaves_chance_within_the_first_epochs(matching, head):
-    curves = train_matching(matching, head, "zscore", epochs=3).curves
+    """With the default l2 scaling and mixed token map, each seed is past 60% by epoch 3 and its
+    attention has moved off uniform: entropy a few thousandths of a nat under the ceiling and
+    growing, score gradients in the thousandths (both ~1e-5 for the unscaled chunk head below)."""
+    curves = train_matching(matching, head, "l2", epochs=3).curves
     by_seed = curves.groupby("seed")["dev_accuracy"].max()
     assert (by_seed > 0.6).all(), by_seed
-    last = curves[curves["epoch"] == 3]
-    assert (last["attention_entropy"] < last["attention_ceiling"] - 0.005).all()
+    curves["gap"] = curves["attention_ceiling"] - curves["attention_entropy"]
+    first, last = (curves[curves["epoch"] == e].set_index("seed") for e in (1, 3))
+    assert (last["gap"] > 0.003).all(), last["gap"]
+    assert (last["gap"] > first["gap"]).all()
+    assert (last["score_grad_norm"] > 1e-3).all(), last["score_grad_norm"]
 
 
 def test_unit_norm_inputs_without_scaling_sit_at_chance_with_uniform_attention(matching):
-    """What the heads did before input scaling: near-zero scores, a uniform softmax that ignores
-    the query, and no gradient for the query and key projections."""
-    curves = train_matching(matching, "xattn_txt2img", "none", epochs=3).curves
+    """What the heads did before input scaling and mixed tokens: near-zero scores, a uniform
+    softmax that ignores the query, and no gradient for the query and key projections."""
+    curves = train_condition(
+        matching / "image.parquet",
+        matching / "text.parquet",
+        matching / "pairs",
+        4096,
+        spec("xattn_txt2img", "none", 3, hparams={**HEAD, "token_map": "chunks"}),
+        1,
+    ).curves
     assert (curves["dev_accuracy"] < 0.52).all(), curves["dev_accuracy"]
     assert (curves["attention_ceiling"] - curves["attention_entropy"] < 1e-3).all()
     assert (curves["score_grad_norm"] < 1e-3).all()

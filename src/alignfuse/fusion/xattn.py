@@ -36,8 +36,9 @@ class CrossAttentionHead(nn.Module):
     pooled vectors [B, d] and cuts them into ``tokens`` chunks with position embeddings;
     "encoder" takes sequences [B, L, d] with masks [B, L] and projects each token to ``dim``
     (encoder tokens already carry their position, and ``tokens`` is unused). ``token_map``
-    ("chunks" or "mixed", pseudo tokens only) and ``norm`` ("post" or "pre") are described in
-    :mod:`alignfuse.fusion.layers`.
+    ("mixed", the default, or "chunks"; pseudo tokens only) and ``norm`` ("post" or "pre") are
+    described in :mod:`alignfuse.fusion.layers`; the README's "Input scaling" has the ablation
+    behind the defaults.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class CrossAttentionHead(nn.Module):
         dropout: float = 0.1,
         direction: str = "txt2img",
         token_source: str = "pseudo",
-        token_map: str = "chunks",
+        token_map: str = "mixed",
         norm: str = "post",
     ):
         super().__init__()
@@ -163,7 +164,7 @@ class DirectedCrossAttentionHead(CrossAttentionHead):
         ffn: int = 512,
         dropout: float = 0.1,
         token_source: str = "pseudo",
-        token_map: str = "chunks",
+        token_map: str = "mixed",
         norm: str = "post",
     ):
         super().__init__(
