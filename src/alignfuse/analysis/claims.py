@@ -408,6 +408,8 @@ def trend_rows(
                 "increasing": REPRODUCED,
                 "decreasing": REVERSED,
             }.get(summary["trend"], IMPRECISE)
+            if verdict_of_trend == IMPRECISE and summary["spearman_high"] <= 0:
+                verdict_of_trend = NOT_REPRODUCED  # no rise left inside the interval
             rows.append(
                 {
                     **base,
