@@ -10,6 +10,20 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study_heads(*methods: str) -> dict[str, dict]:
+    """The hyper-parameters of ``methods`` in the paper's study (config.yaml), so the benchmarks
+    time the heads the study trains; each method's training overrides are left out."""
+    import yaml
+
+    from alignfuse.fusion import METHOD_SETTINGS
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["methods"]
+    return {m: {k: v for k, v in config[m].items() if k not in METHOD_SETTINGS} for m in methods}
 
 
 def matmul_peak(threads: int, size: int = 2048, repeats: int = 7) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from _common import matmul_peak, run_measured
+from _common import matmul_peak, run_measured, study_heads
 from torch.utils.flop_counter import FlopCounterMode
 
 from alignfuse.data.pairs import make_pairs
@@ -47,10 +47,7 @@ from alignfuse.train.splits import load_splits
 # Flickr8k: 6000/1000/1000 official images per split (+91 unlisted, here in test), 5 captions each.
 FLICKR8K = {"n_images": 8091, "captions_per_image": 5, "train": 6000, "dev": 1000}
 # The study's heads (config.yaml); a method not listed runs with its constructor's defaults.
-HEADS = {
-    "concat": {"hidden": [256, 128], "dropout": 0.1},
-    "xattn_txt2img": {"tokens": 8, "dim": 288, "heads": 4, "ffn": 512, "dropout": 0.1},
-}
+HEADS = study_heads("concat", "xattn_txt2img")
 
 
 def synthetic_flickr8k(directory: Path, dim: int) -> tuple[Path, Path, Path]:
@@ -158,6 +155,8 @@ def job_spec(method: str, tokens: bool, args) -> dict:
             "eval_every": 1,
         },
         "seeds": list(range(args.seeds)),
+        "resample": "fixed",  # every seed on the first n pairs, as the per-run loop trains
+        "scaling": args.scaling,
     }
 
 
@@ -184,6 +183,8 @@ def run_job(
         "--label=dataset=bench",
         f"--out={runs_path}",
         f"--curves-out={curves_path}",
+        f"--predictions-out={out / f'{name}.predictions.parquet'}",
+        f"--fused-out={out / f'{name}.fused.parquet'}",
     ]
     job = run_measured(command)
     if job.returncode:
@@ -202,8 +203,115 @@ def run_job(
         "train": first["train_s"],
         "eval": first["eval_s"],
         "seed_epochs": int(runs["epochs"].sum()),
+        "accuracy": float(runs["test_accuracy"].mean()),
         "dev_evals": len(curves),
         "rss": job.max_rss,
+    }
+
+
+def per_run_loop(
+    method: str, n: int, seed: int, image: Path, text: Path, pairs: Path, args
+) -> dict:
+    """One seed trained as a user would write it: per-pair tensors, a DataLoader, the head's own
+    forward, AdamW, dev accuracy every epoch with early stopping; the baseline of the ratios."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from alignfuse.fusion.build import build_head
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    image_ids, v = read_embeddings(image)
+    caption_ids, t = read_embeddings(text)
+    v_row, t_row = pd.Index(image_ids), pd.Index(caption_ids)
+
+    def tensors(frame):
+        return (
+            torch.from_numpy(v[v_row.get_indexer(frame["image_id"])]),
+            torch.from_numpy(t[t_row.get_indexer(frame["caption_id"])]),
+            torch.from_numpy(frame["label"].to_numpy().astype(np.int64)),
+        )
+
+    if args.scaling == "l2":
+        v, t = (
+            (x * np.sqrt(x.shape[1]) / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+            for x in (v, t)
+        )
+    elif args.scaling != "none":
+        sys.exit(f"the per-run loop scales by l2 or none, not {args.scaling}")
+    train = tensors(pd.read_parquet(pairs / "train.parquet").iloc[:n])
+    dev = tensors(pd.read_parquet(pairs / "dev.parquet"))
+    test = tensors(pd.read_parquet(pairs / "test.parquet"))
+    torch.manual_seed(seed)
+    head = build_head(method, v.shape[1], t.shape[1], HEADS.get(method, {}))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
+    loader = DataLoader(
+        TensorDataset(*train),
+        batch_size=args.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+    @torch.no_grad()
+    def accuracy(data):
+        head.eval()
+        hits = 0
+        for i in range(0, len(data[2]), 1024):
+            logits = head(data[0][i : i + 1024], data[1][i : i + 1024])
+            hits += (logits.argmax(-1) == data[2][i : i + 1024]).sum().item()
+        return hits / len(data[2])
+
+    loop_started = time.perf_counter()
+    best, stale, epochs, state = -1.0, 0, 0, None
+    for epoch in range(1, args.max_epochs + 1):
+        head.train()
+        for x_v, x_t, y in loader:
+            optimizer.zero_grad()
+            F.cross_entropy(head(x_v, x_t), y).backward()
+            optimizer.step()
+        epochs = epoch
+        dev_acc = accuracy(dev)
+        if dev_acc > best:
+            best, stale = dev_acc, 0
+            state = {k: x.clone() for k, x in head.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= args.patience:
+                break
+    loop = time.perf_counter() - loop_started
+    head.load_state_dict(state)
+    return {
+        "loop_s": loop,
+        "epochs": epochs,
+        "test_accuracy": accuracy(test),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def baseline(method: str, n: int, args, image: Path, text: Path, pairs: Path) -> dict:
+    """Every seed of a condition through :func:`per_run_loop`, one process each."""
+    seeds = []
+    for seed in range(args.seeds):
+        command = [
+            sys.executable,
+            __file__,
+            "--per-run",
+            f"{method}:{n}:{seed}",
+            f"--threads={args.threads}",
+            f"--batch-size={args.batch_size}",
+            f"--max-epochs={args.max_epochs}",
+            f"--patience={args.patience}",
+            f"--scaling={args.scaling}",
+            f"--per-run-files={image},{text},{pairs}",
+        ]
+        job = run_measured(command)
+        if job.returncode:
+            sys.exit(f"per-run loop {method} n={n} seed {seed} failed:\n{job.output[-3000:]}")
+        seeds.append(json.loads(job.output.strip().splitlines()[-1]) | {"process_wall": job.wall_s})
+    return {
+        "loop": sum(s["loop_s"] for s in seeds),
+        "seed_epochs": sum(s["epochs"] for s in seeds),
+        "wall": sum(s["process_wall"] for s in seeds),
+        "accuracy": float(np.mean([s["test_accuracy"] for s in seeds])),
     }
 
 
@@ -221,13 +329,28 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--dim", type=int, default=512, help="synthetic feature width")
     parser.add_argument(
+        "--scaling", default="l2", help="features.scaling of every job (and of the per-run loop)"
+    )
+    parser.add_argument(
         "--features-dir",
         type=Path,
         help="real cached features: DIR/image.parquet, DIR/text.parquet",
     )
     parser.add_argument("--pairs-dir", type=Path, help="pairs for --features-dir (train/dev/test)")
     parser.add_argument("--work-dir", type=Path, help="keep generated features and runs here")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run every job as a per-run loop (one process per seed) and report the ratios",
+    )
+    parser.add_argument("--per-run", help=argparse.SUPPRESS)  # METHOD:N:SEED, one baseline seed
+    parser.add_argument("--per-run-files", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.per_run:
+        method, n, seed = args.per_run.split(":")
+        image, text, pairs = map(Path, args.per_run_files.split(","))
+        print(json.dumps(per_run_loop(method, int(n), int(seed), image, text, pairs, args)))
+        return
     if bool(args.features_dir) != bool(args.pairs_dir):
         parser.error("--features-dir and --pairs-dir go together")
     jobs = []
@@ -263,6 +386,12 @@ def main() -> None:
             print(f"running {method} n={n}{' on tokens' if token_job else ''} ...", file=sys.stderr)
             files = (tokens["image"], tokens["text"]) if token_job else (image, text)
             results.append(run_job(method, n, token_job, args, *files, pairs, work))
+        if args.baseline:
+            for r, (method, n, token_job) in zip(results, jobs, strict=True):
+                if token_job:
+                    continue
+                print(f"running {method} n={n} as a per-run loop ...", file=sys.stderr)
+                r["baseline"] = baseline(method, n, args, image, text, pairs)
         peaks.append(matmul_peak(args.threads))
         flops = [flops_per_pair(r["spec"], *r["files"], args.batch_size) for r in results]
     finally:
@@ -299,6 +428,27 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    compared = [r for r in results if "baseline" in r]
+    if compared:
+        print(
+            "\n| job | ours s per seed-epoch | per-run loop s per seed-epoch | ratio | "
+            "ours accuracy | per-run accuracy |"
+        )
+        print("|---|---|---|---|---|---|")
+        for r in compared:
+            ours = r["train"] / r["seed_epochs"]
+            theirs = r["baseline"]["loop"] / r["baseline"]["seed_epochs"]
+            print(
+                f"| {r['job']} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x | "
+                f"{r['accuracy']:.4f} | {r['baseline']['accuracy']:.4f} |"
+            )
+        ours_wall = sum(r["wall"] for r in compared)
+        theirs_wall = sum(r["baseline"]["wall"] for r in compared)
+        print(
+            f"\nwhole grid end to end: ours {ours_wall:.1f} s in {len(compared)} job processes, "
+            f"per-run loops {theirs_wall:.1f} s in {len(compared) * args.seeds} processes: "
+            f"{theirs_wall / ours_wall:.2f}x"
+        )
     print(
         f"\ngrid: {totals['wall']:.1f} s in jobs ({time.perf_counter() - started:.1f} s in all), "
         f"overhead {totals['overhead'] / totals['wall']:.1%} of job time, "
