@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the Flickr8k-format archive generator
 
 from _common import study_heads  # noqa: E402
 from flickr8k_fixture import make_flickr8k_archives  # noqa: E402
+from train_grid import synthetic_flickr8k  # noqa: E402
 
 from alignfuse.data.flickr8k import write_captions  # noqa: E402
 from alignfuse.devices import describe, pick_device  # noqa: E402
@@ -104,38 +105,6 @@ def _image():
     return Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
 
 
-def synthetic_features(work: Path, images: int, dim: int) -> tuple[Path, Path, Path]:
-    """Flickr8k-shaped synthetic features and pairs (the train_grid benchmark's generator)."""
-    from train_grid import synthetic_flickr8k
-
-    if images == 8091:
-        return synthetic_flickr8k(work, dim)
-    from alignfuse.data.pairs import make_pairs
-    from alignfuse.data.synthetic import synthetic_captions
-    from alignfuse.features.synthetic import synthetic_features as generate
-    from alignfuse.parquet import write_embeddings, write_frame
-
-    cfg = {
-        "n_images": images,
-        "captions_per_image": 5,
-        "split": {"train": 0.75, "dev": 0.125, "test": 0.125},
-        "latent_dim": 16,
-        "private_dim": 16,
-        "private_scale": 1.0,
-        "caption_noise": 0.5,
-        "noise": 0.1,
-        "d_image": dim,
-        "d_text": dim,
-        "seed": 0,
-    }
-    for split, frame in make_pairs(synthetic_captions(cfg), 0).items():
-        write_frame(frame, work / "pairs" / f"{split}.parquet")
-    ids, v, caption_ids, t = generate(cfg, 0.0)
-    write_embeddings(work / "image.parquet", "image_id", ids, v)
-    write_embeddings(work / "text.parquet", "caption_id", caption_ids, t)
-    return work / "image.parquet", work / "text.parquet", work / "pairs"
-
-
 def training(files, device: torch.device, method: str, n: int, seeds: int, epochs: int) -> dict:
     """One condition vmapped over its seeds, then seed by seed, on the device; and on the CPU."""
 
@@ -195,7 +164,7 @@ def main() -> None:
     print(f"device: {describe(device)}; torch {torch.__version__}", flush=True)
     encoders = extraction(work, device, images, batch)
     print(pd.DataFrame(encoders).to_markdown(index=False), flush=True)
-    files = synthetic_features(work / "train", 400 if args.quick else 8091, dim)
+    files = synthetic_flickr8k(work / "train", dim)
     heads = [training(files, device, m, n, args.seeds, epochs) for m in HEADS]
     print(pd.DataFrame(heads).to_markdown(index=False))
     if args.json:
