@@ -36,7 +36,9 @@ def plot(points: pd.DataFrame, study: str) -> Figure:
     apply_style()
     panels = sorted(points["feature_set"].unique())
     colours = method_palette(points["method"])
-    fig, axes = backbone_panels(panels, [*colours, "fitted e_inf + b n^-c"], sharex=False)
+    fits = bool((points["kind"] == "fitted").any())
+    fit_label = "fitted e_inf + b n^-c" if fits else "no fitted curve (not identified)"
+    fig, axes = backbone_panels(panels, [*colours, fit_label], sharex=False)
     for ax, panel in zip(axes, panels, strict=True):
         part = points[points["feature_set"] == panel]
         for method, rows in part.groupby("method"):
@@ -66,6 +68,8 @@ def plot(points: pd.DataFrame, study: str) -> Figure:
     handles = [
         Line2D([], [], color=c, marker="o", linestyle="none", label=m) for m, c in colours.items()
     ]
-    handles.append(Line2D([], [], color="black", label="fitted e_inf + b n^-c"))
+    handles.append(
+        Line2D([], [], color="black", label=fit_label, linestyle="-" if fits else "none")
+    )
     side_legend(fig, handles, "method")
     return fig
