@@ -216,6 +216,7 @@ def per_run_loop(
     forward, AdamW, dev accuracy every epoch with early stopping; the baseline of the ratios."""
     from torch.utils.data import DataLoader, TensorDataset
 
+    from alignfuse.features.scaling import fit_scaler
     from alignfuse.fusion.build import build_head
 
     torch.set_num_threads(args.threads)
@@ -231,16 +232,16 @@ def per_run_loop(
             torch.from_numpy(frame["label"].to_numpy().astype(np.int64)),
         )
 
-    if args.scaling == "l2":
-        v, t = (
-            (x * np.sqrt(x.shape[1]) / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-            for x in (v, t)
-        )
-    elif args.scaling != "none":
-        sys.exit(f"the per-run loop scales by l2 or none, not {args.scaling}")
     train = tensors(pd.read_parquet(pairs / "train.parquet").iloc[:n])
-    dev = tensors(pd.read_parquet(pairs / "dev.parquet"))
-    test = tensors(pd.read_parquet(pairs / "test.parquet"))
+    # the study's own input scaling, fitted on the training pairs' rows
+    image_scaler, text_scaler = (fit_scaler(args.scaling, x) for x in train[:2])
+
+    def scaled(data):
+        return image_scaler(data[0]), text_scaler(data[1]), data[2]
+
+    train = scaled(train)
+    dev = scaled(tensors(pd.read_parquet(pairs / "dev.parquet")))
+    test = scaled(tensors(pd.read_parquet(pairs / "test.parquet")))
     torch.manual_seed(seed)
     head = build_head(method, v.shape[1], t.shape[1], HEADS.get(method, {}))
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
