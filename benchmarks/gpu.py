@@ -2,11 +2,12 @@
 
 Offline (random weights, generated data), in two parts:
 
-1. Feature extraction: random-weight ResNet18 and CLIP ViT-B/32 encode the images (and CLIP the
-   captions) of a Flickr8k-format archive, on the device and on the CPU; reported are the largest
-   difference between the two (bfloat16 autocast on CUDA, float32 on the CPU) relative to the
-   features' scale, and images/s end to end (zip read, JPEG decode, forward, Parquet write)
-   against the forward pass alone on the same prepared batch.
+1. Feature extraction: random-weight ResNet18 and CLIP ViT-B/32 encode the images of a
+   Flickr8k-format archive of photo-sized JPEGs, on the device and on the CPU; reported are the
+   largest difference between the two (bfloat16 autocast on CUDA, float32 on the CPU) relative
+   to the features' scale, and images/s end to end (zip read, JPEG decode, forward, Parquet
+   write) for several numbers of DataLoader workers, against the forward pass alone on one
+   prepared batch.
 2. Training: one concat and one cross-attention condition (5 seeds by default) on Flickr8k-sized
    synthetic features with ``training.device`` set to the device, the seeds vmapped together
    against a loop over the seeds one at a time on the same device; reported are seconds per
@@ -56,47 +57,77 @@ ENCODERS = {
 HEADS = study_heads("concat", "xattn_txt2img")  # config.yaml's
 
 
-def extraction(work: Path, device: torch.device, images: int, batch: int) -> list[dict]:
-    """Each encoder on the device and on the CPU: the largest difference and images/s."""
-    archives = make_flickr8k_archives(work / "archives", images - 16, 8, 8)
-    captions = work / "captions.parquet"
-    write_captions(archives.text_zip, archives.images_zip, captions)
+def extraction(
+    work: Path, device: torch.device, sizes: dict, workers: list[int], batch: int
+) -> list[dict]:
+    """Each encoder on the device against the CPU, and its images/s as DataLoader workers grow.
+
+    The CPU comparison runs on a small archive (a ViT on a CPU is slow); the throughput on a
+    larger one, so that loading the model and starting the workers are not most of the time.
+    """
+    side = sizes["side"]
+    compare = _archive(work / "compare", sizes["compare"], side)
+    throughput = _archive(work / "throughput", sizes["throughput"], side)
     rows = []
     for name, spec in ENCODERS.items():
         spec = {**spec, "batch_size": batch}
-        outputs = {}
-        for where in dict.fromkeys([device.type, "cpu"]):
-            out = work / f"{name}_{where}.parquet"
-            started = time.perf_counter()
-            extract_features(spec, "image", captions, out, archives.images_zip, where, workers=2)
-            seconds = time.perf_counter() - started
-            outputs[where] = (read_embeddings(out)[1], seconds)
-        features, seconds = outputs[device.type]
-        reference = outputs["cpu"][0]
-        scale = np.abs(reference).max()
-        encoder = load_encoder(spec, "image")
-        encoder.model.to(device)
-        probe = torch.stack([encoder.prepare(_image()) for _ in range(batch)])
-        embed(encoder, probe, device, autocast_dtype(device))  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for _ in range(3):
-            embed(encoder, probe, device, autocast_dtype(device))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        forward = 3 * batch / (time.perf_counter() - started)
-        rows.append(
-            {
-                "encoder": name,
-                "device": describe(device),
-                "max |device − cpu| / max |cpu|": float(np.abs(features - reference).max() / scale),
-                "images/s end to end": len(features) / seconds,
-                "images/s forward only": forward,
-                "end to end / forward": len(features) / seconds / forward,
-            }
-        )
+        outputs = {
+            where: _extract(spec, compare, work / f"{name}_{where}.parquet", where, workers[-1])
+            for where in dict.fromkeys([device.type, "cpu"])
+        }
+        features, reference = outputs[device.type][0], outputs["cpu"][0]
+        forward = _forward_rate(spec, device, batch)
+        for count in workers:
+            out = work / f"{name}_{device.type}_{count}_workers.parquet"
+            images, seconds = _extract(spec, throughput, out, device.type, count)
+            rows.append(
+                {
+                    "encoder": name,
+                    "device": describe(device),
+                    "image side": side,
+                    "workers": count,
+                    "max |device − cpu| / max |cpu|": float(
+                        np.abs(features - reference).max() / np.abs(reference).max()
+                    ),
+                    "images/s on cpu": len(reference) / outputs["cpu"][1],
+                    "images/s end to end": len(images) / seconds,
+                    "images/s forward only": forward,
+                    "end to end / forward": len(images) / seconds / forward,
+                }
+            )
     return rows
+
+
+def _archive(directory: Path, images: int, side: int) -> tuple[Path, Path]:
+    """A Flickr8k-format archive of ``images`` photos and its captions table."""
+    archives = make_flickr8k_archives(directory, images - 16, 8, 8, image_size=side)
+    captions = directory / "captions.parquet"
+    write_captions(archives.text_zip, archives.images_zip, captions)
+    return captions, archives.images_zip
+
+
+def _extract(spec: dict, archive, out: Path, where: str, workers: int):
+    """The features of every image and the seconds taken end to end (zip to Parquet)."""
+    captions, images_zip = archive
+    started = time.perf_counter()
+    extract_features(spec, "image", captions, out, images_zip, where, workers=workers)
+    return read_embeddings(out)[1], time.perf_counter() - started
+
+
+def _forward_rate(spec: dict, device: torch.device, batch: int) -> float:
+    """Images/s of the encoder's forward pass alone, on one prepared batch kept on the device."""
+    encoder = load_encoder(spec, "image")
+    encoder.model.to(device)
+    probe = torch.stack([encoder.prepare(_image()) for _ in range(batch)])
+    embed(encoder, probe, device, autocast_dtype(device))  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(3):
+        embed(encoder, probe, device, autocast_dtype(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 3 * batch / (time.perf_counter() - started)
 
 
 def _image():
@@ -129,6 +160,7 @@ def training(files, device: torch.device, method: str, n: int, seeds: int, epoch
         runs = train_condition(*files, n, spec, 1).runs
         return runs, float(runs["train_s"].iloc[0])
 
+    run(device.type, [seeds])  # warm-up: device initialisation is not what is compared
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     together, vmapped = run(device.type, range(seeds))
@@ -154,19 +186,48 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a CPU in CI")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--images", type=int, help="images in the throughput archive (default 2000; 32 --quick)"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="DataLoader workers to try (default 2 8 14; 2)"
+    )
+    parser.add_argument("--only", choices=["extraction", "training"], help="run one part")
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument("--json", type=Path, help="also write both tables here")
     args = parser.parse_args()
     device = pick_device(args.device)
-    images, batch, n, epochs, dim = (32, 8, 256, 1, 64) if args.quick else (240, 64, 4096, 3, 512)
+    if args.quick:
+        sizes, workers, batch, n, epochs, dim = (
+            {"compare": 32, "throughput": 32, "side": 48},
+            [2],
+            8,
+            256,
+            1,
+            64,
+        )
+    else:
+        sizes, workers, batch, n, epochs, dim = (
+            {"compare": 240, "throughput": 2000, "side": 448},
+            [2, 8, 14],
+            64,
+            4096,
+            3,
+            512,
+        )
+    sizes["throughput"] = args.images or sizes["throughput"]
+    workers = args.workers or workers
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="gpu_bench."))
     started = time.perf_counter()
     print(f"device: {describe(device)}; torch {torch.__version__}", flush=True)
-    encoders = extraction(work, device, images, batch)
-    print(pd.DataFrame(encoders).to_markdown(index=False), flush=True)
-    files = synthetic_flickr8k(work / "train", dim)
-    heads = [training(files, device, m, n, args.seeds, epochs) for m in HEADS]
-    print(pd.DataFrame(heads).to_markdown(index=False))
+    encoders, heads = [], []
+    if args.only != "training":
+        encoders = extraction(work, device, sizes, workers, batch)
+        print(pd.DataFrame(encoders).to_markdown(index=False), flush=True)
+    if args.only != "extraction":
+        files = synthetic_flickr8k(work / "train", dim)
+        heads = [training(files, device, m, n, args.seeds, epochs) for m in HEADS]
+        print(pd.DataFrame(heads).to_markdown(index=False))
     if args.json:
         args.json.write_text(json.dumps({"extraction": encoders, "training": heads}, indent=1))
     print(f"\nin {time.perf_counter() - started:.0f} s")

@@ -88,10 +88,13 @@ def make_flickr8k_archives(
     n_test: int = 8,
     seed: int = 0,
     corrupt: tuple[str, ...] = (),
+    image_size: int = 48,
 ) -> Flickr8kArchives:
     """Write ``Flickr8k_Dataset.zip`` and ``Flickr8k_text.zip`` into ``directory``.
 
-    ``corrupt`` names images whose JPEG bytes are truncated, to exercise bad-image handling.
+    ``corrupt`` names images whose JPEG bytes are truncated, to exercise bad-image handling;
+    ``image_size`` is the side in pixels (Flickr8k's photos are about 500×375, so 448 costs
+    about as much to decode).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,7 @@ def make_flickr8k_archives(
         for name in names:
             colour = str(rng.choice(list(COLOURS)))
             shape = str(rng.choice(SHAPES))
-            data = draw(colour, shape, rng)
+            data = draw(colour, shape, rng, image_size)
             if name in corrupt:
                 data = data[: len(data) // 3]
             zf.writestr(f"Flicker8k_Dataset/{name}", data)

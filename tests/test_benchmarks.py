@@ -21,6 +21,7 @@ def test_gpu_benchmark_runs_on_cpu(tmp_path):
     assert {row["encoder"] for row in result["extraction"]} == {"resnet18", "clip"}
     for row in result["extraction"]:
         assert row["max |device − cpu| / max |cpu|"] == 0.0
+        assert row["workers"] == 2 and row["image side"] == 48
         assert row["images/s end to end"] > 0 and row["images/s forward only"] > 0
     assert [row["condition"] for row in result["training"]] == [
         "concat n=256",
