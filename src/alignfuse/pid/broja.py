@@ -2,8 +2,9 @@
 
 Bertschinger et al. (2014) define synergy as what I(X1,X2;Y) loses when the joint is replaced by
 the least informative Q that keeps both pairwise marginals Q(x1,y) and Q(x2,y); that Q is found
-here by a convex exponential-cone program, and a solution is only returned once a duality gap
-computed from its own dual variables certifies it.
+here by a convex exponential-cone program, or on big tables first by alternating minimisation,
+and a solution is only returned once a duality gap computed from its own dual variables
+certifies it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from alignfuse.errors import AlignfuseError
+from alignfuse.pid.alternating import alternating
+from alignfuse.pid.certificate import dual_bound, objective, xlogx
 
 # How far the entries of p may sum from 1 before it is not taken for a distribution.
 SUM_TOL = 1e-6
@@ -29,6 +32,13 @@ FEAS_TOL = 1e-7
 # for binary labels); above it a mass variable per block avoids fill-in that made some tables
 # 10x slower (10x10x10: 1.8 s against 0.14 s).
 DIRECT_MAX_Y = 4
+# Alternating minimisation goes before the cone solvers where it is faster: big tables (10 or
+# more target values) at loose gaps, such as the noise floor's. To 1e-4 bits it answers a 20x20x20
+# table of clustered features in about 0.16 s against Clarabel's 0.6-4.4 s; to 1e-6 bits it often
+# needs more than ALTERNATING_MAX_ITER iterations, and below 4000 cells Clarabel is as quick.
+ALTERNATING_MIN_CELLS = 4000
+ALTERNATING_TIGHTEST_GAP = 1e-5  # tighter gaps go to the cone solvers first
+ALTERNATING_MAX_ITER = 5000
 # Tried in order until one is certified. Clarabel is an interior-point solver for exponential
 # cones; SCS (first order, tight tolerances) is the fallback that ships with cvxpy. ECOS is used
 # when installed.
@@ -39,10 +49,11 @@ SOLVERS: tuple[tuple[str, dict], ...] = (
 )
 
 
-def broja(p) -> dict:
+def broja(p, gap_tol: float = GAP_TOL) -> dict:
     """BROJA decomposition (bits) of p[x1, x2, y]: R, U_img (of x1), U_txt (of x2), S and I.
 
-    Also returns the solver that produced it, its status, the certified duality gap (bits), the
+    ``gap_tol`` is the duality gap (bits) a solution must be certified to; every term is then
+    within it of the exact decomposition of p. Also returns the solver that produced it, its status, the certified duality gap (bits), the
     largest violation of the marginal constraints and every attempt made (solver "none" when
     the marginals alone fix the answer). U_img is the unique information of the first axis,
     I_Q*(X1;Y|X2); U_txt is I_Q*(X2;Y|X1).
@@ -58,11 +69,11 @@ def broja(p) -> dict:
         outcome = {"solver": "none", "status": "optimal", "gap": 0.0, "violation": 0.0}
         outcome["I_Q"], attempts = highest, ["none: determined by the marginals"]
     else:
-        outcome, attempts = _solve(p)
+        outcome, attempts = _solve(p, gap_tol)
     # Clamping to the bounds only moves the estimate towards the optimum; beyond the certified
     # gap it would mean the solver's answer is inconsistent.
     i_q = min(max(outcome["I_Q"], lowest), highest)
-    if abs(i_q - outcome["I_Q"]) > outcome["gap"] + 10 * GAP_TOL:
+    if abs(i_q - outcome["I_Q"]) > outcome["gap"] + 10 * gap_tol:
         raise AlignfuseError(
             f"BROJA: {outcome['solver']} certified I_Q = {outcome['I_Q']:.9g} bits for the table "
             f"of shape {p.shape}, outside [{lowest:.9g}, {highest:.9g}]; please report this table."
@@ -83,21 +94,27 @@ def broja(p) -> dict:
     }
 
 
-def _solve(p: np.ndarray) -> tuple[dict, list[str]]:
-    """The first certified solution of the BROJA program over SOLVERS, and every attempt."""
-    program = _Program(p)
+def _solve(p: np.ndarray, gap_tol: float = GAP_TOL) -> tuple[dict, list[str]]:
+    """The first certified solution of the BROJA program, and every attempt: alternating
+    minimisation first on big tables at loose gaps, then the cone solvers of SOLVERS in order."""
     attempts = []
+    if p.size >= ALTERNATING_MIN_CELLS and gap_tol >= ALTERNATING_TIGHTEST_GAP:
+        outcome = alternating(p, gap_tol, FEAS_TOL, ALTERNATING_MAX_ITER)
+        attempts.append(f"ALTERNATING: {outcome['status']}")
+        if outcome["trusted"]:
+            return outcome, attempts
+    program = _Program(p)
     for solver, options in SOLVERS:
         if solver not in _installed_solvers():
             continue
-        outcome = program.solve(solver, options)
+        outcome = program.solve(solver, options, gap_tol)
         attempts.append(f"{solver}: {outcome['status']}")
         if outcome["trusted"]:
             return outcome, attempts
     raise AlignfuseError(
         f"BROJA: no solver certified a solution for the table of shape {p.shape} "
         f"(attempts: {'; '.join(attempts) or 'no solver installed'}); a certified solution needs "
-        f"status optimal, a duality gap under {GAP_TOL} bits and marginals met to {FEAS_TOL}. "
+        f"status optimal, a duality gap under {gap_tol} bits and marginals met to {FEAS_TOL}. "
         "Install another exponential-cone solver or use fewer clusters."
     )
 
@@ -150,13 +167,16 @@ class _Program:
     def __init__(self, p: np.ndarray):
         _, n2, ny = p.shape
         p1y, p2y = p.sum(axis=1), p.sum(axis=0)
+        self.p1y, self.p2y = p1y, p2y
         support = (p1y[:, None, :] > 0) & (p2y[None, :, :] > 0)
         i1, i2, iy = np.nonzero(support)
         n = i1.size
         cols = np.arange(n)
         # Rows of the two marginal constraints and the (x1, x2) block of each entry.
-        self.r1 = np.unique(i1 * ny + iy, return_inverse=True)[1]
-        self.r2 = np.unique(i2 * ny + iy, return_inverse=True)[1]
+        # the [x, y] cell of each constraint row, as a flat index
+        self.cells1, self.r1 = np.unique(i1 * ny + iy, return_inverse=True)
+        self.cells2, self.r2 = np.unique(i2 * ny + iy, return_inverse=True)
+        self.support = (i1, i2, iy)
         self.block = np.unique(i1 * n2 + i2, return_inverse=True)[1]
         self.n_blocks = int(self.block.max()) + 1
         self.b1 = np.zeros(int(self.r1.max()) + 1)
@@ -181,9 +201,9 @@ class _Program:
             mass = block_mass[self.block]
         objective = cp.Minimize(cp.sum(cp.rel_entr(self.q, mass)))
         self.problem = cp.Problem(objective, constraints)
-        self.h_y = -float(np.sum(_xlogx(p.sum(axis=(0, 1)))))
+        self.h_y = -float(np.sum(xlogx(p.sum(axis=(0, 1)))))
 
-    def solve(self, solver: str, options: dict) -> dict:
+    def solve(self, solver: str, options: dict, gap_tol: float = GAP_TOL) -> dict:
         """One solver's attempt; ``trusted`` only if optimal, feasible and certified by its gap."""
         outcome = {"solver": solver, "trusted": False, "gap": math.inf, "violation": math.inf}
         try:
@@ -206,15 +226,19 @@ class _Program:
             float(np.max(np.abs(np.bincount(self.r2, q) - self.b2))),
             float(max(-q.min(), 0.0)),
         )
-        q = np.clip(q, 0.0, None)
-        primal = self._objective(q)
-        dual = self._dual_bound()
-        gap = max(primal - dual, 0.0) / math.log(2)
+        table = np.zeros((self.p1y.shape[0], self.p2y.shape[0], self.p1y.shape[1]))
+        table[self.support] = np.clip(q, 0.0, None)
+        # cvxpy's equality duals enter the Lagrangian with a plus sign: multipliers are minus them.
+        l1, l2 = np.full(self.p1y.shape, -np.inf), np.full(self.p2y.shape, -np.inf)
+        l1.flat[self.cells1] = -np.asarray(self.eq1.dual_value, dtype=np.float64)
+        l2.flat[self.cells2] = -np.asarray(self.eq2.dual_value, dtype=np.float64)
+        primal = objective(table)
+        gap = max(primal - dual_bound(l1, l2, self.p1y, self.p2y), 0.0) / math.log(2)
         outcome.update(
             violation=violation,
             gap=gap,
             I_Q=max((self.h_y + primal) / math.log(2), 0.0),
-            trusted=bool(violation <= FEAS_TOL and gap <= GAP_TOL),
+            trusted=bool(violation <= FEAS_TOL and gap <= gap_tol),
         )
         if not outcome["trusted"]:
             outcome["status"] = (
@@ -222,36 +246,3 @@ class _Program:
                 f"(gap {gap:.2g} bits, violation {violation:.2g})"
             )
         return outcome
-
-    def _objective(self, q: np.ndarray) -> float:
-        """-H_Q(Y|X1,X2) in nats for the entries q."""
-        mass = np.bincount(self.block, q, minlength=self.n_blocks)
-        return float(np.sum(_xlogx(q)) - np.sum(_xlogx(mass)))
-
-    def _dual_bound(self) -> float:
-        """A lower bound on the optimum (nats) from the constraints' dual values.
-
-        The Lagrange dual is max l1.P(x1,y) + l2.P(x2,y) subject to, for every (x1,x2) block,
-        logsumexp over y of l1[x1,y] + l2[x2,y] <= 0. Lowering each l1[x1,y] by the largest
-        logsumexp among the blocks it enters makes any multipliers feasible, so the bound holds
-        whatever the solver's accuracy.
-        """
-        # cvxpy's equality duals enter the Lagrangian with a plus sign: multipliers are minus them.
-        l1 = -np.asarray(self.eq1.dual_value, dtype=np.float64)
-        l2 = -np.asarray(self.eq2.dual_value, dtype=np.float64)
-        c = l1[self.r1] + l2[self.r2]
-        top = np.full(self.n_blocks, -np.inf)
-        np.maximum.at(top, self.block, c)
-        lse = top + np.log(np.bincount(self.block, np.exp(c - top[self.block]), self.n_blocks))
-        worst = np.full(l1.size, -np.inf)
-        np.maximum.at(worst, self.r1, lse[self.block])
-        return float((l1 - worst) @ self.b1 + l2 @ self.b2)
-
-
-def _xlogx(values: np.ndarray) -> np.ndarray:
-    """Elementwise v ln v with 0 ln 0 = 0."""
-    values = np.asarray(values, dtype=np.float64)
-    out = np.zeros_like(values)
-    mask = values > 0
-    out[mask] = values[mask] * np.log(values[mask])
-    return out

@@ -1,0 +1,101 @@
+"""Alternating minimisation and the certificate every BROJA answer rests on."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from test_pid_broja import gate
+
+from alignfuse.pid import broja
+from alignfuse.pid.alternating import alternating
+from alignfuse.pid.certificate import dual_bound, objective
+from alignfuse.pid.contributions import FLOOR_GAP_TOL, joint_table, null_floor
+
+broja_module = importlib.import_module("alignfuse.pid.broja")
+
+
+def sampled_table(shape, rows: int, seed: int) -> np.ndarray:
+    """A plug-in table from ``rows`` draws, sparse and lumpy like clustered features."""
+    rng = np.random.default_rng(seed)
+    weights = rng.random(shape) ** 4
+    counts = rng.multinomial(rows, (weights / weights.sum()).ravel()).reshape(shape)
+    return counts / rows
+
+
+def optimum(p: np.ndarray) -> float:
+    """min I_Q in bits from the cone program, to 1e-6 bits."""
+    outcome, attempts = broja_module._solve(p, 1e-6)
+    assert attempts[-1].startswith("CLARABEL: optimal")
+    return outcome["I_Q"]
+
+
+@pytest.mark.parametrize(
+    "p",
+    [
+        gate(lambda a, b: a & b),
+        gate(lambda a, b: a | b),
+        sampled_table((6, 5, 4), 3000, seed=1),
+        sampled_table((12, 12, 10), 5000, seed=2),
+    ],
+    ids=["and", "or", "sampled-6x5x4", "sampled-12x12x10"],
+)
+def test_alternating_minimisation_reaches_the_cone_programs_optimum(p):
+    outcome = alternating(p, 1e-6, 1e-7, 20_000)
+    assert outcome["trusted"], outcome["status"]
+    assert outcome["status"] == "optimal"
+    assert outcome["I_Q"] == pytest.approx(optimum(p), abs=2e-6)
+
+
+def test_an_uncertified_answer_says_how_far_it_got():
+    outcome = alternating(sampled_table((12, 12, 10), 5000, seed=2), 1e-9, 1e-7, 3)
+    assert not outcome["trusted"]
+    assert outcome["status"].startswith("not certified after 3 iterations (gap ")
+
+
+def test_certificate_brackets_the_optimum_whatever_the_candidate():
+    p = sampled_table((5, 4, 3), 2000, seed=3)
+    best = optimum(p) * np.log(2)  # nats, without H(Y): compare objective values below
+    h_y = -np.sum(p.sum(axis=(0, 1)) * np.log(p.sum(axis=(0, 1))))
+    p1y, p2y, py = p.sum(axis=1), p.sum(axis=0), p.sum(axis=(0, 1))
+    # Q = P(x1|y) P(x2|y) P(y) keeps both marginals, so it bounds the optimum from above.
+    independent = p1y[:, None, :] * p2y[None, :, :] / py
+    assert objective(independent) + h_y >= best - 1e-9
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # any multipliers bound it from below
+        l1, l2 = rng.normal(size=p1y.shape), rng.normal(size=p2y.shape)
+        assert dual_bound(l1, l2, p1y, p2y) + h_y <= best + 1e-9
+    # multipliers that give no finite bound give no bound, never a wrong one
+    assert dual_bound(np.full(p1y.shape, -np.inf), np.zeros(p2y.shape), p1y, p2y) == -np.inf
+
+
+def test_big_tables_at_loose_gaps_go_to_alternating_minimisation_first():
+    p = sampled_table((20, 20, 10), 5000, seed=4)
+    loose = broja(p, 1e-4)
+    tight = broja(p)
+    assert loose["attempts"] == ("ALTERNATING: optimal",) and loose["gap"] <= 1e-4
+    assert tight["attempts"] == ("CLARABEL: optimal",) and tight["gap"] <= 1e-6
+    for term in ("R", "U_img", "U_txt", "S"):
+        assert loose[term] == pytest.approx(tight[term], abs=1e-4 + 1e-6)
+
+
+def test_an_uncertified_alternating_answer_falls_back_to_the_cone_program(monkeypatch):
+    p = sampled_table((20, 20, 10), 5000, seed=4)
+    monkeypatch.setattr(broja_module, "ALTERNATING_MAX_ITER", 2)
+    result = broja(p, 1e-4)
+    assert result["attempts"][0].startswith("ALTERNATING: not certified after 2 iterations")
+    assert result["attempts"][1:] == ("CLARABEL: optimal",)
+    assert result["solver"] == "CLARABEL"
+
+
+def test_noise_floor_at_its_loose_gap_matches_the_tight_one():
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.integers(0, 20, 4000), rng.integers(0, 20, 4000)
+    y = (x1 * 7 + x2 * 3 + rng.integers(0, 3, 4000)) % 10
+    loose = null_floor(x1, x2, y, 20, 20, 10, repeats=3, seed=1)
+    tight = null_floor(x1, x2, y, 20, 20, 10, repeats=3, seed=1, gap_tol=1e-6)
+    assert FLOOR_GAP_TOL == 1e-4
+    for term, value in tight.items():
+        assert loose[term] == pytest.approx(value, abs=2 * FLOOR_GAP_TOL), term
+    assert joint_table(x1, x2, y).size >= broja_module.ALTERNATING_MIN_CELLS
