@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from alignfuse.errors import AlignfuseError
 from alignfuse.pid.alternating import alternating
-from alignfuse.pid.certificate import dual_bound, objective, xlogx
+from alignfuse.pid.certificate import certify
 
 # How far the entries of p may sum from 1 before it is not taken for a distribution.
 SUM_TOL = 1e-6
@@ -201,7 +201,6 @@ class _Program:
             mass = block_mass[self.block]
         objective = cp.Minimize(cp.sum(cp.rel_entr(self.q, mass)))
         self.problem = cp.Problem(objective, constraints)
-        self.h_y = -float(np.sum(xlogx(p.sum(axis=(0, 1)))))
 
     def solve(self, solver: str, options: dict, gap_tol: float = GAP_TOL) -> dict:
         """One solver's attempt; ``trusted`` only if optimal, feasible and certified by its gap."""
@@ -232,12 +231,11 @@ class _Program:
         l1, l2 = np.full(self.p1y.shape, -np.inf), np.full(self.p2y.shape, -np.inf)
         l1.flat[self.cells1] = -np.asarray(self.eq1.dual_value, dtype=np.float64)
         l2.flat[self.cells2] = -np.asarray(self.eq2.dual_value, dtype=np.float64)
-        primal = objective(table)
-        gap = max(primal - dual_bound(l1, l2, self.p1y, self.p2y), 0.0) / math.log(2)
+        i_q, gap = certify(table, l1, l2, self.p1y, self.p2y)
         outcome.update(
             violation=violation,
             gap=gap,
-            I_Q=max((self.h_y + primal) / math.log(2), 0.0),
+            I_Q=i_q,
             trusted=bool(violation <= FEAS_TOL and gap <= gap_tol),
         )
         if not outcome["trusted"]:
