@@ -67,7 +67,11 @@ def extraction(
     """
     side = sizes["side"]
     compare = _archive(work / "compare", sizes["compare"], side)
-    throughput = _archive(work / "throughput", sizes["throughput"], side)
+    throughput = (
+        compare
+        if sizes["throughput"] == sizes["compare"]
+        else _archive(work / "throughput", sizes["throughput"], side)
+    )
     rows = []
     for name, spec in ENCODERS.items():
         spec = {**spec, "batch_size": batch}
@@ -76,6 +80,8 @@ def extraction(
             for where in dict.fromkeys([device.type, "cpu"])
         }
         features, reference = outputs[device.type][0], outputs["cpu"][0]
+        difference = float(np.abs(features - reference).max() / np.abs(reference).max())
+        cpu_rate = len(reference) / outputs["cpu"][1]
         forward = _forward_rate(spec, device, batch)
         for count in workers:
             out = work / f"{name}_{device.type}_{count}_workers.parquet"
@@ -86,10 +92,8 @@ def extraction(
                     "device": describe(device),
                     "image side": side,
                     "workers": count,
-                    "max |device − cpu| / max |cpu|": float(
-                        np.abs(features - reference).max() / np.abs(reference).max()
-                    ),
-                    "images/s on cpu": len(reference) / outputs["cpu"][1],
+                    "max |device − cpu| / max |cpu|": difference,
+                    "images/s on cpu": cpu_rate,
                     "images/s end to end": len(images) / seconds,
                     "images/s forward only": forward,
                     "end to end / forward": len(images) / seconds / forward,
