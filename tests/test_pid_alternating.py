@@ -14,6 +14,7 @@ from alignfuse.pid.certificate import dual_bound, objective
 from alignfuse.pid.contributions import FLOOR_GAP_TOL, joint_table, null_floor
 
 broja_module = importlib.import_module("alignfuse.pid.broja")
+alternating_module = importlib.import_module("alignfuse.pid.alternating")
 
 
 def sampled_table(shape, rows: int, seed: int) -> np.ndarray:
@@ -99,3 +100,24 @@ def test_noise_floor_at_its_loose_gap_matches_the_tight_one():
     for term, value in tight.items():
         assert loose[term] == pytest.approx(value, abs=2 * FLOOR_GAP_TOL), term
     assert joint_table(x1, x2, y).size >= broja_module.ALTERNATING_MIN_CELLS
+
+
+def test_certificates_are_spaced_by_the_gaps_rate_of_decrease():
+    spacing = alternating_module._iterations_to_check
+    # gap 0.1 -> 0.01 over 50 iterations: 100 more reach 1e-4, capped at a quarter of those so far
+    assert spacing(100, 1e-2, (50, 1e-1), 1e-4) == 25
+    assert spacing(1000, 1e-2, (950, 1e-1), 1e-4) == 100
+    # no rate yet, or a gap that did not shrink: the shortest spacing
+    assert spacing(10, 1e-2, None, 1e-4) == alternating_module.CHECK_EVERY
+    assert spacing(100, 1e-2, (50, 1e-3), 1e-4) == alternating_module.CHECK_EVERY
+
+
+def test_the_scalings_meet_both_marginals_to_the_violation_they_report():
+    p = sampled_table((8, 7, 5), 4000, seed=4)
+    p1y, p2y = p.sum(axis=1), p.sum(axis=0)
+    r = np.random.default_rng(0).random((8, 7))
+    a, b, violation = alternating_module._scale(r, np.ones_like(p2y), p1y, p2y, 1e-12)
+    q = r[:, :, None] * a[:, None, :] * b[None, :, :]
+    assert np.abs(q.sum(axis=0) - p2y).max() < 1e-15
+    assert np.abs(q.sum(axis=1) - p1y).max() == pytest.approx(violation, abs=1e-16)
+    assert violation < 1e-9

@@ -32,12 +32,12 @@ FEAS_TOL = 1e-7
 # for binary labels); above it a mass variable per block avoids fill-in that made some tables
 # 10x slower (10x10x10: 1.8 s against 0.14 s).
 DIRECT_MAX_Y = 4
-# Alternating minimisation goes before the cone solvers where it is faster: big tables (10 or
-# more target values) at loose gaps, such as the noise floor's. To 1e-4 bits it answers a 20x20x20
-# table of clustered features in about 0.16 s, against Clarabel's 4.4 s on a random one; to 1e-6
-# bits it often needs more than ALTERNATING_MAX_ITER iterations, and below 4000 cells Clarabel is
-# as quick.
-ALTERNATING_MIN_CELLS = 4000
+# Alternating minimisation goes before the cone solvers where it is faster: tables of 500 cells
+# or more at loose gaps, such as the noise floor's. To 1e-4 bits it answers the floor's permuted
+# tables in 0.03-0.1 s (20x20x20 and 30x30x30 of clustered features included), where Clarabel
+# took 0.07-0.15 s on 1000-1800 cells and 3.7-10.6 s on those big ones; to 1e-6 bits it often
+# needs more than ALTERNATING_MAX_ITER iterations, and on 200 cells Clarabel is as quick.
+ALTERNATING_MIN_CELLS = 500
 ALTERNATING_TIGHTEST_GAP = 1e-5  # tighter gaps go to the cone solvers first
 ALTERNATING_MAX_ITER = 5000
 # Tried in order until one is certified. Clarabel is an interior-point solver for exponential
