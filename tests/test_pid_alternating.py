@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 
 import numpy as np
 import pytest
@@ -27,8 +28,8 @@ def sampled_table(shape, rows: int, seed: int) -> np.ndarray:
 
 def optimum(p: np.ndarray) -> float:
     """min I_Q in bits from the cone program, to 1e-6 bits."""
-    outcome, attempts = broja_module._solve(p, 1e-6)
-    assert attempts[-1].startswith("CLARABEL: optimal")
+    outcome = broja_module._Program(p).solve("CLARABEL", {}, 1e-6)
+    assert outcome["trusted"], outcome["status"]
     return outcome["I_Q"]
 
 
@@ -102,14 +103,29 @@ def test_noise_floor_at_its_loose_gap_matches_the_tight_one():
     assert joint_table(x1, x2, y).size >= broja_module.ALTERNATING_MIN_CELLS
 
 
-def test_certificates_are_spaced_by_the_gaps_rate_of_decrease():
-    spacing = alternating_module._iterations_to_check
-    # gap 0.1 -> 0.01 over 50 iterations: 100 more reach 1e-4, capped at a quarter of those so far
-    assert spacing(100, 1e-2, (50, 1e-1), 1e-4) == 25
-    assert spacing(1000, 1e-2, (950, 1e-1), 1e-4) == 100
-    # no rate yet, or a gap that did not shrink: the shortest spacing
-    assert spacing(10, 1e-2, None, 1e-4) == alternating_module.CHECK_EVERY
-    assert spacing(100, 1e-2, (50, 1e-3), 1e-4) == alternating_module.CHECK_EVERY
+def test_very_big_tables_go_to_alternating_minimisation_first_at_any_gap():
+    p = sampled_table((30, 30, 30), 4000, seed=5)
+    assert p.size >= broja_module.ALTERNATING_MIN_CELLS_ANY_GAP
+    result = broja(p)
+    assert result["attempts"][0].startswith("ALTERNATING") and result["gap"] <= 1e-6
+    assert result["I"] - result["S"] == pytest.approx(optimum(p), abs=2e-6)
+
+
+def test_the_iterations_still_needed_follow_the_gaps_rate_of_decrease():
+    needed = alternating_module._iterations_needed
+    # gap 0.1 -> 0.01 over 50 iterations: 100 more reach 1e-4
+    assert needed(100, 1e-2, (50, 1e-1), 1e-4) == pytest.approx(100)
+    # no rate yet: the shortest spacing; a gap that did not shrink: never
+    assert needed(10, 1e-2, None, 1e-4) == alternating_module.CHECK_EVERY
+    assert needed(100, 1e-2, (50, 1e-3), 1e-4) == math.inf
+
+
+def test_a_run_its_rate_says_will_not_finish_stops_early():
+    p = sampled_table((30, 30, 30), 4000, seed=6)
+    slow = alternating(p, 1e-12, 1e-7, 2000)  # far below what its rate reaches in 4000
+    assert not slow["trusted"]
+    stopped_at = int(slow["status"].split("after ")[1].split()[0])
+    assert alternating_module.HOPELESS_AFTER <= stopped_at < 2000
 
 
 def test_the_scalings_meet_both_marginals_to_the_violation_they_report():

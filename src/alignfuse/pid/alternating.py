@@ -24,6 +24,10 @@ OMEGA = 1.9  # over-relaxation of the R step
 # CHECK_EVERY, and at most a quarter of the iterations so far, which bounds the overshoot when
 # convergence speeds up.
 CHECK_EVERY = 10
+# A run stops early once, after HOPELESS_AFTER iterations, that rate predicts more than
+# HOPELESS_FACTOR times the iterations allowed: the cone program is then the quicker way.
+HOPELESS_AFTER = 1000
+HOPELESS_FACTOR = 2
 SCALE_MAX_ITER = 50  # Sinkhorn sweeps on a fixed R before a certificate
 
 
@@ -51,7 +55,10 @@ def alternating(p: np.ndarray, gap_tol: float, feas_tol: float, max_iter: int) -
             i_q, gap = certify(q, np.log(a), np.log(b), p1y, p2y)
             if gap <= gap_tol and violation <= feas_tol:
                 break
-            next_check = iteration + _iterations_to_check(iteration, gap, last, gap_tol)
+            needed = _iterations_needed(iteration, gap, last, gap_tol)
+            if iteration >= HOPELESS_AFTER and iteration + needed > HOPELESS_FACTOR * max_iter:
+                break  # at its rate so far it would not finish: leave the table to the caller
+            next_check = iteration + int(min(needed, max(CHECK_EVERY, iteration // 4)))
             last = (iteration, gap)
     trusted = gap <= gap_tol and violation <= feas_tol
     outcome.update(
@@ -87,12 +94,12 @@ def _scale(r: np.ndarray, b: np.ndarray, p1y: np.ndarray, p2y: np.ndarray, feas_
     return a, b, violation
 
 
-def _iterations_to_check(iteration: int, gap: float, last: tuple | None, gap_tol: float) -> int:
-    """Iterations until the next certificate: those the gap's geometric rate of decrease since
-    the ``last`` certificate predicts it needs to reach ``gap_tol``, within the spacing bounds."""
-    longest = max(CHECK_EVERY, iteration // 4)
-    if last is None or not 0 < gap < last[1] or not math.isfinite(last[1]):
+def _iterations_needed(iteration: int, gap: float, last: tuple | None, gap_tol: float) -> float:
+    """The iterations (at least CHECK_EVERY) that the gap's geometric rate of decrease since the
+    ``last`` certificate predicts it needs to reach ``gap_tol``; infinite if it did not shrink."""
+    if last is None:
         return CHECK_EVERY
+    if not 0 < gap < last[1]:
+        return math.inf
     rate = math.log(last[1] / gap) / (iteration - last[0])  # per iteration, > 0
-    needed = math.log(gap / gap_tol) / rate
-    return int(min(max(needed, CHECK_EVERY), longest))
+    return max(math.log(gap / gap_tol) / rate, CHECK_EVERY)
