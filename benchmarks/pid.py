@@ -3,12 +3,12 @@
 Part 1 times `alignfuse.pid.broja` on dense random tables with k clusters per source and 2 or 10
 target values (median of a few repeats), certified to the estimate's gap (1e-6 bits) and to the
 noise floor's (1e-4 bits). Part 2 times what one fusion condition costs, as the pid job does it:
-for every seed and k, fit the image and text codebooks on a train half and assign the evaluation
-half; decompose two views, a binary prediction and a fused representation clustered into k
-values, each with the shuffled-target null.
+per k, fit the image and text codebooks on a train half and assign the evaluation half; per seed,
+decompose two views, a binary prediction and a fused representation clustered into k values,
+each with the shuffled-target null, all solves on ``--workers`` processes (``threads.pid``).
 
-    python benchmarks/pid.py                               # ~1-2 min on 2 shared cores
-    python benchmarks/pid.py --k 10,20 --targets 2 --repeats 5 --seeds 2
+    python benchmarks/pid.py                               # ~1 min on 2 shared cores
+    python benchmarks/pid.py --skip-tables --condition-k 10,20,30 --workers 2
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-from alignfuse.pid import broja, decompose, fit_codebook
+from alignfuse.pid import broja, fit_codebook
 from alignfuse.pid.broja import GAP_TOL
-from alignfuse.pid.contributions import FLOOR_GAP_TOL
+from alignfuse.pid.contributions import FLOOR_GAP_TOL, decomposition_tasks
+from alignfuse.pid.pool import solve_all
 
 
 def ints(text: str) -> list[int]:
@@ -78,30 +79,35 @@ def synthetic_view(n: int, dim: int, noise: float, seed: int):
     return image, text, (a + b + c >= 2).astype(np.int64)
 
 
-def time_condition(args) -> tuple[float, dict[tuple[int, str], float]]:
-    """Seconds for seeds x ks x views of codebooks + decomposition with the null; per k and view.
+def time_condition(args) -> tuple[float, float, int]:
+    """Seconds for one condition's pid job: codebooks, then every decomposition's solves on
+    ``args.workers`` processes; and the number of solves.
 
-    The prediction view is the binary label; the fused view clusters a representation mixing
-    both modalities (as a head's fused layer does) into k values, fitted on the train half.
+    As in the job, the image and text codebooks are fitted once per k and every seed's head has
+    two views: its binary prediction (the label with a seed's 5% of errors) and its fused
+    representation (mixing both modalities, as a head's fused layer does) clustered into k
+    values on the train half.
     """
-    per = {(k, view): 0.0 for k in args.condition_k for view in ("prediction", "fused")}
     start = time.perf_counter()
-    for seed in range(args.seeds):
-        image, text, label = synthetic_view(2 * args.rows, args.dim, 1.0, seed)
-        fused = np.concatenate([image, text], axis=1) * (1 + label[:, None])
-        train, held_out = slice(0, args.rows), slice(args.rows, None)
-        for k in args.condition_k:
-            k_start = time.perf_counter()
-            image_codes = fit_codebook(image[train], k, args.dims, seed).assign(image[held_out])
-            text_codes = fit_codebook(text[train], k, args.dims, seed).assign(text[held_out])
-            decompose(image_codes, text_codes, label[held_out], k, k, 2, args.null_repeats, seed)
-            per[k, "prediction"] += time.perf_counter() - k_start
-            k_start = time.perf_counter()
+    image, text, label = synthetic_view(2 * args.rows, args.dim, 1.0, 0)
+    train, held_out = slice(0, args.rows), slice(args.rows, None)
+    tasks = []
+    for k in args.condition_k:
+        image_codes = fit_codebook(image[train], k, args.dims, 0).assign(image[held_out])
+        text_codes = fit_codebook(text[train], k, args.dims, 0).assign(text[held_out])
+        for seed in range(args.seeds):
+            rng = np.random.default_rng(seed)
+            prediction = label[held_out] ^ (rng.random(args.rows) < 0.05)
+            fused = np.concatenate([image, text], axis=1) * (1 + label[:, None])
+            fused += rng.normal(size=fused.shape)
             book = fit_codebook(fused[train], k, args.dims, seed, fewer=True)
-            codes = book.assign(fused[held_out])
-            decompose(image_codes, text_codes, codes, k, k, book.k, args.null_repeats, seed)
-            per[k, "fused"] += time.perf_counter() - k_start
-    return time.perf_counter() - start, per
+            for y, n_y in ((prediction, 2), (book.assign(fused[held_out]), book.k)):
+                tasks += decomposition_tasks(
+                    image_codes, text_codes, y, k, k, n_y, args.null_repeats, seed
+                )
+    codebooks = time.perf_counter() - start
+    solve_all(tasks, args.workers)
+    return codebooks, time.perf_counter() - start - codebooks, len(tasks)
 
 
 def main() -> None:
@@ -115,30 +121,35 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="train rows = evaluation rows")
     parser.add_argument("--dim", type=int, default=64, help="feature width")
     parser.add_argument("--dims", type=int, default=8, help="PCA components before k-means")
-    parser.add_argument("--skip-condition", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the solves")
+    parser.add_argument("--skip-tables", action="store_true", help="only the condition")
+    parser.add_argument("--skip-condition", action="store_true", help="only the tables")
     args = parser.parse_args()
 
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, load average {load} at start\n")
-    print("| k | targets | cells | gap tol (bits) | median s | min s | max s | solver | max gap |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for gap_tol in (GAP_TOL, FLOOR_GAP_TOL):
-        for row in time_tables(args.k, args.targets, args.repeats, 0, gap_tol):
-            print(
-                f"| {row['k']} | {row['targets']} | {row['k'] ** 2 * row['targets']} "
-                f"| {gap_tol:.0e} | {row['median_s']:.3f} | {row['min_s']:.3f} "
-                f"| {row['max_s']:.3f} | {row['solver']} | {row['max_gap']:.1e} |"
-            )
+    if not args.skip_tables:
+        print(
+            "| k | targets | cells | gap tol (bits) | median s | min s | max s | solver | max gap |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for gap_tol in (GAP_TOL, FLOOR_GAP_TOL):
+            for row in time_tables(args.k, args.targets, args.repeats, 0, gap_tol):
+                print(
+                    f"| {row['k']} | {row['targets']} | {row['k'] ** 2 * row['targets']} "
+                    f"| {gap_tol:.0e} | {row['median_s']:.3f} | {row['min_s']:.3f} "
+                    f"| {row['max_s']:.3f} | {row['solver']} | {row['max_gap']:.1e} |"
+                )
     if args.skip_condition:
         return
-    total, per = time_condition(args)
-    solves = args.seeds * 2 * len(args.condition_k) * (1 + args.null_repeats)
+    codebooks, solves, n_solves = time_condition(args)
     print(
         f"\nwhole condition: {args.seeds} seeds x 2 views x k in {args.condition_k}, "
         f"{args.rows} train + {args.rows} evaluation rows, {args.dim}-d -> PCA {args.dims}, "
-        f"null with {args.null_repeats} permutations ({solves} BROJA solves): **{total:.1f} s**"
+        f"null with {args.null_repeats} permutations ({n_solves} BROJA solves on "
+        f"{args.workers} processes): **{codebooks + solves:.1f} s** "
+        f"(codebooks {codebooks:.1f} s, solves {solves:.1f} s)"
     )
-    print(", ".join(f"k={k} {view}: {seconds:.1f} s" for (k, view), seconds in per.items()))
 
 
 if __name__ == "__main__":

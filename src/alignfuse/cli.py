@@ -161,6 +161,7 @@ def pid_condition(args) -> None:
         args.settings,
         dict(args.label),
         args.out,
+        args.workers,
     )
 
 
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fused", type=Path, required=True)
     p.add_argument("--settings", type=json_arg, required=True, help="the config's pid as JSON")
     p.add_argument("--label", type=label_arg, action="append", default=[], help="KEY=VALUE column")
+    p.add_argument("--workers", type=int, default=1, help="processes for the solves")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=pid_condition)
 

@@ -11,6 +11,7 @@ rule pid:
         "results/{study}/logs/pid/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
     benchmark:
         "results/{study}/benchmarks/pid/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
+    threads: config["threads"]["pid"]
     conda:
         CONDA_ENV
     params:
@@ -23,7 +24,8 @@ rule pid:
         "--predictions {input.predictions} --fused {input.fused} --settings {params.settings:q} "
         "--label dataset={wildcards.dataset} --label backbone={wildcards.backbone} "
         "--label alignment={wildcards.alignment} --label method={wildcards.method} "
-        "--label head={params.head} --label n_train={wildcards.n} --out {output} > {log} 2>&1"
+        "--label head={params.head} --label n_train={wildcards.n} --workers {threads} "
+        "--out {output} > {log} 2>&1"
 
 
 rule pid_table:

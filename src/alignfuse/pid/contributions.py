@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.pid.broja import broja
+from alignfuse.pid.broja import GAP_TOL, broja
 
 TERMS = ("R", "U_img", "U_txt", "S", "I")
 # Below this many bits of unique information (image plus text) the split CI/CT is undefined.
@@ -69,19 +69,62 @@ def null_floor(
     Permuting y keeps the marginal of y and the joint of (x1, x2) and breaks only their relation.
     Each decomposition is certified to ``gap_tol`` bits.
     """
+    _check_quantile(quantile)
+    tables = null_tables(x1, x2, y, n_x1, n_x2, n_y, repeats, seed)
+    return floor_of([broja(table, gap_tol) for table in tables], quantile)
+
+
+def null_tables(x1, x2, y, n_x1, n_x2, n_y, repeats: int, seed: int) -> list[np.ndarray]:
+    """The joint tables of ``repeats`` permutations of y, drawn from ``seed``."""
     if repeats < 1:
         raise AlignfuseError(f"PID: the null needs repeats >= 1, got {repeats}.")
-    if not 0.0 < quantile < 1.0:
-        raise AlignfuseError(f"PID: the null quantile must be in (0, 1), got {quantile}.")
     y = _codes(y, "y")
     rng = np.random.default_rng(seed)
-    draws = {name: [] for name in (*TERMS, "U")}
-    for _ in range(repeats):
-        values = broja(joint_table(x1, x2, rng.permutation(y), n_x1, n_x2, n_y), gap_tol)
-        for name in TERMS:
-            draws[name].append(values[name])
-        draws["U"].append(values["U_img"] + values["U_txt"])
+    return [joint_table(x1, x2, rng.permutation(y), n_x1, n_x2, n_y) for _ in range(repeats)]
+
+
+def floor_of(decompositions: list[dict], quantile: float = 0.95) -> dict:
+    """The ``quantile`` of each term, and of U = U_img + U_txt, over the null's decompositions."""
+    _check_quantile(quantile)
+    draws = {name: [values[name] for values in decompositions] for name in TERMS}
+    draws["U"] = [values["U_img"] + values["U_txt"] for values in decompositions]
     return {name: float(np.quantile(values, quantile)) for name, values in draws.items()}
+
+
+def decomposition_tasks(
+    x1,
+    x2,
+    y,
+    n_x1: int | None = None,
+    n_x2: int | None = None,
+    n_y: int | None = None,
+    repeats: int = 20,
+    seed: int = 0,
+) -> list[tuple[np.ndarray, float]]:
+    """The (table, gap) solves :func:`decompose` rests on: the estimate's table to GAP_TOL
+    first, then the null's permuted tables to FLOOR_GAP_TOL; solve them with :func:`broja`
+    anywhere, in this order, and pass the results to :func:`decomposition_row`."""
+    table = joint_table(x1, x2, y, n_x1, n_x2, n_y)
+    nulls = null_tables(x1, x2, y, *table.shape, repeats, seed)
+    return [(table, GAP_TOL), *((null, FLOOR_GAP_TOL) for null in nulls)]
+
+
+def decomposition_row(
+    solved: list[dict], rows: int, quantile: float = 0.95, share_eps: float = SHARE_EPS
+) -> dict:
+    """The row :func:`decompose` returns, from the decompositions of its tasks in their order."""
+    values, floor = dict(solved[0]), floor_of(solved[1:], quantile)
+    values["U"] = values["U_img"] + values["U_txt"]
+    row = {}
+    for name in (*TERMS, "U"):
+        row[name] = float(values[name])
+        row[f"{name}_floor"] = floor[name]
+        row[f"{name}_above_noise"] = bool(values[name] > floor[name])
+    share_defined = row["U_above_noise"] and row["U"] >= share_eps
+    row["CI"] = row["U_img"] / row["U"] if share_defined else math.nan
+    row["CT"] = 1.0 - row["CI"] if share_defined else math.nan
+    row.update(solver=values["solver"], gap=values["gap"], rows=rows, repeats=len(solved) - 1)
+    return row
 
 
 def decompose(
@@ -104,21 +147,15 @@ def decompose(
     NaN when U is not above its floor or below ``share_eps`` bits; and the solver's ``solver`` and
     ``gap``, ``rows`` and ``repeats``.
     """
-    table = joint_table(x1, x2, y, n_x1, n_x2, n_y)
-    n_x1, n_x2, n_y = table.shape
-    values = broja(table)
-    values["U"] = values["U_img"] + values["U_txt"]
-    floor = null_floor(x1, x2, y, n_x1, n_x2, n_y, repeats=repeats, seed=seed, quantile=quantile)
-    row = {}
-    for name in (*TERMS, "U"):
-        row[name] = float(values[name])
-        row[f"{name}_floor"] = floor[name]
-        row[f"{name}_above_noise"] = bool(values[name] > floor[name])
-    share_defined = row["U_above_noise"] and row["U"] >= share_eps
-    row["CI"] = row["U_img"] / row["U"] if share_defined else math.nan
-    row["CT"] = 1.0 - row["CI"] if share_defined else math.nan
-    row.update(solver=values["solver"], gap=values["gap"], rows=int(np.size(y)), repeats=repeats)
-    return row
+    _check_quantile(quantile)
+    tasks = decomposition_tasks(x1, x2, y, n_x1, n_x2, n_y, repeats, seed)
+    solved = [broja(table, gap_tol) for table, gap_tol in tasks]
+    return decomposition_row(solved, int(np.size(y)), quantile, share_eps)
+
+
+def _check_quantile(quantile: float) -> None:
+    if not 0.0 < quantile < 1.0:
+        raise AlignfuseError(f"PID: the null quantile must be in (0, 1), got {quantile}.")
 
 
 def _codes(codes, name: str) -> np.ndarray:

@@ -20,8 +20,9 @@ from scipy import stats
 
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import atomic_path, read_embeddings, read_frame, write_frame
-from alignfuse.pid.contributions import decompose
+from alignfuse.pid.contributions import decomposition_row, decomposition_tasks
 from alignfuse.pid.discretize import fit_codebook
+from alignfuse.pid.pool import solve_all
 
 TERMS = ("R", "U_img", "U_txt", "S", "I")
 VIEWS = ("prediction", "fused")
@@ -56,9 +57,13 @@ def condition_pid(
     dims: int,
     repeats: int,
     seed: int = 0,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Rows per (seed, view, k): R, U_img, U_txt, S, I in bits with their noise floors, and the
-    image's (CI) and text's (CT) share of the unique information where it is defined."""
+    image's (CI) and text's (CT) share of the unique information where it is defined.
+
+    Every decomposition's solves are gathered first and run together on ``workers`` processes.
+    """
     table = read_frame(captions, FIX, columns=["image_id", "caption_id", "split"])
     train = table[table["split"] == "train"]
     pairs = read_frame(test_pairs, FIX, columns=["image_id", "caption_id", "label"])
@@ -66,7 +71,7 @@ def condition_pid(
     reps = read_frame(fused, FIX)
     images = np.sort(pairs["image_id"].unique())
     fit_half = pairs["image_id"].isin(images[0::2]).to_numpy()  # cluster the fused view here
-    rows = []
+    plans, tasks = [], []  # per row: its labels, rows decomposed and its tasks' slice
     for k in ks:
         image_book, image_row, v = codebooks(
             image_features, "image", train["image_id"], k, dims, seed
@@ -86,19 +91,20 @@ def condition_pid(
                 "fused": (y_book.assign(z), ~fit_half, y_book.k),
             }
             for view, (y, rows_used, n_y) in targets.items():
-                result = decompose(
-                    x1[rows_used],
-                    x2[rows_used],
-                    y[rows_used],
-                    k,
-                    k,
-                    n_y,
-                    repeats=repeats,
-                    seed=seed,
+                view_tasks = decomposition_tasks(
+                    x1[rows_used], x2[rows_used], y[rows_used], k, k, n_y, repeats, seed
                 )
-                if view == "prediction":  # a property of the pair: shares are noise ratios
-                    result["CI"] = result["CT"] = math.nan
-                rows.append({"seed": int(s), "view": view, "k": k, "k_target": n_y, **result})
+                labels = {"seed": int(s), "view": view, "k": k, "k_target": n_y}
+                span = slice(len(tasks), len(tasks) + len(view_tasks))
+                plans.append((labels, int(rows_used.sum()), span))
+                tasks.extend(view_tasks)
+    solved = solve_all(tasks, workers)
+    rows = []
+    for labels, n_rows, span in plans:
+        result = decomposition_row(solved[span], n_rows)
+        if labels["view"] == "prediction":  # a property of the pair: shares are noise ratios
+            result["CI"] = result["CT"] = math.nan
+        rows.append({**labels, **result})
     return pd.DataFrame(rows)
 
 
@@ -198,6 +204,7 @@ def write_condition_pid(
     settings: dict,
     labels: dict,
     out: Path,
+    workers: int = 1,
 ) -> None:
     """One condition's PID rows, led by its ``labels`` (dataset, backbone, ...), to ``out``."""
     frame = condition_pid(
@@ -211,6 +218,7 @@ def write_condition_pid(
         settings["dims"],
         settings["repeats"],
         settings["seed"],
+        workers,
     )
     frame = pd.concat([pd.DataFrame(labels, index=frame.index), frame], axis=1)
     frame["n_train"] = frame["n_train"].astype(int)
