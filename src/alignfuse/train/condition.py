@@ -56,17 +56,23 @@ class Fit:
 
 
 def fit(
-    model: SeedEnsemble, train: Split, dev: Split, cfg: dict, seeds: list[int], desc: str
+    model: SeedEnsemble,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    dev: Split,
+    cfg: dict,
+    seeds: list[int],
+    desc: str,
 ) -> Fit:
     """Train the ensemble's seeds on ``train`` with early stopping on ``dev``.
 
     The loss is the sum over seeds of each seed's mean cross-entropy, so the gradient of seed s's
-    parameter slice is exactly that of seed s's own loss, and one AdamW over the stack is S
-    independent AdamWs. Each seed draws its data order from its own generator.
+    parameter slice is exactly that of seed s's own loss, and one AdamW over the stack
+    (``optimizer``, from :func:`adamw`) is S independent AdamWs. Each seed draws its data order
+    from its own generator.
     """
     n, device = train.subsets.shape[1], train.label.device
     batch_size = min(cfg["batch_size"], n)
-    optimizer = adamw(model.params.values(), cfg)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     max_epochs, eval_every = cfg["max_epochs"], cfg["eval_every"]
     result = Fit(
@@ -189,8 +195,10 @@ def train_condition(
     model.adopt_grad_layout(*train.inputs(probe))
     model.measure_dropout(*train.inputs(train.longest().expand(len(seeds), -1)))
 
+    # A process's first optimiser imports torch._dynamo (about 3 s): not part of train_s.
+    optimizer = adamw(model.params.values(), cfg)
     train_start = time.perf_counter()
-    result = fit(model, train, data["dev"], cfg, seeds, f"{spec['method']} n={n}")
+    result = fit(model, optimizer, train, data["dev"], cfg, seeds, f"{spec['method']} n={n}")
     train_s = time.perf_counter() - train_start
 
     model.load(result.best)
