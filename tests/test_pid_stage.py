@@ -1,6 +1,9 @@
 """One condition's PID from the train stage's files, and the study's table of them."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -128,3 +131,35 @@ def test_the_table_averages_seeds_and_says_below_noise(study):
     assert not math.isnan(fused["CI"])
     text = pid_markdown(table)
     assert "below noise" in text and "undefined" in text and "RoBERTa + ViT on VQAv2" in text
+
+
+def test_the_job_on_several_processes_writes_what_one_process_computes(study, tmp_path):
+    """The pid rule's command with --workers 2: spawned workers under the console script."""
+    script = Path(sys.executable).parent / "alignfuse"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "alignfuse.cli"]
+    out = tmp_path / "n256.parquet"
+    labels = {"dataset": "synthetic", "backbone": "aligned", "alignment": "raw"}
+    labels |= {"method": "concat", "head": "concat", "n_train": "256"}
+    subprocess.run(
+        [
+            *command,
+            "pid-condition",
+            f"--image-features={study / 'image.parquet'}",
+            f"--text-features={study / 'text.parquet'}",
+            f"--captions={study / 'captions.parquet'}",
+            f"--test-pairs={study / 'test.parquet'}",
+            f"--predictions={study / 'predictions.parquet'}",
+            f"--fused={study / 'image_only.fused.parquet'}",
+            '--settings={"k": [6], "dims": 4, "repeats": 5, "seed": 0}',
+            *(f"--label={key}={value}" for key, value in labels.items()),
+            "--workers=2",
+            f"--out={out}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    written = pd.read_parquet(out)
+    expected = decomposed(study, "image_only")
+    pd.testing.assert_frame_equal(
+        written[expected.columns].reset_index(drop=True), expected, check_exact=False, atol=1e-12
+    )
