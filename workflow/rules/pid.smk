@@ -11,9 +11,9 @@ rule pid:
         "results/{study}/logs/pid/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
     benchmark:
         "results/{study}/benchmarks/pid/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
-    threads: config["threads"]["pid"]
     conda:
         CONDA_ENV
+    threads: config["threads"]["pid"]
     params:
         settings=as_json({k: v for k, v in config["pid"].items() if k != "conditions"}),
         head=head_of,
