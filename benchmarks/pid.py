@@ -91,15 +91,17 @@ def time_condition(args) -> tuple[float, float, int]:
     start = time.perf_counter()
     image, text, label = synthetic_view(2 * args.rows, args.dim, 1.0, 0)
     train, held_out = slice(0, args.rows), slice(args.rows, None)
+    mixed = np.concatenate([image, text], axis=1) * (1 + label[:, None])
+    heads = []  # per seed: its prediction on the held-out half and its fused representation
+    for seed in range(args.seeds):
+        rng = np.random.default_rng(seed)
+        prediction = label[held_out] ^ (rng.random(args.rows) < 0.05)
+        heads.append((prediction, mixed + rng.normal(size=mixed.shape)))
     tasks = []
     for k in args.condition_k:
         image_codes = fit_codebook(image[train], k, args.dims, 0).assign(image[held_out])
         text_codes = fit_codebook(text[train], k, args.dims, 0).assign(text[held_out])
-        for seed in range(args.seeds):
-            rng = np.random.default_rng(seed)
-            prediction = label[held_out] ^ (rng.random(args.rows) < 0.05)
-            fused = np.concatenate([image, text], axis=1) * (1 + label[:, None])
-            fused += rng.normal(size=fused.shape)
+        for seed, (prediction, fused) in enumerate(heads):
             book = fit_codebook(fused[train], k, args.dims, seed, fewer=True)
             for y, n_y in ((prediction, 2), (book.assign(fused[held_out]), book.k)):
                 tasks += decomposition_tasks(

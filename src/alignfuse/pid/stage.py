@@ -36,14 +36,15 @@ BLOG_CI_CT = {
 }
 
 
-def codebooks(features: Path, ids_column: str, train_ids, k: int, dims: int, seed: int):
-    """The codebook of one modality, fitted on its train-split rows; and every row by id."""
+def codebooks(features: Path, ids_column: str, train_ids, ks: list[int], dims: int, seed: int):
+    """The codebooks of one modality for every k, fitted on its train-split rows; and every row
+    by id. The features are read once for all k."""
     ids, x = read_embeddings(features)
     row = pd.Index(ids)
     train = x[row.get_indexer(pd.Index(train_ids).unique())]
     if (row.get_indexer(pd.Index(train_ids)) < 0).any():
         raise AlignfuseError(f"{features}: lacks train-split {ids_column}s; {FIX}")
-    return fit_codebook(train, k, min(dims, x.shape[1]), seed), row, x
+    return {k: fit_codebook(train, k, min(dims, x.shape[1]), seed) for k in ks}, row, x
 
 
 def condition_pid(
@@ -71,19 +72,24 @@ def condition_pid(
     reps = read_frame(fused, FIX)
     images = np.sort(pairs["image_id"].unique())
     fit_half = pairs["image_id"].isin(images[0::2]).to_numpy()  # cluster the fused view here
+    image_books, image_row, v = codebooks(
+        image_features, "image", train["image_id"], ks, dims, seed
+    )
+    text_books, text_row, t = codebooks(
+        text_features, "caption", train["caption_id"], ks, dims, seed
+    )
+    v, t = v[image_row.get_indexer(pairs["image_id"])], t[text_row.get_indexer(pairs["caption_id"])]
+    heads = {  # per seed: its match prediction and its fused representation, per test pair
+        s: (
+            (probs.loc[probs["seed"] == s, "prob"].to_numpy() > 0.5).astype(int),
+            np.stack(reps.loc[reps["seed"] == s, "z"].to_numpy()).astype(np.float64),
+        )
+        for s in sorted(probs["seed"].unique())
+    }
     plans, tasks = [], []  # per row: its labels, rows decomposed and its tasks' slice
     for k in ks:
-        image_book, image_row, v = codebooks(
-            image_features, "image", train["image_id"], k, dims, seed
-        )
-        text_book, text_row, t = codebooks(
-            text_features, "caption", train["caption_id"], k, dims, seed
-        )
-        x1 = image_book.assign(v[image_row.get_indexer(pairs["image_id"])])
-        x2 = text_book.assign(t[text_row.get_indexer(pairs["caption_id"])])
-        for s in sorted(probs["seed"].unique()):
-            prediction = (probs.loc[probs["seed"] == s, "prob"].to_numpy() > 0.5).astype(int)
-            z = np.stack(reps.loc[reps["seed"] == s, "z"].to_numpy()).astype(np.float64)
+        x1, x2 = image_books[k].assign(v), text_books[k].assign(t)
+        for s, (prediction, z) in heads.items():
             # a head can map many pairs to one representation (all of them, if it collapsed)
             y_book = fit_codebook(z[fit_half], k, min(dims, z.shape[1]), seed, fewer=True)
             targets = {
