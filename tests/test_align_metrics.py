@@ -1,3 +1,4 @@
+import itertools
 import math
 from math import comb
 
@@ -177,3 +178,54 @@ def test_captions_pointing_at_missing_images_are_rejected():
         alignment_metrics(v, v[:2], np.array([0, 1]))
     with pytest.raises(AlignfuseError, match="3 captions"):
         alignment_metrics(v, v, np.array([0, 1]))
+
+
+def test_image_to_text_recall_with_two_tied_own_captions_is_the_chance_either_comes_first():
+    """Image 0's two captions tie with image 1's caption: a random order puts an own caption
+    first with probability 2/3 (not 1/2); images 1 and 2 retrieve their caption first."""
+    v = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
+    half = 1 / math.sqrt(2)
+    t = np.array([[half, 0, half, 0], [half, 0, -half, 0], [half, half, 0, 0], [0, 0, 0, 1.0]])
+    recalls = retrieval_recalls(v, t, np.array([0, 0, 1, 2]), ks=(1,))
+    assert recalls["image_to_text_R@1"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert recalls["image_to_text_R@1"] == pytest.approx(0.8889, abs=5e-5)
+
+
+def enumerated_recall(scores: np.ndarray, right: np.ndarray, k: int) -> float:
+    """Recall@k of one query averaged over every order of the candidates that breaks ties:
+    candidates sorted by score, then by their place in each permutation."""
+    hits = []
+    for order in itertools.permutations(range(len(scores))):
+        ranked = sorted(range(len(scores)), key=lambda c: (-scores[c], order[c]))
+        hits.append(any(right[c] for c in ranked[:k]))
+    return float(np.mean(hits))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_recall_with_ties_matches_enumerating_every_tie_order(seed):
+    """Features with entries in {0, 1} tie often; the closed form must equal the average over
+    all tie-breaking orders, both ways and at every k."""
+    rng = np.random.default_rng(seed)
+    v = rng.integers(0, 2, (3, 3)).astype(float)
+    v[v.sum(axis=1) == 0, 0] = 1.0
+    caption_image = np.array([0, 0, 0, 1, 2, 2])
+    t = rng.integers(0, 2, (len(caption_image), 3)).astype(float)
+    t[t.sum(axis=1) == 0, 1] = 1.0
+    cosines = np.round(
+        (v / np.linalg.norm(v, axis=1, keepdims=True))
+        @ (t / np.linalg.norm(t, axis=1, keepdims=True)).T,
+        9,
+    )
+    for k in (1, 2, 3):
+        recalls = retrieval_recalls(v, t, caption_image, ks=(k,))
+        image_to_text = np.mean(
+            [enumerated_recall(cosines[i], caption_image == i, k) for i in range(len(v))]
+        )
+        text_to_image = np.mean(
+            [
+                enumerated_recall(cosines[:, c], np.arange(len(v)) == caption_image[c], k)
+                for c in range(len(t))
+            ]
+        )
+        assert recalls[f"image_to_text_R@{k}"] == pytest.approx(image_to_text, abs=1e-12)
+        assert recalls[f"text_to_image_R@{k}"] == pytest.approx(text_to_image, abs=1e-12)

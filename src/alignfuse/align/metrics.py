@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import special
 
 from alignfuse.errors import AlignfuseError
 
@@ -91,12 +92,14 @@ def modality_gap(V: np.ndarray, T: np.ndarray) -> float:
 
 def retrieval_ranks(
     V: np.ndarray, T: np.ndarray, caption_image: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per query, (wrong candidates ranked above the right one, wrong candidates tied with it).
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per query, (wrong candidates ranked above the right ones, wrong candidates tied with them,
+    right candidates in that tie).
 
     ``image_to_text``: per image, against its best-scoring own caption (a hit if any own caption
-    ranks high enough); ``text_to_image``: per caption, against its own image. The cosine matrix
-    is computed in blocks of images so memory stays bounded.
+    ranks high enough), with the own captions that tie with it; ``text_to_image``: per caption,
+    against its own image (one right candidate). The cosine matrix is computed in blocks of
+    images so memory stays bounded.
     """
     caption_image = check_pairing(V, T, caption_image)
     check_shared_space(V, T)
@@ -120,15 +123,25 @@ def retrieval_ranks(
         t2i_above += above
         t2i_tied += (s >= own - TIE).sum(axis=0) - above
     # Ties counted so far include the right candidates themselves; keep only wrong ones.
+    own_ties = own_ties.astype(np.int64)
     return {
-        "image_to_text": (i2t_above, i2t_tied - own_ties.astype(np.int64)),
-        "text_to_image": (t2i_above, t2i_tied - 1),
+        "image_to_text": (i2t_above, i2t_tied - own_ties, own_ties),
+        "text_to_image": (t2i_above, t2i_tied - 1, np.ones(len(t), np.int64)),
     }
 
 
-def recall_at(above: np.ndarray, tied: np.ndarray, k: int) -> float:
-    """Mean chance that the right candidate lands in the top ``k``, ties broken at random."""
-    return float(np.clip((k - above) / (tied + 1), 0.0, 1.0).mean())
+def recall_at(above: np.ndarray, tied: np.ndarray, right: np.ndarray, k: int) -> float:
+    """Mean chance that a right candidate lands in the top ``k``, ties broken at random.
+
+    With ``above`` wrong candidates ranked first, k' = k - above slots are left for the tie of
+    ``tied`` wrong and ``right`` right candidates; all k' go to wrong ones with probability
+    C(tied, k') / C(tied + right, k') = C(tied + right - k', right) / C(tied + right, right)
+    (k'/(tied + 1) recall for a single right candidate).
+    """
+    slots = np.maximum(k - np.asarray(above), 0)
+    total = np.asarray(tied) + np.asarray(right)
+    miss = special.comb(total - slots, right) / special.comb(total, right)
+    return float((1.0 - miss).mean())
 
 
 def image_to_text_chance(captions_per_image: np.ndarray, k: int) -> float:
