@@ -11,9 +11,11 @@ from alignfuse.analysis.alignment_study import (
 )
 from alignfuse.analysis.claims import (
     IMPRECISE,
+    LARGER,
     NOT_REPRODUCED,
     REPRODUCED,
     REVERSED,
+    SMALLER,
     Claim,
     claims_table,
 )
@@ -91,21 +93,36 @@ def test_a_study_of_the_reference_alone_has_no_gaps_to_study():
     assert "trend" in study.columns
 
 
-def trend_claim():
+def trend_claim(band=(1.3, 2.8)):
     return Claim.from_config(
         {
             "id": "degradation_trend",
             "kind": "trend",
-            "statement": "concat's advantage grows from 1.3 to 2.8 points as alignment degrades",
+            "statement": f"concat's advantage moves from {band[0]} to {band[1]} points as "
+            "alignment degrades",
             "backbone": "clip",
             "alignment": "raw",
             "reference": "concat",
             "methods": ["xattn_txt2img"],
             "scales": [4096],
-            "band": [1.3, 2.8],
+            "band": list(band),
             "degradations": ["rotation", "noise"],
         }
     )
+
+
+def trend_rows(gaps, band, noise=0.002):
+    """The rotation rows (undegraded, most degraded, trend) of a trend claim with ``band``."""
+    runs = runs_with_gaps(gaps, noise=noise, seeds=8)
+    table = claims_table(
+        paired_differences(runs),
+        [trend_claim(band)],
+        ["flickr8k"],
+        1.0,
+        0.95,
+        alignment_study(runs, None, "concat", 300),
+    )
+    return table[~table["alignment"].str.contains("noise")].reset_index(drop=True)
 
 
 def test_a_trend_claim_judges_both_ends_and_the_trend_of_each_degradation_kind():
@@ -147,3 +164,20 @@ def test_a_falling_gap_reverses_the_trend_claim_and_no_trend_is_imprecise_or_not
     assert trend_verdict({0: 2.0, 0.5: 1.0, 1.0: 1.5}, noise=0.02) == [IMPRECISE]
     # up then down, precisely: no monotonic trend, and no rise left inside rho's interval
     assert trend_verdict({0: 2.0, 0.25: 3.0, 0.5: 2.5, 1.0: 1.5}, noise=0.002) == [NOT_REPRODUCED]
+
+
+def test_a_fall_exactly_as_claimed_reproduces_and_a_rise_against_it_is_reversed():
+    falling = trend_rows({0: 2.8, 0.5: 2.0, 1.0: 1.3}, band=(2.8, 1.3))
+    assert falling["verdict"].tolist() == [REPRODUCED, REPRODUCED, REPRODUCED]
+    assert "claimed fall" in falling["note"].iloc[-1]
+    assert "Page p of a fall 5.95e-07" in falling["note"].iloc[-1]
+    rising = trend_rows({0: 1.3, 0.25: 1.8, 0.5: 2.3, 1.0: 2.8}, band=(2.8, 1.3))
+    assert rising["verdict"].iloc[-1] == REVERSED
+    assert rising["verdict"].iloc[:2].tolist() == [SMALLER, LARGER]
+
+
+def test_without_a_detected_trend_only_the_claimed_direction_decides_what_is_left():
+    """rho's interval is [0.2, 0.2]: a rise is still possible, a fall is not."""
+    gaps = {0: 1.5, 0.25: 3.0, 0.5: 2.5, 1.0: 2.0}
+    assert trend_rows(gaps, band=(1.5, 2.0))["verdict"].iloc[-1] == IMPRECISE
+    assert trend_rows(gaps, band=(2.0, 1.5))["verdict"].iloc[-1] == NOT_REPRODUCED

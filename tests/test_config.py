@@ -57,13 +57,18 @@ def test_paper_config_matches_the_paper(paper):
     assert config["backbones"]["resnet18"]["text"] == config["backbones"]["clip"]["text"]
 
 
+def index(part: str):
+    """A path part as a list index where it is one (``claims.0.band``)."""
+    return int(part) if part.isdigit() else part
+
+
 def set_key(config: dict, path: str, value) -> dict:
     config = copy.deepcopy(config)
     *parents, last = path.split(".")
     node = config
     for part in parents:
-        node = node[part]
-    node[last] = value
+        node = node[index(part)]
+    node[index(last)] = value
     return config
 
 
@@ -305,6 +310,41 @@ SEMANTIC = [
         lambda c: set_key(c, "methods.weighted_sum.weights", [0.0, 0.0]),
         ["methods.weighted_sum.weights", "both zero"],
     ),
+    (
+        "an analysis reference that is not a method",
+        lambda c: set_key(c, "analysis.reference", "concatenation"),
+        ["analysis.reference", "'concatenation'", "not one of the methods"],
+    ),
+    (
+        "a claim naming a method label that is not defined",
+        lambda c: set_key(c, "claims.0.methods", ["xattn_txt2img", "xattn_typo"]),
+        ["claims.0.methods.1", "'xattn_typo'", "not a method this study trains"],
+    ),
+    (
+        "a claim naming a method that no grid trains",
+        lambda c: set_key(c, "grids", {"only": {"methods": ["concat", "xattn_txt2img"]}}),
+        ["claims.0.methods.1", "'xattn_img2txt'", "trained: concat, xattn_txt2img"],
+    ),
+    (
+        "a claim naming an unknown backbone",
+        lambda c: set_key(c, "claims.1.backbone", "vit"),
+        ["claims.1.backbone", "'vit'", "clip, resnet18"],
+    ),
+    (
+        "a claim against another reference than the analysis compares with",
+        lambda c: set_key(c, "claims.0.reference", "gated_sum"),
+        ["claims.0.reference", "'gated_sum'", "analysis.reference 'concat'"],
+    ),
+    (
+        "a gap claim's band written high to low",
+        lambda c: set_key(c, "claims.0.band", [5.1, 4.1]),
+        ["claims.0.band", "[5.1, 4.1] is written high to low", "write [4.1, 5.1]"],
+    ),
+    (
+        "a trend claim whose ends are equal",
+        lambda c: set_key(c, "claims.1.band", [2.0, 2.0]),
+        ["claims.1.band", "both are 2", "no rise or fall"],
+    ),
 ]
 
 
@@ -371,6 +411,8 @@ def test_two_variants_of_one_head_sit_in_one_study(paper):
 def test_method_defaults_are_filled(synthetic):
     synthetic["methods"] = {"late": {}, "gated_sum": {"param_match": 40_000}}
     synthetic["grids"] = {}
+    synthetic["analysis"] = {"reference": "late"}
+    synthetic["claims"] = []  # its claims compare concat and cross-attention
     methods = validate_config(synthetic, SCHEMA)["methods"]
     assert methods["late"] == {
         "head": "late",
@@ -384,6 +426,7 @@ def test_method_defaults_are_filled(synthetic):
 
 def test_without_methods_the_paper_pair_is_trained(synthetic):
     del synthetic["methods"]
+    synthetic["claims"] = [c for c in synthetic["claims"] if c["methods"] == ["xattn_txt2img"]]
     assert set(validate_config(synthetic, SCHEMA)["methods"]) == {"concat", "xattn_txt2img"}
 
 
@@ -402,3 +445,9 @@ def test_encoder_tokens_are_valid_when_every_backbone_encoder_caches_them(paper)
     paper["methods"]["xattn_txt2img"]["token_source"] = "encoder"
     config = validate_config(paper, SCHEMA)
     assert config["methods"]["xattn_img2txt"]["token_source"] == "pseudo"  # the default
+
+
+def test_a_trend_claim_may_claim_a_fall(paper):
+    """A trend's band runs from the undegraded gap to the most degraded one, in either order."""
+    config = validate_config(set_key(paper, "claims.1.band", [2.8, 1.3]), SCHEMA)
+    assert config["claims"][1]["band"] == [2.8, 1.3]

@@ -147,6 +147,7 @@ def check_semantics(config: dict) -> None:
                 f"dataset '{dataset['name']}' provides; use scales of at most {train_pairs}"
             )
     check_methods(config["methods"])
+    check_claims(config)
     check_training(config)
     check_token_sources(config)
     check_param_match(config)
@@ -164,6 +165,50 @@ def check_methods(methods: dict) -> None:
             raise AlignfuseError(
                 f"config key 'methods.{name}.weights': {spec['weights']} are both zero; "
                 "give at least one modality a positive weight"
+            )
+
+
+def check_claims(config: dict) -> None:
+    """The analysis reference is a method, and each claim names what the study trains (else its
+    rows would only read "not in this study") with a band that reads as its kind says."""
+    reference = config["analysis"]["reference"]
+    if reference not in config["methods"]:
+        raise AlignfuseError(
+            f"config key 'analysis.reference': '{reference}' is not one of the methods "
+            f"(defined: {', '.join(config['methods'])}); name the method label that every "
+            "other method is compared with"
+        )
+    trained = sorted({c.method for c in conditions(config)})
+    for i, claim in enumerate(config["claims"]):
+        key = f"config key 'claims.{i}"
+        if claim["backbone"] not in config["backbones"]:
+            raise AlignfuseError(
+                f"{key}.backbone': '{claim['backbone']}' is not defined under 'backbones' "
+                f"(defined: {', '.join(config['backbones'])})"
+            )
+        if claim["reference"] != reference:
+            raise AlignfuseError(
+                f"{key}.reference': '{claim['reference']}' is not analysis.reference "
+                f"'{reference}', the method every comparison is made against; claim against "
+                "it or change analysis.reference"
+            )
+        for j, label in enumerate(claim["methods"]):
+            if label not in trained:
+                raise AlignfuseError(
+                    f"{key}.methods.{j}': '{label}' is not a method this study trains "
+                    f"(trained: {', '.join(trained)}); name a label under 'methods' that a "
+                    "grid trains"
+                )
+        low, high = claim["band"]
+        if claim["kind"] == "gap" and low > high:
+            raise AlignfuseError(
+                f"{key}.band': [{low:g}, {high:g}] is written high to low; a gap claim's band "
+                f"is [low, high]: write [{high:g}, {low:g}]"
+            )
+        if claim["kind"] == "trend" and low == high:
+            raise AlignfuseError(
+                f"{key}.band': a trend claim's band runs from the undegraded gap to the most "
+                f"degraded one, but both are {low:g}: no rise or fall is claimed"
             )
 
 

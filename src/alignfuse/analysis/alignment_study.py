@@ -46,6 +46,7 @@ COLUMNS = [
     "spearman_high",
     "page_l",
     "page_p",
+    "page_p_fall",
     "trend",
 ]
 
@@ -73,6 +74,8 @@ def trend(levels: np.ndarray, gaps: np.ndarray, resamples: int, seed: int, confi
     ``gaps`` is [seeds, levels] (levels ascending, complete blocks). A trend is called
     increasing (decreasing) only with at least three levels, the rho interval above (below) 0
     and Page's one-sided test in that direction significant; anything less is no trend detected.
+    ``page_p`` is the one-sided p of a rising gap, ``page_p_fall`` that of a falling one, so a
+    claim of either direction reads its own test.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -104,6 +107,7 @@ def trend(levels: np.ndarray, gaps: np.ndarray, resamples: int, seed: int, confi
         "spearman_high": float(high),
         "page_l": np.nan if page is None else float(page.statistic),
         "page_p": np.nan if page is None else float(page.pvalue),
+        "page_p_fall": np.nan if down is None else float(down.pvalue),
         "trend": verdict,
     }
 

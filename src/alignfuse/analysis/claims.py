@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alignfuse.analysis.alignment_study import DECREASING, INCREASING
+
 POINTS = 100.0
 MAX_SEEDS = 10_000
 
@@ -67,8 +69,9 @@ COLUMNS = [
 class Claim:
     """A ``gap`` claim: reference − each of ``methods`` lies in ``band`` points at each of
     ``scales`` (all) on ``backbone``@``alignment``. A ``trend`` claim: as the text side of
-    ``backbone``@``alignment`` is degraded (each of ``degradations``), the gap grows from
-    ``band[0]`` (undegraded) to ``band[1]`` points (most degraded) at each of ``scales``."""
+    ``backbone``@``alignment`` is degraded (each of ``degradations``), the gap moves from
+    ``band[0]`` (undegraded) to ``band[1]`` points (most degraded) at each of ``scales``: a rise
+    when band[1] > band[0], a fall when it is below."""
 
     id: str
     statement: str
@@ -108,6 +111,23 @@ def widened(band: tuple[float, float], tolerance: float) -> tuple[float, float]:
 def direction(band: tuple[float, float]) -> float:
     """+1 when the claim is that the reference is ahead, −1 when it is behind."""
     return -1.0 if sum(band) < 0 else 1.0
+
+
+def trend_verdict(trend: str, rho_low: float, rho_high: float, band: tuple[float, float]) -> str:
+    """The verdict on a measured trend against the claimed one, band[0] -> band[1].
+
+    Reproduced: a trend in the claimed direction (see ``alignment_study.trend``); reversed: one
+    against it. Without a detected trend, not reproduced when rho's interval holds nothing in the
+    claimed direction, else consistent but imprecise.
+    """
+    rises = band[1] > band[0]
+    if trend == INCREASING:
+        return REPRODUCED if rises else REVERSED
+    if trend == DECREASING:
+        return REVERSED if rises else REPRODUCED
+    if (rho_high <= 0) if rises else (rho_low >= 0):
+        return NOT_REPRODUCED
+    return IMPRECISE
 
 
 def verdict(low: float, high: float, band: tuple[float, float], tolerance: float) -> str:
@@ -404,12 +424,7 @@ def trend_rows(
                 )
                 rows.append({**row, **judged})
             summary = levels.iloc[0]
-            verdict_of_trend = {
-                "increasing": REPRODUCED,
-                "decreasing": REVERSED,
-            }.get(summary["trend"], IMPRECISE)
-            if verdict_of_trend == IMPRECISE and summary["spearman_high"] <= 0:
-                verdict_of_trend = NOT_REPRODUCED  # no rise left inside the interval
+            rises = claim.band[1] > claim.band[0]
             rows.append(
                 {
                     **base,
@@ -421,11 +436,17 @@ def trend_rows(
                     "ours_high_pts": summary["spearman_high"],
                     "interval": "Spearman rho, seed bootstrap",
                     "n_seeds": int(levels["n_seeds"].min()),
-                    "verdict": verdict_of_trend,
-                    "note": f"trend over {len(levels)} {kind} levels: {summary['trend']} "
-                    f"(Spearman rho {summary['spearman']:.2f}, Page p "
-                    f"{summary['page_p']:.3g}); the paper's degradation is not public, ours "
-                    f"is {kind}",
+                    "verdict": trend_verdict(
+                        summary["trend"],
+                        summary["spearman_low"],
+                        summary["spearman_high"],
+                        claim.band,
+                    ),
+                    "note": f"claimed {'rise' if rises else 'fall'}; trend over {len(levels)} "
+                    f"{kind} levels: {summary['trend']} (Spearman rho {summary['spearman']:.2f}, "
+                    f"Page p of a {'rise' if rises else 'fall'} "
+                    f"{summary['page_p' if rises else 'page_p_fall']:.3g}); the paper's "
+                    f"degradation is not public, ours is {kind}",
                 }
             )
     return rows
