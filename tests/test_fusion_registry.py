@@ -118,3 +118,24 @@ def test_param_matched_preset_keeps_the_papers_cross_attention_head_beside_the_m
 
 def test_smoke_preset_stays_small():
     assert len(methods_of("workflow/presets/smoke.yaml")) <= 4
+
+
+@pytest.mark.parametrize("name", FUSION_METHODS)
+def test_every_head_classifies_the_fused_representation_it_names(name):
+    """Diagnostics read ``fused``; the logits must be ``readout`` of exactly that, per pair and
+    through the per-modality parts that evaluation uses."""
+    import torch
+
+    from alignfuse.fusion.head import FusionHead
+
+    torch.manual_seed(0)
+    head = build_head(name, 12, 10, methods_of("workflow/presets/smoke.yaml").get(name, {}))
+    head.eval()
+    assert isinstance(head, FusionHead)
+    image, text = torch.randn(5, 12), torch.randn(5, 10)
+    with torch.no_grad():
+        fused = head.fused(image, text)
+        assert fused.dim() == 2 and len(fused) == 5
+        torch.testing.assert_close(head(image, text), head.readout(fused), rtol=0, atol=0)
+        parts = head.combine(head.encode_image(image), head.encode_text(text))
+        torch.testing.assert_close(parts, head(image, text), rtol=1e-5, atol=1e-6)

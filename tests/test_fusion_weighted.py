@@ -51,7 +51,7 @@ def test_fixed_weights_scale_the_unit_rms_projections():
     head = WeightedSumHead(12, 10, weights=[0.2, 0.8], **SMALL)
     p_image, p_text = head.image_proj(torch.randn(5, 12)), head.text_proj(torch.randn(5, 10))
     torch.testing.assert_close(p_image.pow(2).mean(dim=-1), torch.ones(5), atol=1e-4, rtol=0)
-    torch.testing.assert_close(head.fuse(p_image, p_text), 0.2 * p_image + 0.8 * p_text)
+    torch.testing.assert_close(head.join(p_image, p_text), 0.2 * p_image + 0.8 * p_text)
 
 
 def test_a_zero_weight_removes_that_modality():

@@ -11,12 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alignfuse.fusion.head import FusionHead
 from alignfuse.fusion.layers import Dropout, mlp
 
 
-class LowRankBilinearHead(nn.Module):
+class LowRankBilinearHead(FusionHead):
     """z = (U v + a) * (W t + b) of width ``rank`` -> Dropout -> MLP(hidden...) -> 2.
 
+    Its fused representation is the product z (after dropout, which is the identity in
+    evaluation): the input of the MLP classifier.
     ``hidden: []`` makes the classifier linear, so the logits are exactly rank-r bilinear forms.
     At 512/512 features with the defaults (rank 256, hidden [128]) it has 295,810 parameters.
     """
@@ -35,14 +38,14 @@ class LowRankBilinearHead(nn.Module):
         """param_match: the rank is ``width``; the classifier keeps its hidden widths."""
         return {**config, "rank": width}
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.combine(self.encode_image(image), self.encode_text(text))
-
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.image_proj(image)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         return self.text_proj(text)
 
-    def combine(self, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.drop(u * w))
+    def join(self, u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.drop(u * w)
+
+    def readout(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.classifier(fused)

@@ -13,18 +13,20 @@ import torch
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
+from alignfuse.fusion.head import FusionHead
 from alignfuse.fusion.layers import mlp, scaled_widths
 
 COMBINES = ("sum", "learned")
 
 
-class LateFusionHead(nn.Module):
+class LateFusionHead(FusionHead):
     """MLP(image) -> 2 logits and MLP(text) -> 2 logits, combined by ``combine``.
 
     "sum": l_image + l_text; "learned": a_image l_image + a_text l_text with learned scalars
     (initialised to 1). Both combinations stay additive in the modalities: a nonlinear combiner
     of the per-modality logits would let the two-number summaries interact and would no longer
-    be late fusion. At 512/512 features with the default hidden [256, 128] per modality it has
+    be late fusion. Its fused representation is what the combination reads, both towers' logits
+    side by side [l_image; l_text] (4 wide), so it holds both modalities, each in its own half. At 512/512 features with the default hidden [256, 128] per modality it has
     328,964 parameters (+2 with "learned").
     """
 
@@ -50,16 +52,17 @@ class LateFusionHead(nn.Module):
         """param_match: both heads' first hidden width is ``width``; later ones keep their ratio."""
         return {**config, "hidden": scaled_widths(config["hidden"], width)}
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.combine(self.encode_image(image), self.encode_text(text))
-
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.image_head(image)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         return self.text_head(text)
 
-    def combine(self, l_image: torch.Tensor, l_text: torch.Tensor) -> torch.Tensor:
+    def join(self, l_image: torch.Tensor, l_text: torch.Tensor) -> torch.Tensor:
+        return torch.cat([l_image, l_text], dim=-1)
+
+    def readout(self, fused: torch.Tensor) -> torch.Tensor:
+        l_image, l_text = fused[..., :2], fused[..., 2:]
         if self.mix is None:
             return l_image + l_text
         return self.mix[0] * l_image + self.mix[1] * l_text

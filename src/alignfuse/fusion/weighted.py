@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
+from alignfuse.fusion.head import FusionHead
 from alignfuse.fusion.layers import mlp
 
 GATES = ("sigmoid", "softmax")
@@ -21,7 +22,7 @@ def projection(d: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, dim), nn.LayerNorm(dim, elementwise_affine=False))
 
 
-class SumHead(nn.Module):
+class SumHead(FusionHead):
     """p_v = LN(A v), p_t = LN(B t); fused = w_v p_v + w_t p_t; MLP(fused) -> 2 logits.
 
     How a sum still lets the classifier compare the modalities (matching needs it): the fused
@@ -34,6 +35,7 @@ class SumHead(nn.Module):
     scale in the sum; a learned projection cannot undo a weight by rescaling itself. No
     elementwise product p_v * p_t enters the sum: multiplicative (bilinear) fusion is a family of
     its own (``bilinear``, ``xattn_*``), and this one stays at the additive end of the comparison.
+    The fused representation is the weighted sum, the input of the MLP classifier.
     """
 
     def __init__(self, d_image: int, d_text: int, dim: int, hidden, dropout: float):
@@ -47,21 +49,14 @@ class SumHead(nn.Module):
         """param_match: the common width ``dim`` is ``width``; the classifier keeps its widths."""
         return {**config, "dim": width}
 
-    def fuse(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
-        """The weighted sum of the two projections."""
-        raise NotImplementedError
-
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.combine(self.encode_image(image), self.encode_text(text))
-
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         return self.image_proj(image)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         return self.text_proj(text)
 
-    def combine(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.fuse(p_image, p_text))
+    def readout(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.classifier(fused)
 
 
 class WeightedSumHead(SumHead):
@@ -88,7 +83,7 @@ class WeightedSumHead(SumHead):
             )
         self.fixed = tuple(float(w) for w in weights)
 
-    def fuse(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
+    def join(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
         w_image, w_text = self.fixed
         return w_image * p_image + w_text * p_text
 
@@ -126,6 +121,6 @@ class GatedSumHead(SumHead):
         logits = self.gate_net(torch.cat([p_image, p_text], dim=-1))
         return logits.sigmoid() if self.gate == "sigmoid" else logits.softmax(dim=-1)
 
-    def fuse(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
+    def join(self, p_image: torch.Tensor, p_text: torch.Tensor) -> torch.Tensor:
         w = self.weights(p_image, p_text)
         return w[..., :1] * p_image + w[..., 1:] * p_text

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
+from alignfuse.fusion.head import FusionHead
 from alignfuse.fusion.layers import (
     CrossAttentionBlock,
     Dropout,
@@ -27,7 +28,7 @@ DIRECTIONS = ("txt2img", "img2txt", "bidir")
 TOKEN_SOURCES = ("pseudo", "encoder")
 
 
-class CrossAttentionHead(nn.Module):
+class CrossAttentionHead(FusionHead):
     """Tokens per modality -> cross-attention block(s) -> mean over queries -> MLP -> 2.
 
     ``direction``: "txt2img" (text queries image tokens, as in BLIP), "img2txt" (image queries
@@ -38,7 +39,8 @@ class CrossAttentionHead(nn.Module):
     (encoder tokens already carry their position, and ``tokens`` is unused). ``token_map``
     ("mixed", the default, or "chunks"; pseudo tokens only) and ``norm`` ("post" or "pre") are
     described in :mod:`alignfuse.fusion.layers`; the README's "Input scaling" has the ablation
-    behind the defaults.
+    behind the defaults. The fused representation is the pooled block output(s), concatenated
+    for "bidir": the input of the MLP classifier.
     """
 
     def __init__(
@@ -118,15 +120,36 @@ class CrossAttentionHead(nn.Module):
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         return self.text_tokens(text)
 
-    def combine(
+    def fused(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.join(self.encode_image(image), self.encode_text(text), image_mask, text_mask)
+
+    def join(
         self,
         img: torch.Tensor,
         txt: torch.Tensor,
         image_mask: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
-        return_entropy: bool = False,
-    ):
-        """Logits from both sides' tokens (see :meth:`forward`)."""
+    ) -> torch.Tensor:
+        return self.attend(img, txt, image_mask, text_mask)[0]
+
+    def readout(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.classifier(fused)
+
+    def attend(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pooled block outputs concatenated (the fused representation), and the mean
+        attention entropy and its ceiling (see :meth:`forward`)."""
         sides = {
             "txt2img": (txt, text_mask, img, image_mask),
             "img2txt": (img, image_mask, txt, text_mask),
@@ -143,10 +166,24 @@ class CrossAttentionHead(nn.Module):
                 else torch.full(x.shape[:-2], keys.shape[-2], dtype=x.dtype, device=x.device)
             )
             ceiling.append(keys_per_pair.log())
-        logits = self.classifier(torch.cat(pooled, dim=-1))
-        if not return_entropy:
-            return logits
-        return logits, torch.stack(entropy).mean(dim=0), torch.stack(ceiling).mean(dim=0)
+        return (
+            torch.cat(pooled, dim=-1),
+            torch.stack(entropy).mean(dim=0),
+            torch.stack(ceiling).mean(dim=0),
+        )
+
+    def combine(
+        self,
+        img: torch.Tensor,
+        txt: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        return_entropy: bool = False,
+    ):
+        """Logits from both sides' tokens (see :meth:`forward`)."""
+        fused, entropy, ceiling = self.attend(img, txt, image_mask, text_mask)
+        logits = self.readout(fused)
+        return (logits, entropy, ceiling) if return_entropy else logits
 
 
 class DirectedCrossAttentionHead(CrossAttentionHead):
