@@ -74,15 +74,22 @@ def study(tmp_path_factory):
         ]
     )
     write_frame(probs, root / "predictions.parquet")
+    for name, status in (("runs", ["ok", "ok"]), ("runs_one_diverged", ["ok", "diverged"])):
+        write_frame(pd.DataFrame({"seed": [0, 1], "status": status}), root / f"{name}.parquet")
+    write_frame(
+        pd.DataFrame({"seed": [0, 1], "status": ["diverged", "diverged"]}),
+        root / "runs_all_diverged.parquet",
+    )
     return root
 
 
-def decomposed(study, fused):
+def decomposed(study, fused, runs="runs"):
     return condition_pid(
         study / "image.parquet",
         study / "text.parquet",
         study / "captions.parquet",
         study / "test.parquet",
+        study / f"{runs}.parquet",
         study / "predictions.parquet",
         study / f"{fused}.fused.parquet",
         ks=[6],
@@ -133,6 +140,37 @@ def test_the_table_averages_seeds_and_says_below_noise(study):
     assert "below noise" in text and "undefined" in text and "RoBERTa + ViT on VQAv2" in text
 
 
+LABELS = {
+    "dataset": "synthetic",
+    "backbone": "aligned",
+    "alignment": "raw",
+    "method": "concat",
+    "head": "concat",
+    "n_train": 256,
+}
+
+
+def test_diverged_seeds_are_left_out_of_the_decomposition_and_counted_in_the_table(study):
+    """Seed 1 diverged: its rows (still in the predictions and fused files here) are not read,
+    the table averages seed 0 alone and says one seed was left out."""
+    rows = decomposed(study, "image_only", runs="runs_one_diverged")
+    assert set(rows["seed"]) == {0} and (rows["n_diverged"] == 1).all()
+    table = pid_table([rows.assign(**LABELS)])
+    assert (table["n_seeds"] == 1).all() and (table["n_diverged"] == 1).all()
+    fused = table.set_index("view").loc["fused"]
+    assert fused["U_img"] == pytest.approx(rows.query("view == 'fused'")["U_img"].item())
+    assert "diverged (left out)" in pid_markdown(table)
+
+
+def test_a_condition_whose_seeds_all_diverged_stays_in_the_table_without_terms(study):
+    rows = decomposed(study, "image_only", runs="runs_all_diverged")
+    assert rows["seed"].isna().all() and set(rows["view"]) == {"fused", "prediction"}
+    table = pid_table([rows.assign(**LABELS)])
+    assert (table["n_seeds"] == 0).all() and (table["n_diverged"] == 2).all()
+    assert table["I"].isna().all() and table["CI"].isna().all()
+    assert "| 0 " in pid_markdown(table)
+
+
 def test_the_job_on_several_processes_writes_what_one_process_computes(study, tmp_path):
     """The pid rule's command with --workers 2: spawned workers under the console script."""
     script = Path(sys.executable).parent / "alignfuse"
@@ -148,6 +186,7 @@ def test_the_job_on_several_processes_writes_what_one_process_computes(study, tm
             f"--text-features={study / 'text.parquet'}",
             f"--captions={study / 'captions.parquet'}",
             f"--test-pairs={study / 'test.parquet'}",
+            f"--runs={study / 'runs.parquet'}",
             f"--predictions={study / 'predictions.parquet'}",
             f"--fused={study / 'image_only.fused.parquet'}",
             '--settings={"k": [6], "dims": 4, "repeats": 5, "seed": 0}',

@@ -157,11 +157,16 @@ def spec(method, seeds=(0, 1), head=None, **training):
     }
 
 
-def train(task, method, n=800, **kwargs):
-    """(runs, curves) of one condition on the task."""
+def trained(task, method, n=800, **kwargs):
+    """Every table of one condition on the task."""
     return train_condition(
         task / "image.parquet", task / "text.parquet", task / "pairs", n, spec(method, **kwargs), 1
-    )[:2]
+    )
+
+
+def train(task, method, n=800, **kwargs):
+    """(runs, curves) of one condition on the task."""
+    return trained(task, method, n, **kwargs)[:2]
 
 
 @pytest.mark.parametrize("method", ["concat", "xattn_txt2img"])
@@ -567,6 +572,45 @@ def test_seeds_whose_loss_diverges_are_recorded_as_diverged(task):
     assert (fine["status"] == "ok").all() and fine["diverged_epoch"].isna().all()
 
 
+def test_a_seed_diverging_in_its_first_epoch_is_no_trained_head_downstream(task, monkeypatch):
+    """Seed 7's logits are NaN from its first step: it never had a best checkpoint, so its
+    initial weights must not stand in for one (no test numbers, predictions or fused view)."""
+    forward = SeedEnsemble.__call__
+
+    def poisoned(self, *inputs):
+        logits = forward(self, *inputs)
+        if self.base.training and len(self) == 2:
+            logits = torch.cat([logits[:1], logits[1:] * float("nan")])
+        return logits
+
+    monkeypatch.setattr(SeedEnsemble, "__call__", poisoned)
+    result = trained(task, "concat", n=400, seeds=(3, 7), max_epochs=3)
+    runs = result.runs.set_index("seed")
+    assert runs.loc[7, "status"] == "diverged" and runs.loc[7, "diverged_epoch"] == 1
+    assert runs.loc[7, "best_epoch"] == 0
+    for column in ("test_accuracy", "test_auroc", "test_loss", "best_dev_accuracy"):
+        assert np.isnan(runs.loc[7, column]) and np.isfinite(runs.loc[3, column]), column
+    assert set(result.predictions["seed"]) == {3} and set(result.fused["seed"]) == {3}
+
+
+def test_parameters_broken_by_an_epochs_last_step_are_never_kept_as_best(task, monkeypatch):
+    """A non-finite dev loss is divergence too: the evaluation must not save the broken
+    parameters as the seed's best checkpoint."""
+    predict = SeedEnsemble.predict
+
+    def broken(self, split, factored=True):
+        logits = predict(self, split, factored)
+        if len(self) == 2:
+            logits[1] = float("nan")
+        return logits
+
+    monkeypatch.setattr(SeedEnsemble, "predict", broken)
+    result = trained(task, "concat", n=400, seeds=(3, 7), max_epochs=3)
+    runs = result.runs.set_index("seed")
+    assert runs.loc[7, "status"] == "diverged" and runs.loc[7, "diverged_epoch"] == 1
+    assert runs.loc[3, "status"] == "ok" and set(result.predictions["seed"]) == {3}
+
+
 def test_one_diverging_seed_leaves_the_stack_and_the_others_train_on(task, monkeypatch):
     """Seed 7's logits turn to NaN from its 12th step on (epoch 2 at 400 pairs, batch 64)."""
     forward, calls = SeedEnsemble.__call__, {"n": 0}
@@ -624,8 +668,7 @@ def test_fused_representations_are_kept_per_seed_and_test_pair_as_leading_compon
     assert fused.groupby("seed")["pair"].apply(list).tolist() == [list(range(len(test)))] * 2
     z = np.stack(fused["z"].to_numpy())
     assert z.shape == (2 * len(test), 16) and z.dtype == np.float16
-    variance = z.astype(np.float64).var(axis=0)
-    assert (np.diff(variance) <= 1e-3).all()  # principal components, largest variance first
+    assert np.isfinite(z).all() and (z.astype(np.float64).var(axis=0) > 0).all()
 
 
 FACTORED_HEADS = {

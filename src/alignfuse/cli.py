@@ -156,6 +156,7 @@ def pid_condition(args) -> None:
         args.text_features,
         args.captions,
         args.test_pairs,
+        args.runs,
         args.predictions,
         args.fused,
         args.settings,
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-features", type=Path, required=True)
     p.add_argument("--captions", type=Path, required=True)
     p.add_argument("--test-pairs", type=Path, required=True)
+    p.add_argument("--runs", type=Path, required=True, help="the condition's run file (status)")
     p.add_argument("--predictions", type=Path, required=True)
     p.add_argument("--fused", type=Path, required=True)
     p.add_argument("--settings", type=json_arg, required=True, help="the config's pid as JSON")

@@ -127,12 +127,14 @@ def run_files(suffix=""):
 
 
 def pid_inputs(wildcards):
-    """A condition's feature files, captions, test pairs, predictions and fused representations."""
+    """A condition's feature files, captions, test pairs, runs (each seed's status), predictions
+    and fused representations."""
     run = f"results/{wildcards.study}/runs/{wildcards.dataset}/{wildcards.backbone}@{wildcards.alignment}/{wildcards.method}/n{wildcards.n}"
     return {
         **feature_files(wildcards.dataset, wildcards.backbone, wildcards.alignment),
         "captions": f"results/data/{wildcards.dataset}/captions.parquet",
         "test_pairs": f"results/pairs/{wildcards.dataset}/test.parquet",
+        "runs": f"{run}.parquet",
         "predictions": f"{run}.predictions.parquet",
         "fused": f"{run}.fused.parquet",
     }

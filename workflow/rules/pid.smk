@@ -20,7 +20,7 @@ rule pid:
         code=code_hash("pid.stage"),
     shell:
         "alignfuse pid-condition --image-features {input.image} --text-features {input.text} "
-        "--captions {input.captions} --test-pairs {input.test_pairs} "
+        "--captions {input.captions} --test-pairs {input.test_pairs} --runs {input.runs} "
         "--predictions {input.predictions} --fused {input.fused} --settings {params.settings:q} "
         "--label dataset={wildcards.dataset} --label backbone={wildcards.backbone} "
         "--label alignment={wildcards.alignment} --label method={wildcards.method} "

@@ -6,7 +6,8 @@ its match prediction, and its fused representation clustered (the view of the PI
 Whether a caption matches an image is a property of the pair, so with the prediction as target
 nearly everything should be synergy and the image/text shares are two noise terms: they are
 reported as undefined there. The fused view is clustered on half of the test images and
-decomposed on the other half, so no cluster is fitted on the rows it scores.
+decomposed on the other half, so no cluster is fitted on the rows it scores. Seeds whose training
+diverged are left out and counted (``n_diverged``), as the analysis stage does.
 """
 
 from __future__ import annotations
@@ -47,11 +48,30 @@ def codebooks(features: Path, ids_column: str, train_ids, ks: list[int], dims: i
     return {k: fit_codebook(train, k, min(dims, x.shape[1]), seed) for k in ks}, row, x
 
 
+def usable_seeds(runs: Path, predictions: pd.DataFrame, fused: pd.DataFrame, paths) -> tuple:
+    """The seeds of a condition's runs whose training did not diverge, and how many did.
+
+    Each usable seed must have its predictions and fused view (the train stage writes them for
+    every seed whose status is "ok"); diverged seeds' rows, if a file has any, are not read.
+    """
+    frame = read_frame(runs, FIX)
+    status = frame["status"] if "status" in frame else pd.Series("ok", index=frame.index)
+    usable = sorted(frame.loc[status == "ok", "seed"].astype(int))
+    for path, rows in zip(paths, (predictions, fused), strict=True):
+        missing = sorted(set(usable) - set(rows["seed"].astype(int)))
+        if missing:
+            raise AlignfuseError(
+                f"{path}: no rows for seed(s) {missing} of {runs}; {FIX} (the train stage)"
+            )
+    return usable, int((status != "ok").sum())
+
+
 def condition_pid(
     image_features: Path,
     text_features: Path,
     captions: Path,
     test_pairs: Path,
+    runs: Path,
     predictions: Path,
     fused: Path,
     ks: list[int],
@@ -63,13 +83,27 @@ def condition_pid(
     """Rows per (seed, view, k): R, U_img, U_txt, S, I in bits with their noise floors, and the
     image's (CI) and text's (CT) share of the unique information where it is defined.
 
-    Every decomposition's solves are gathered first and run together on ``workers`` processes.
+    Only the seeds whose run (in ``runs``) did not diverge are decomposed; every row carries the
+    condition's ``n_diverged``. When every seed diverged, one row per (view, k) without a seed
+    and with NaN terms keeps the condition in the table. Every decomposition's solves are
+    gathered first and run together on ``workers`` processes.
     """
     table = read_frame(captions, FIX, columns=["image_id", "caption_id", "split"])
     train = table[table["split"] == "train"]
     pairs = read_frame(test_pairs, FIX, columns=["image_id", "caption_id", "label"])
     probs = read_frame(predictions, FIX)
     reps = read_frame(fused, FIX)
+    usable, n_diverged = usable_seeds(runs, probs, reps, (predictions, fused))
+    if not usable:
+        return pd.DataFrame(
+            [
+                {"seed": pd.NA, "view": view, "k": k, "k_target": k, "n_diverged": n_diverged}
+                | {c: math.nan for term in TERMS for c in (term, f"{term}_floor")}
+                | {"CI": math.nan, "CT": math.nan}
+                for k in ks
+                for view in VIEWS
+            ]
+        ).astype({"seed": "Int64"})
     images = np.sort(pairs["image_id"].unique())
     fit_half = pairs["image_id"].isin(images[0::2]).to_numpy()  # cluster the fused view here
     image_books, image_row, v = codebooks(
@@ -84,7 +118,7 @@ def condition_pid(
             (probs.loc[probs["seed"] == s, "prob"].to_numpy() > 0.5).astype(int),
             np.stack(reps.loc[reps["seed"] == s, "z"].to_numpy()).astype(np.float64),
         )
-        for s in sorted(probs["seed"].unique())
+        for s in usable
     }
     plans, tasks = [], []  # per row: its labels, rows decomposed and its tasks' slice
     for k in ks:
@@ -110,18 +144,22 @@ def condition_pid(
         result = decomposition_row(solved[span], n_rows)
         if labels["view"] == "prediction":  # a property of the pair: shares are noise ratios
             result["CI"] = result["CT"] = math.nan
-        rows.append({**labels, **result})
+        rows.append({**labels, "n_diverged": n_diverged, **result})
     return pd.DataFrame(rows)
 
 
 def pid_table(conditions: list[pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
-    """Per condition, view and k: each term's mean over seeds with its t interval and noise
-    floor; a term is read as above noise only if its mean clears the mean floor."""
+    """Per condition, view and k: each term's mean over the usable seeds with its t interval and
+    noise floor, and the number of diverged seeds left out; a term is read as above noise only
+    if its mean clears the mean floor."""
     frame = pd.concat(conditions, ignore_index=True)
     keys = ["dataset", "backbone", "alignment", "method", "head", "n_train", "view", "k"]
     rows = []
     for key, group in frame.groupby(keys, sort=True):
-        row = dict(zip(keys, key, strict=True)) | {"n_seeds": len(group)}
+        row = dict(zip(keys, key, strict=True)) | {
+            "n_seeds": int(group["seed"].notna().sum()),
+            "n_diverged": int(group["n_diverged"].max()) if "n_diverged" in group else 0,
+        }
         row["k_target"] = int(group["k_target"].min())  # below k: a seed's view had fewer values
         for term in (*TERMS, "CI", "CT"):
             values = group[term].to_numpy(float)
@@ -173,6 +211,7 @@ def pid_markdown(table: pd.DataFrame) -> str:
             "view": table["view"],
             "k": table["k"].astype(str),
             "seeds": table["n_seeds"].astype(str),
+            "diverged (left out)": table["n_diverged"].astype(str),
             **{term: [shown(r, term) for _, r in table.iterrows()] for term in TERMS},
             "CI / CT (%)": [share(r) for _, r in table.iterrows()],
         }
@@ -185,12 +224,15 @@ def pid_markdown(table: pd.DataFrame) -> str:
         shown_table.to_markdown(index=False, disable_numparse=True)
         + "\n\nPartial information decomposition (BROJA, bits) of each head's view by the image "
         "and the text features, discretised by PCA and k-means fitted on the train split: mean "
-        "over seeds [95% t interval]; 'below noise' where the mean does not clear the 95th "
+        "over seeds [95% t interval], seeds whose training diverged left out (counted in "
+        "'diverged (left out)'); 'below noise' where the mean does not clear the 95th "
         "percentile of the same term with the target permuted. CI = U_img / (U_img + U_txt), "
         "CT = 1 − CI. View 'prediction': the head's match prediction; matching is a property "
         "of the pair, so nearly all of it is synergy and CI/CT are undefined. View 'fused': the "
-        "head's fused representation clustered (on half of the test images; decomposed on the "
-        "other half), where the shares speak. Plug-in PID on clusters is biased upward: compare "
+        "representation the head names as its fused one (the input of its classifier; for late "
+        "fusion both towers' logits), on the 16 principal axes of the seed's train pairs, "
+        "clustered (on half of the test images; decomposed on the other half), where the shares "
+        "speak. Plug-in PID on clusters is biased upward: compare "
         "the k columns.\n\nThe blog's ablation, for reference:\n\n"
         + blog.to_markdown(index=False, disable_numparse=True)
         + "\n\nThose numbers are on VQA, where an answer often depends on one modality (unimodal "
@@ -205,6 +247,7 @@ def write_condition_pid(
     text_features: Path,
     captions: Path,
     test_pairs: Path,
+    runs: Path,
     predictions: Path,
     fused: Path,
     settings: dict,
@@ -218,6 +261,7 @@ def write_condition_pid(
         text_features,
         captions,
         test_pairs,
+        runs,
         predictions,
         fused,
         settings["k"],

@@ -36,7 +36,8 @@ from alignfuse.train.stopping import EarlyStopping
 class Trained(NamedTuple):
     """A condition's tables: runs (a row per seed), curves (per seed and evaluation),
     predictions (per seed and test pair: the best checkpoint's probability of a match) and fused
-    (per seed and test pair: the leading components of its fused representation)."""
+    (per seed and test pair: the leading components of its fused representation). Predictions
+    and fused hold only the seeds whose status is "ok"."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
@@ -110,6 +111,9 @@ def fit(
         if epoch % eval_every == 0 or epoch == max_epochs:
             eval_start = time.perf_counter()
             dev_metrics = metrics(model.predict(dev), dev.label.cpu())
+            # parameters broken by the epoch's last step show first here: never keep them as best
+            for j in np.flatnonzero(~np.isfinite(dev_metrics["loss"])).tolist():
+                stopping.diverge(active[j].item(), epoch)
             entropy, ceiling = model.attention_entropy(dev)
             result.eval_s += time.perf_counter() - eval_start
             for j, s in enumerate(active.tolist()):
@@ -202,11 +206,17 @@ def train_condition(
     train_s = time.perf_counter() - train_start
 
     model.load(result.best)
+    stopping = result.stopping
+    # A seed that diverged before any evaluation kept its initial weights as "best": not a trained
+    # head, so no test numbers; and no diverged seed's predictions or fused view are kept.
+    untrained = [s for s in range(len(seeds)) if stopping.best_epoch[s] == 0]
+    usable = [s for s in range(len(seeds)) if stopping.diverged_at[s] is None]
     test_logits = model.predict(data["test"])
     test = metrics(test_logits, data["test"].label.cpu())
     ablation = modality_ablation(model, data["test"])
+    for column in (*test.values(), *ablation.values()):
+        column[untrained] = np.nan
     wall = time.perf_counter() - start
-    stopping = result.stopping
     runs = [
         {
             "seed": seed,
@@ -216,7 +226,7 @@ def train_condition(
             "test_loss": test["loss"][s],
             "image_shuffled_accuracy": ablation["image_shuffled_accuracy"][s],
             "text_shuffled_accuracy": ablation["text_shuffled_accuracy"][s],
-            "best_dev_accuracy": stopping.best_accuracy[s],
+            "best_dev_accuracy": stopping.best_accuracy[s] if s not in untrained else np.nan,
             "best_epoch": stopping.best_epoch[s],
             "epochs": stopping.stopped_at[s] or result.last_epoch,
             "params": model.n_params,
@@ -241,8 +251,8 @@ def train_condition(
     return Trained(
         labelled(runs, condition),
         labelled(pd.DataFrame(result.curves), condition),
-        predictions(test_logits, seeds),
-        representations(model, data["test"], seeds),
+        predictions(test_logits[usable], [seeds[s] for s in usable]),
+        representations(model, train, data["test"], seeds, usable),
     )
 
 

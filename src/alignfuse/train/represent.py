@@ -1,9 +1,11 @@
 """What a trained head does with its inputs, kept for the diagnostics stages.
 
-Per seed, the best checkpoint's fused representation of every test pair (the input of the head's
-final linear layer, what partial information decomposition clusters as a view of the head), kept
-compactly as its leading principal components in float16; and the modality ablation: test
-accuracy when one modality's features are shuffled across test pairs.
+Per seed, the best checkpoint's fused representation of every test pair (what the head names as
+such, :meth:`alignfuse.fusion.head.FusionHead.fused`; partial information decomposition clusters
+it as a view of the head), kept compactly as its coordinates on the leading principal axes of the
+seed's training pairs' representations, in float16: the axes are fitted where nothing that PID
+scores is seen. And the modality ablation: test accuracy when one modality's features are
+shuffled across test pairs.
 """
 
 from __future__ import annotations
@@ -22,11 +24,6 @@ COMPONENTS = 16  # principal components of the fused representation kept per see
 ABLATION_SEED = 3  # seeds the permutation of test pairs in the modality ablation
 
 
-def last_linear(head: nn.Module) -> nn.Linear:
-    """The head's final linear layer: its input is the fused representation."""
-    return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-
-
 def seed_head(model: SeedEnsemble, position: int, d_image: int, d_text: int) -> nn.Module:
     """The head of the seed at ``position`` of the ensemble, in eval mode, with its weights."""
     head = build_head(model.head, d_image, d_text, model.hparams)
@@ -38,47 +35,57 @@ def seed_head(model: SeedEnsemble, position: int, d_image: int, d_text: int) -> 
 
 @torch.no_grad()
 def fused_representation(head: nn.Module, split: Split) -> np.ndarray:
-    """The input of the head's final linear layer for every pair of the split [N, width]."""
+    """The head's fused representation of every pair of the split [N, width]."""
+    step = max(1, int(EVAL_PAIRS / split.tokens_per_pair))
     captured = []
-    handle = last_linear(head).register_forward_pre_hook(
-        lambda module, args: captured.append(args[0].float().cpu())
-    )
-    try:
-        step = max(1, int(EVAL_PAIRS / split.tokens_per_pair))
-        for i in range(0, len(split), step):
-            index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
-            head(*split.inputs(index))
-    finally:
-        handle.remove()
+    for i in range(0, len(split), step):
+        index = torch.arange(i, min(i + step, len(split)), device=split.label.device)
+        captured.append(head.fused(*split.inputs(index)).float().cpu())
     return torch.cat(captured).numpy()
 
 
-def principal_components(x: np.ndarray, components: int = COMPONENTS) -> np.ndarray:
-    """The rows' coordinates on their leading principal axes [N, components] (zero-padded when
-    the representation is narrower)."""
-    centred = x - x.mean(axis=0)
-    _, _, axes = np.linalg.svd(centred, full_matrices=False)
-    z = centred @ axes[:components].T
-    return np.pad(z, ((0, 0), (0, components - z.shape[1])))
+def principal_axes(x: np.ndarray, components: int = COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' mean [width] and their leading principal axes [<= components, width]."""
+    mean = x.mean(axis=0)
+    _, _, axes = np.linalg.svd(x - mean, full_matrices=False)
+    return mean, axes[:components]
 
 
-def representations(model: SeedEnsemble, test: Split, seeds: list[int]) -> pd.DataFrame:
-    """Per seed and test pair, the fused representation's leading components (float16)."""
-    frames = []
-    for position, seed in enumerate(seeds):
+def project(x: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """The rows' coordinates on the given axes [N, COMPONENTS] (zero-padded when there are fewer
+    axes, as for a representation narrower than COMPONENTS)."""
+    z = (x - mean) @ axes.T
+    return np.pad(z, ((0, 0), (0, COMPONENTS - z.shape[1])))
+
+
+def seed_pairs(train: Split, position: int) -> Split:
+    """The train pairs that the seed at ``position`` trained on."""
+    index = train.subsets[position].to(train.label.device)
+    return Split(
+        train.image, train.text, train.label[index], train.image_row[index], train.text_row[index]
+    )
+
+
+def representations(
+    model: SeedEnsemble, train: Split, test: Split, seeds: list[int], positions: list[int]
+) -> pd.DataFrame:
+    """Per seed at the given ``positions`` of ``seeds`` and per test pair, the fused
+    representation's coordinates on the principal axes of that seed's train pairs (float16)."""
+    z = np.zeros((0, COMPONENTS), dtype=np.float16)
+    for position in positions:
         head = seed_head(model, position, test.image.dim, test.text.dim)
-        z = principal_components(fused_representation(head, test)).astype(np.float16)
-        column = pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), z.shape[1])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "seed": np.full(len(z), seed, dtype=np.int64),
-                    "pair": np.arange(len(z), dtype=np.int32),
-                    "z": pd.arrays.ArrowExtensionArray(column),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+        mean, axes = principal_axes(fused_representation(head, seed_pairs(train, position)))
+        z = np.concatenate([z, project(fused_representation(head, test), mean, axes)])
+    column = pa.FixedSizeListArray.from_arrays(
+        pa.array(z.astype(np.float16).reshape(-1)), COMPONENTS
+    )
+    return pd.DataFrame(
+        {
+            "seed": np.repeat(np.asarray(seeds, dtype=np.int64)[positions], len(test)),
+            "pair": np.tile(np.arange(len(test), dtype=np.int32), len(positions)),
+            "z": pd.arrays.ArrowExtensionArray(column),
+        }
+    )
 
 
 def shuffled(split: Split, modality: str) -> Split:
