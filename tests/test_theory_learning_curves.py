@@ -16,6 +16,7 @@ from alignfuse.theory.learning_curves import (
     crossover,
     fit_power_law,
     holdout_check,
+    percentile_interval,
 )
 
 SCALES = (256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -113,6 +114,47 @@ def test_bootstrap_reports_the_fraction_of_failed_refits():
     assert not boot.point.identifiable
 
 
+def test_a_floor_pulled_below_zero_is_on_bound_not_identified():
+    """err = 2 n^-0.3 − 0.05: least squares wants e_inf = −0.05 and stops on the bound 0,
+    where the asymptotic standard errors do not hold."""
+    n = np.array(SCALES, dtype=float)
+    fit = fit_power_law(n, 2.0 * n**-0.3 - 0.05)
+    assert not fit.identifiable
+    assert "e_inf ran to its bound" in fit.reason
+    assert math.isnan(fit.e_inf) and math.isnan(fit.predict(1e5))
+
+
+def noisy_unidentified_runs():
+    """Noise sd 0.02 on five large scales: the point fit is not identified and most seed
+    resamples fail, but the few that succeed would give a c interval [0.51, 0.82] (truth 0.5)."""
+    return synthetic_runs(noise=0.02, scales=(2048, 4096, 8192, 16384, 32768), rng=1)
+
+
+def test_an_unidentified_fit_gets_no_interval_from_its_surviving_refits():
+    boot = bootstrap_fit(noisy_unidentified_runs(), n_predict=[1e5], resamples=100)
+    assert not boot.point.identifiable
+    assert boot.failed_fraction > 0.5
+    assert boot.samples["c"].notna().any()  # some refits survive ...
+    assert boot.intervals[["low", "high"]].isna().all(axis=None)  # ... and print nothing
+
+
+def test_failed_refits_sit_at_both_extremes_and_only_widen_the_interval():
+    values = np.arange(100.0)
+    assert percentile_interval(values, 0.9) == (4.0, 94.0)
+    values[50:53] = np.nan  # 3 failures: the 5% tails hold 5 draws, so the ends move outwards
+    assert percentile_interval(values, 0.9) == (1.0, 97.0)
+    values[53:56] = np.nan  # 6 failures: more than a tail holds, so neither end is finite
+    assert percentile_interval(values, 0.9) == (-math.inf, math.inf)
+
+
+def test_an_identified_fit_whose_refits_fail_past_the_tail_has_no_interval():
+    runs = synthetic_runs(b=1.0, noise=0.02, seeds=3, scales=(128, 256, 512, 1024, 2048, 4096))
+    boot = bootstrap_fit(runs, resamples=100)
+    assert boot.point.identifiable and 0.025 < boot.failed_fraction < 0.5
+    c = boot.intervals.set_index("quantity").loc["c"]
+    assert c["estimate"] == boot.point.c and math.isnan(c["low"]) and math.isnan(c["high"])
+
+
 def test_bootstrap_needs_the_run_columns():
     with pytest.raises(AlignfuseError, match="error = 1 − test_accuracy"):
         bootstrap_fit(pd.DataFrame({"n_train": [1], "seed": [0], "test_accuracy": [0.5]}))
@@ -185,6 +227,15 @@ def test_paired_bootstrap_of_curves_that_never_cross_reports_it():
     result = crossover(bootstrap_fit(concat, resamples=20), bootstrap_fit(xattn, resamples=20))
     assert result.n_star == math.inf
     assert result.no_crossover_fraction == 1 and result.high == math.inf
+
+
+def test_no_crossover_interval_without_an_identified_crossing():
+    unknown = bootstrap_fit(noisy_unidentified_runs(), resamples=40)
+    known = bootstrap_fit(synthetic_runs(e_inf=0.05, b=8.0, c=0.5, rng=4), resamples=40)
+    result = crossover(unknown, known)
+    assert math.isnan(result.n_star)
+    assert math.isnan(result.low) and math.isnan(result.high)
+    assert result.failed_fraction > 0.5
 
 
 def test_unpaired_bootstrap_fits_are_refused():

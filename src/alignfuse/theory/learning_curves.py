@@ -20,6 +20,7 @@ MIN_SCALES = 5  # e_inf, b, c and at least two degrees of freedom between distin
 C_BOUNDS = (1e-3, 3.0)  # learning-curve exponents; a fit that ends on either bound is rejected
 A_BOUNDS = (1e-10, 10.0)  # b·n0^(−c), the decaying part at the reference scale n0
 BOUND_TOLERANCE = 1e-3  # |c − bound| (and relative, for a) under which the fit sits on a bound
+E_INF_TOLERANCE = 1e-6  # e_inf this close to 0 or 1 sits on its bound
 RANK_TOLERANCE = 1e-8  # smallest / largest singular value of the Jacobian
 START_EXPONENTS = np.geomspace(0.02, 2.5, 30)  # profile over c for the starting points
 STARTS = 3
@@ -113,8 +114,8 @@ def fit_power_law(n, err, min_scales: int = MIN_SCALES) -> PowerLawFit:
     """Least-squares fit of err(n) = e_inf + b·n^(−c) with b > 0, c > 0, 0 ≤ e_inf ≤ 1.
 
     ``n``/``err`` may repeat n (one point per seed). Not identifiable, with NaN parameters and
-    the reason, when there are fewer than ``min_scales`` distinct n, when the exponent or b runs
-    to a bound, when the Jacobian is rank-deficient, or when the parameter covariance is
+    the reason, when there are fewer than ``min_scales`` distinct n, when the exponent, b or
+    e_inf runs to a bound (on-bound: the asymptotic standard errors do not hold there), when the Jacobian is rank-deficient, or when the parameter covariance is
     degenerate or leaves c undetermined (standard error ≥ c).
     """
     n, err = _points(n, err)
@@ -153,6 +154,11 @@ def fit_power_law(n, err, min_scales: int = MIN_SCALES) -> PowerLawFit:
         return rejected(f"the exponent c ran to its bound ({c:.3g}); the data do not fix it")
     if log_a - np.log(A_BOUNDS[0]) < BOUND_TOLERANCE:
         return rejected("b ran to zero: the error does not decrease with n")
+    if best.active_mask[0] != 0 or min(e_inf, 1 - e_inf) < E_INF_TOLERANCE:
+        return rejected(
+            f"e_inf ran to its bound ({e_inf:.3g}): the data pull the floor past [0, 1], and a "
+            "standard error at a bound is not valid"
+        )
     jac = jacobian(best.x)
     singular = np.linalg.svd(jac, compute_uv=False)
     if singular[-1] <= RANK_TOLERANCE * singular[0]:
@@ -220,13 +226,29 @@ class BootstrapFit:
     confidence: float
 
 
-def _quantiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
+def percentile_interval(
+    values, confidence: float, extremes: tuple[float, float] = (-np.inf, np.inf)
+) -> tuple[float, float]:
+    """Percentile interval over every resample, a failed one (NaN) counted at both extremes.
+
+    A failed refit is a draw the data could not pin down, not a missing draw: it goes to
+    ``extremes[0]`` for the lower end and ``extremes[1]`` for the upper, so failures only ever
+    widen the interval. With the default extremes an end whose tail holds more failures than its
+    share (1 − confidence)/2 of the resamples is infinite: not reported (NaN) by the callers.
+    """
+    values = np.asarray(values, dtype=float)
     if values.size == 0:
         return NAN, NAN
+    failed = np.isnan(values)
     tail = (1 - confidence) / 2
-    low, high = np.quantile(values, [tail, 1 - tail])
+    low = np.quantile(np.where(failed, extremes[0], values), tail, method="inverted_cdf")
+    high = np.quantile(np.where(failed, extremes[1], values), 1 - tail, method="inverted_cdf")
     return float(low), float(high)
+
+
+def _quantiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """A parameter's interval (NaN ends where failed refits reach into the tail)."""
+    return tuple(v if np.isfinite(v) else NAN for v in percentile_interval(values, confidence))
 
 
 def bootstrap_fit(
@@ -241,8 +263,10 @@ def bootstrap_fit(
 
     Seeds, not points, are drawn with replacement: a seed fixes the data order and
     initialisation of every scale, so its points are correlated and move together. Refits that
-    are not identifiable count as failed (``failed_fraction``); intervals use the others.
-    Deterministic for a given ``seed``.
+    are not identifiable count as failed (``failed_fraction``) and sit at both extremes of every
+    interval (:func:`percentile_interval`): an end is NaN when failures exceed its tail. Every
+    interval is NaN when the point fit is not identified: no interval around an estimate that
+    does not exist. Deterministic for a given ``seed``.
     """
     runs = _runs(runs)
     if resamples < 1:
@@ -266,14 +290,17 @@ def bootstrap_fit(
         rows.append({"resample": i, "e_inf": fit.e_inf, "b": fit.b, "c": fit.c})
     samples = pd.DataFrame(rows, columns=["resample", "e_inf", "b", "c"])
     ok = samples["c"].notna().to_numpy()
+    # the refits an interval is read from: none when the point estimate itself is not identified
+    params = samples[["e_inf", "b", "c"]].to_numpy(float)
+    if not point.identifiable:
+        params = np.full_like(params, NAN)
     intervals = []
-    for name in ("e_inf", "b", "c"):
-        low, high = _quantiles(samples[name].to_numpy(float), confidence)
+    for column, name in enumerate(("e_inf", "b", "c")):
+        low, high = _quantiles(params[:, column], confidence)
         estimate = getattr(point, name)
         intervals.append(
             {"quantity": name, "n": NAN, "estimate": estimate, "low": low, "high": high}
         )
-    params = samples[["e_inf", "b", "c"]].to_numpy(float)
     for n in np.atleast_1d(np.asarray(n_predict, dtype=float)):
         predicted = params[:, 0] + params[:, 1] * n ** (-params[:, 2])
         low, high = _quantiles(predicted, confidence)
@@ -331,9 +358,10 @@ class Crossover:
     """Where curve b first drops below curve a, and why.
 
     ``n_star``: inf when never within n_max, NaN when a fit was not identified. With bootstrap
-    fits, ``low``/``high`` are a percentile interval (inf when too many resamples never cross),
-    ``no_crossover_fraction`` is over the resamples where both fits succeeded, and
-    ``failed_fraction`` counts resamples where either fit failed.
+    fits and an identified ``n_star``, ``low``/``high`` are a percentile interval (inf when too
+    many resamples never cross; a resample where either fit failed counts as crossing at the
+    smallest n for ``low`` and never for ``high``), ``no_crossover_fraction`` is over the
+    resamples where both fits succeeded, and ``failed_fraction`` counts those where either failed.
     """
 
     n_star: float
@@ -404,20 +432,18 @@ def crossover(fit_a, fit_b, n_max: float = N_MAX, n_min: float | None = None) ->
     a = fit_a.samples[["e_inf", "b", "c"]].to_numpy(float)
     b = fit_b.samples[["e_inf", "b", "c"]].to_numpy(float)
     ok = ~(np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1))
-    crossings = np.array(
-        [_crossing(pa, pb, n_lo, n_max)[0] for pa, pb in zip(a[ok], b[ok], strict=True)]
-    )
     failed = float(1 - ok.mean())
-    if crossings.size == 0:
+    if np.isnan(n_star) or not ok.any():
         return Crossover(n_star, reason, failed_fraction=failed)
-    tail = (1 - fit_a.confidence) / 2
-    # inverted_cdf picks sample values, so resamples without a crossover (inf) stay inf
-    low, high = np.quantile(crossings, [tail, 1 - tail], method="inverted_cdf")
+    crossings = np.full(ok.size, NAN)
+    crossings[ok] = [_crossing(pa, pb, n_lo, n_max)[0] for pa, pb in zip(a[ok], b[ok], strict=True)]
+    # a failed resample could have crossed anywhere: at the first measured n or never
+    low, high = percentile_interval(crossings, fit_a.confidence, extremes=(n_lo, np.inf))
     return Crossover(
         n_star,
         reason,
-        low=float(low),
-        high=float(high),
-        no_crossover_fraction=float(np.mean(np.isinf(crossings))),
+        low=low,
+        high=high,
+        no_crossover_fraction=float(np.mean(np.isinf(crossings[ok]))),
         failed_fraction=failed,
     )
