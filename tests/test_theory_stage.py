@@ -54,17 +54,23 @@ def test_fits_recover_the_curves_and_find_where_cross_attention_overtakes():
     assert crossing.n_star == pytest.approx((7 / 0.08) ** 2, rel=0.3)
 
 
-def write_family(tmp_path, widths, rotation):
+def write_family(tmp_path, widths, rotation, metadata=None):
+    """Feature files per width d, with the synthetic generator's provenance (or ``metadata(d)``)."""
     sets = []
     for d in widths:
         name = f"d{d}_{rotation}"
+        provenance = (
+            {"encoder": name, "library": "synthetic", "rotation": rotation, "generator": {}}
+            if metadata is None
+            else metadata(d)
+        )
         for side in ("image", "text"):
             write_embeddings(
                 tmp_path / f"{name}_{side}.parquet",
                 f"{side}_id",
                 ["x"],
                 np.zeros((1, d), np.float32),
-                {"rotation": rotation},
+                provenance,
             )
         sets.append(
             {
@@ -97,6 +103,53 @@ def test_d_scaling_recovers_linear_and_quadratic_exponents(tmp_path):
     assert beta["xattn_txt2img"] == pytest.approx(2.0, abs=0.2)
     assert set(exponents["theory_beta"]) == {1.0, 2.0}
     assert (needed["family"] == "rotation 0").all()
+
+
+def saturating(d, beta, k):
+    return lambda n: 0.5 + 0.45 * (1 - np.exp(-n / (k * d**beta)))
+
+
+def test_unreached_targets_stay_in_the_d_scaling_fit_as_bounds(tmp_path):
+    """Cross-attention at d = 64 never reaches the target within n ≤ 2^12: the point is kept as
+    a right-censored bound at the largest n, not dropped, and β still comes out near 2."""
+    widths = [8, 16, 32, 64]
+    sets = write_family(tmp_path, widths, 0.0)
+    curves = {}
+    for d in widths:
+        curves[(f"d{d}_0.0@raw", "concat", "concat")] = saturating(d, 1, 4)
+        curves[(f"d{d}_0.0@raw", "xattn_txt2img", "xattn_txt2img")] = saturating(d, 2, 2)
+    runs = runs_of(curves, noise=0.001, scales=[2**k for k in range(5, 13)])
+    widths_of = {f"{s['backbone']}@raw": (d, d) for s, d in zip(sets, widths, strict=True)}
+    needed, exponents = sample_complexity(runs, sets, widths_of, fraction=0.5)
+    xattn = needed[(needed["method"] == "xattn_txt2img") & (needed["d"] == 64)]
+    assert (xattn["censored"] == "right").all() and (xattn["bound"] == 2**12).all()
+    assert xattn["n_needed"].isna().all()
+    row = exponents.set_index("method").loc["xattn_txt2img"]
+    assert row["right_censored"] == 5 and row["points"] == 20
+    assert row["beta"] == pytest.approx(2.0, abs=0.2)
+
+
+def test_real_encoders_of_different_widths_are_not_one_d_series(tmp_path):
+    """Two raw encoder pairs of different models and widths share the alignment name but not
+    what the features are: no exponent is fitted across them. The same encoder at two widths
+    (its `dim` setting) is a series."""
+
+    def encoder(model):
+        return lambda d: {"encoder": {"library": "torchvision", "model": model, "dim": d}}
+
+    small = write_family(tmp_path / "a", [16], "a", encoder("resnet18"))
+    large = write_family(tmp_path / "b", [32], "b", encoder("resnet50"))
+    same = write_family(tmp_path / "c", [8, 64], "c", encoder("vit"))
+    sets = small + large + same
+    curves = {
+        (f"{s['backbone']}@raw", "concat", "concat"): saturating(d, 1, 4)
+        for s, d in zip(sets, [16, 32, 8, 64], strict=True)
+    }
+    runs = runs_of(curves, noise=0.001, scales=[2**k for k in range(5, 13)])
+    widths_of = {f"{s['backbone']}@raw": (d, d) for s, d in zip(sets, [16, 32, 8, 64], strict=True)}
+    needed, exponents = sample_complexity(runs, sets, widths_of, fraction=0.5)
+    assert list(exponents["family"]) == ["vit/vit"]
+    assert set(needed["d"]) == {8, 64}
 
 
 def test_predicted_curves_come_from_the_built_heads_at_every_width():
@@ -143,5 +196,6 @@ def test_a_study_at_one_scale_still_writes_every_table(tmp_path):
     out = tmp_path / "tables"
     write_theory(runs, [feature_set], methods, settings, "concat", out)
     points = pd.read_parquet(out / "sample_complexity_points.parquet")
-    assert points.empty and {"family", "method", "d", "seed", "n_needed"} <= set(points.columns)
+    assert points.empty
+    assert {"family", "method", "d", "seed", "n_needed", "censored", "bound"} <= set(points.columns)
     assert "(none)" in (out / "theory.md").read_text(encoding="utf-8")

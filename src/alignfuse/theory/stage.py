@@ -9,6 +9,7 @@ curves are searched for a crossover.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def curve_fits(
                 "method": method,
                 "head": group["head"].iloc[0],
                 "scales": group["n_train"].nunique(),
+                "n_min": point.n_min,
+                "n_max": point.n_max,
                 "identifiable": point.identifiable,
                 "reason": point.reason,
                 **{q: getattr(point, q) for q in ("e_inf", "b", "c")},
@@ -108,6 +111,7 @@ def curve_fits(
                 "n_star_low": found.low,
                 "n_star_high": found.high,
                 "no_crossover_fraction": found.no_crossover_fraction,
+                "failed_resamples": found.failed_fraction,
                 "reason": found.reason,
             }
         )
@@ -180,16 +184,61 @@ def learning_curve_points(runs: pd.DataFrame, boots: dict, grid: int = 60) -> pd
     )
 
 
-def family(feature_set: dict) -> str:
-    """What a d-scaling family shares besides d: the synthetic generator's rotation of the text
-    side where the features record one, else the feature set's alignment."""
-    rotation = read_metadata(Path(feature_set["text"])).get("rotation")
-    if rotation is not None:
-        return f"rotation {rotation:g}"
-    return feature_set["alignment"]
+WIDTH_KEYS = ("dim",)  # encoder settings that set the width, the one thing a family varies
 
 
-NEEDED_COLUMNS = ["family", "method", "d", "seed", "n_needed", "target_accuracy", "reason"]
+def source_provenance(path: Path, side: str) -> dict:
+    """The provenance of the encoder output a feature file derives from (aligned feature sets
+    nest their sources' provenance; a contrastive pair keeps one per side)."""
+    provenance = read_metadata(path)
+    while "encoder" not in provenance and "source_provenance" in provenance:
+        source = provenance["source_provenance"]
+        provenance = source[side] if isinstance(source.get(side), dict) else source
+    return provenance
+
+
+def side_identity(path: Path, side: str) -> dict:
+    """What one side's features are, except their width: a synthetic encoder is its generator
+    and rotation (its name differs with d), any other encoder its settings without width keys."""
+    provenance = source_provenance(path, side)
+    if provenance.get("library") == "synthetic":
+        return {key: provenance.get(key) for key in ("library", "rotation", "generator")}
+    encoder = provenance.get("encoder")
+    if isinstance(encoder, dict):
+        return {key: value for key, value in encoder.items() if key not in WIDTH_KEYS}
+    return {"file": str(path)}  # nothing recorded: a family of its own
+
+
+def family(feature_set: dict) -> tuple[str, str]:
+    """(key, label) of a d-scaling family: feature sets whose encoders differ only in width.
+
+    Two real encoders of different widths (say a ResNet18 and a ResNet50) differ in far more than
+    d, so grouping by alignment name would fit β across different models; the key holds both
+    sides' identities without width and the alignment, and feature sets that share it differ
+    only in d. The label names the family for people: the synthetic generator's rotation, or
+    the encoders' models.
+    """
+    image, text = (side_identity(Path(feature_set[side]), side) for side in ("image", "text"))
+    alignment = feature_set["alignment"]
+    key = json.dumps([image, text, alignment], sort_keys=True, default=str)
+    if text.get("library") == "synthetic":
+        label = f"rotation {text['rotation']:g}"
+    else:
+        label = "/".join(str(side.get("model", side.get("library", "?"))) for side in (image, text))
+    return key, label if alignment == "raw" else f"{label}@{alignment}"
+
+
+NEEDED_COLUMNS = [
+    "family",
+    "method",
+    "d",
+    "seed",
+    "n_needed",
+    "censored",
+    "bound",
+    "target_accuracy",
+    "reason",
+]
 EXPONENT_COLUMNS = [
     "family",
     "method",
@@ -198,10 +247,10 @@ EXPONENT_COLUMNS = [
     "beta",
     "beta_low",
     "beta_high",
-    "beta_boot_low",
-    "beta_boot_high",
     "points",
-    "dropped",
+    "right_censored",
+    "left_censored",
+    "seeds",
     "reason",
     "theory_beta",
     "theory",
@@ -216,7 +265,8 @@ def sample_complexity(
 
     The target is a fixed share ``fraction`` of the gap between chance and the best mean
     accuracy the family reached (the ceiling its generator allows), so it asks the same of every
-    d; n_needed is read off each seed's learning curve by log-linear interpolation.
+    d; n_needed is read off each seed's learning curve by log-linear interpolation, and a curve
+    that never reaches it (or already has at the smallest n) is kept as a bound on n_needed.
     """
     runs = runs[runs.get("status", "ok") == "ok"].assign(
         feature_set=lambda r: r["backbone"] + "@" + r["alignment"],
@@ -226,18 +276,19 @@ def sample_complexity(
         [
             {
                 "feature_set": f"{s['backbone']}@{s['alignment']}",
-                "family": family(s),
+                **dict(zip(("key", "family"), family(s), strict=True)),
                 "d": widths[f"{s['backbone']}@{s['alignment']}"][0],
             }
             for s in feature_sets
             if len(set(widths[f"{s['backbone']}@{s['alignment']}"])) == 1
         ],
-        columns=["feature_set", "family", "d"],
+        columns=["feature_set", "key", "family", "d"],
     )
     needed, exponents = [], []
-    for fam, members in sets.groupby("family"):
-        if members["d"].nunique() < 2:
-            continue
+    for _, members in sets.groupby("key"):
+        if members["d"].nunique() < 2 or members["d"].duplicated().any():
+            continue  # not a width series: one width, or two sets of one width and family
+        fam = members["family"].iloc[0]
         part = runs[runs["feature_set"].isin(members["feature_set"])]
         means = part.groupby(["feature_set", "method", "n_train"])["accuracy"].mean()
         target = target_accuracy(CHANCE, float(means.max()), fraction)
@@ -247,23 +298,26 @@ def sample_complexity(
                 curve = rows[rows["feature_set"] == member.feature_set]
                 for seed, seed_curve in curve.groupby("seed"):
                     crossing = samples_to_target(seed_curve, target)
-                    points.append((member.d, seed, crossing.n, crossing.reason))
+                    points.append(
+                        {
+                            "family": fam,
+                            "method": method,
+                            "d": member.d,
+                            "seed": seed,
+                            "n_needed": crossing.n,
+                            "censored": crossing.censored,
+                            "bound": crossing.bound,
+                            "target_accuracy": target,
+                            "reason": crossing.reason,
+                        }
+                    )
             if not points:
                 continue
-            d, seeds, n, reasons = zip(*points, strict=True)
-            needed += [
-                {
-                    "family": fam,
-                    "method": method,
-                    "d": a,
-                    "seed": b,
-                    "n_needed": c,
-                    "target_accuracy": target,
-                    "reason": r,
-                }
-                for a, b, c, r in points
-            ]
-            fit = fit_exponent(d, n, seeds=seeds)
+            needed += points
+            table = pd.DataFrame(points)
+            fit = fit_exponent(
+                table["d"], table["n_needed"], table["seed"], table["censored"], table["bound"]
+            )
             head = rows["head"].iloc[0]
             theory = "bilinear" if head in CROSS_ATTENTION_HEADS else "linear"
             exponents.append(
@@ -275,10 +329,10 @@ def sample_complexity(
                     "beta": fit.beta,
                     "beta_low": fit.low,
                     "beta_high": fit.high,
-                    "beta_boot_low": fit.boot_low,
-                    "beta_boot_high": fit.boot_high,
                     "points": fit.n_points,
-                    "dropped": fit.dropped,
+                    "right_censored": fit.right_censored,
+                    "left_censored": fit.left_censored,
+                    "seeds": fit.seeds,
                     "reason": fit.reason,
                     "theory_beta": THEORY_BETA[theory],
                     "theory": theory,
@@ -289,13 +343,19 @@ def sample_complexity(
     )
 
 
+def n_text(n: float) -> str:
+    return "never" if math.isinf(n) else f"{n:,.0f}"
+
+
 def n_star_text(row) -> str:
-    """A crossover for people: a number, "never within 10^7", or why there is none."""
+    """A crossover for people: a number with its interval (none where failed refits reach into
+    its tails), "never within 10^7", or why there is none."""
     if math.isnan(row["n_star"]):
         return f"– ({row['reason']})"
-    if math.isinf(row["n_star"]):
-        return "never within 10^7"
-    return f"{row['n_star']:,.0f} [{row['n_star_low']:,.0f}, {row['n_star_high']:,.0f}]"
+    point = "never within 10^7" if math.isinf(row["n_star"]) else f"{row['n_star']:,.0f}"
+    if np.isnan(row["n_star_low"]) or np.isnan(row["n_star_high"]):
+        return f"{point} (no interval)"
+    return f"{point} [{n_text(row['n_star_low'])}, {n_text(row['n_star_high'])}]"
 
 
 def write_theory(
@@ -338,23 +398,31 @@ def write_theory(
         tmp.write_text(text, encoding="utf-8")
 
 
+def interval_text(low: float, high: float, digits: int) -> str:
+    """ " [low, high]", or " (no interval)" where failed refits reach into a tail."""
+    if np.isnan(low) or np.isnan(high):
+        return " (no interval)"
+    return f" [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def fits_markdown(fits: pd.DataFrame) -> str:
     """The learning-curve fits as a Markdown table (fits exist: a study with one scale has none)."""
     shown = fits.assign(
         fit=[
-            f"e_inf {r.e_inf:.3f} [{r.e_inf_low:.3f}, {r.e_inf_high:.3f}], c {r.c:.2f} "
-            f"[{r.c_low:.2f}, {r.c_high:.2f}]"
+            f"e_inf {r.e_inf:.3f}{interval_text(r.e_inf_low, r.e_inf_high, 3)}, "
+            f"c {r.c:.2f}{interval_text(r.c_low, r.c_high, 2)}"
             if r.identifiable
             else f"not identified: {r.reason}"
             for r in fits.itertuples()
         ],
+        failed_resamples=[f"{100 * f:.0f}%" for f in fits["failed_resamples"]],
         heldout=[
             f"n={r.heldout_n:,.0f}: {100 * r.heldout_predicted:.1f} vs {100 * r.heldout_measured:.1f}"
             if np.isfinite(r.heldout_predicted)
             else "–"
             for r in fits.itertuples()
         ],
-    )[["feature_set", "method", "scales", "fit", "heldout"]]
+    )[["feature_set", "method", "scales", "fit", "failed_resamples", "heldout"]]
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
@@ -373,15 +441,25 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
         "## Learning curves err(n) = e_inf + b·n^-c (measured)\n",
         shown_fits,
         "\nFitted on every seed's test error, with a percentile bootstrap over seeds; a fit the "
-        "scales cannot identify says why. Held-out: the fit without the largest scale predicts "
-        "its error (percent), beside the measured mean.\n",
+        "scales cannot identify says why and has no interval. failed_resamples: the share of "
+        "seed resamples whose refit was not identified; each counts at both extremes of an "
+        "interval (it could have been anything), so an interval whose tail holds more failures "
+        "than its 2.5% is not shown. Held-out: the fit without the largest scale predicts its "
+        "error (percent), beside the measured mean.\n",
         "## Crossover: where cross-attention would overtake the reference\n",
     ]
     if len(crossings):
         shown = crossings.assign(n_star=[n_star_text(r) for _, r in crossings.iterrows()])
         parts.append(
             shown[
-                ["feature_set", "reference", "method", "n_star", "no_crossover_fraction"]
+                [
+                    "feature_set",
+                    "reference",
+                    "method",
+                    "n_star",
+                    "no_crossover_fraction",
+                    "failed_resamples",
+                ]
             ].to_markdown(index=False, disable_numparse=True)
         )
     else:
@@ -389,24 +467,43 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
     return "\n".join(parts) + "\n"
 
 
+def beta_text(row) -> str:
+    """β for people: the estimate with its seed interval, or why there is none."""
+    if not np.isfinite(row.beta):
+        return f"– ({row.reason})"
+    return f"{row.beta:.2f}{interval_text(row.beta_low, row.beta_high, 2)}"
+
+
 def exponent_markdown(exponents: pd.DataFrame) -> str:
     """The d-scaling exponents beside the theory's, when the study varies d."""
     if exponents.empty:
         return ""
     shown = exponents.assign(
-        beta_shown=[
-            f"{r.beta:.2f} [{r.beta_low:.2f}, {r.beta_high:.2f}]"
-            if np.isfinite(r.beta)
-            else f"– ({r.reason})"
-            for r in exponents.itertuples()
+        beta_shown=[beta_text(r) for r in exponents.itertuples()],
+        censored=[f"{r.right_censored} / {r.left_censored}" for r in exponents.itertuples()],
+    )[
+        [
+            "family",
+            "method",
+            "target_accuracy",
+            "beta_shown",
+            "theory_beta",
+            "points",
+            "censored",
+            "seeds",
         ]
-    )[["family", "method", "target_accuracy", "beta_shown", "theory_beta", "points", "dropped"]]
+    ]
     return (
         "\n## Sample complexity in the feature width d (n_needed ~ d^beta)\n\n"
         + shown.to_markdown(index=False, disable_numparse=True)
         + "\n\nn_needed: the training pairs at which a seed's learning curve reaches the target "
         "accuracy, a fixed share of the gap between chance and the best accuracy its family "
-        "reached; beta is the least-squares slope of log n_needed on log d with its 95% t "
-        "interval. The theory's beta: 1 for a linear fusion projection (d_v + d_t), 2 for a "
-        "full-rank bilinear score (d_v·d_t).\n"
+        "reached. censored: points whose target was never reached / already reached at the "
+        "smallest n; they stay in the fit as bounds on n_needed (censored-normal maximum "
+        "likelihood of log n_needed on log d; least squares when nothing is censored), since "
+        "dropping them biases beta down where a head needs the most samples. The 95% interval "
+        "takes the seed as the unit (a seed's points share its data order at every d): Student "
+        "t over each seed's own beta; none when a seed's beta cannot be fitted. A family holds "
+        "feature sets whose encoders differ only in width. The theory's beta: 1 for a linear "
+        "fusion projection (d_v + d_t), 2 for a full-rank bilinear score (d_v·d_t).\n"
     )
