@@ -1,10 +1,13 @@
 """``alignfuse advise``: concatenation or cross-attention, for a practitioner's own features.
 
-It measures how aligned the two feature sets are (with the alignment stage's metrics), finds the
-feature set of a finished study that is most alike, and reads off that study's fitted learning
-curves at the practitioner's number of training pairs: the predicted accuracy gap, with an
-interval from the seed bootstrap of both fits. Without a study it falls back on the theory alone
-(the samples each head needs at these widths) and says so.
+It measures how aligned the two feature sets are (with the alignment stage's metrics, at the
+number of rows the study measured its own feature sets on, since mutual k-NN falls with n),
+finds the feature set of a finished study that is most alike, and reads off that study's fitted
+learning curves at the practitioner's number of training pairs: the predicted accuracy gap of
+every cross-attention head against the reference, each with an interval from the seed bootstrap
+of both fits (failed refits counted as failures) and the test set's bootstrap. It recommends only
+when every head's interval excludes zero on the same side; it does not extrapolate beyond the
+fitted scales, and where the study cannot say (curves not identified, no study) it says so.
 """
 
 from __future__ import annotations
@@ -20,17 +23,24 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import CROSS_ATTENTION_HEADS
 from alignfuse.parquet import read_embeddings, read_frame
 from alignfuse.theory.complexity import effective_dimension, samples_needed
+from alignfuse.theory.learning_curves import percentile_interval
 
 # the metrics that place a feature set (each in [-1, 1] or [0, 1]); retrieval is left out because
 # its scale depends on how many items are compared
 PLACING = ("cosine_gap", "mutual_knn", "cka")
-MAX_ROWS = 2000  # rows measured (a seeded sample when there are more)
+N_DEPENDENT = ("mutual_knn",)  # falls with the number of rows: compared at equal n only
+MAX_ROWS = 2000  # rows measured without a study (a seeded sample when there are more)
+MIN_ROWS = 20
+EXTRAPOLATION = 4  # --n up to this multiple of the largest fitted scale (the figure's range)
 CONFIDENCE = 0.95
-CONCAT, CROSS_ATTENTION, TOO_CLOSE = "concat", "cross-attention", "too close to call"
+SEED = 0
+CONCAT, CROSS_ATTENTION = "concat", "cross-attention"
+TOO_CLOSE, OUTSIDE = "too close to call", "outside the measured range"
+FIX = "rerun the study's workflow"
 
 
 def paired_features(image_path: Path, text_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Row i of the image file with row i of the text file (at most MAX_ROWS, seeded)."""
+    """Row i of the image file with row i of the text file."""
     _, V = read_embeddings(image_path)
     _, T = read_embeddings(text_path)
     if len(V) != len(T):
@@ -38,25 +48,28 @@ def paired_features(image_path: Path, text_path: Path) -> tuple[np.ndarray, np.n
             f"{image_path} has {len(V)} rows but {text_path} has {len(T)}; advise pairs row i of "
             "one with row i of the other: pass files of matched image-text pairs"
         )
-    if len(V) < 20:
+    if len(V) < MIN_ROWS:
         raise AlignfuseError(f"{image_path}: {len(V)} pairs are too few to measure alignment")
-    if len(V) > MAX_ROWS:
-        rows = np.sort(np.random.default_rng(0).choice(len(V), MAX_ROWS, replace=False))
-        V, T = V[rows], T[rows]
     return V, T
 
 
-def measure(V: np.ndarray, T: np.ndarray) -> dict[str, float]:
-    rows = alignment_metrics(V, T, np.arange(len(V)))
-    return {r["metric"]: r["value"] for r in rows}
+def measure(V: np.ndarray, T: np.ndarray, rows: int) -> dict[str, float]:
+    """The alignment metrics on ``rows`` pairs (a seeded sample when there are more)."""
+    if len(V) > rows:
+        chosen = np.sort(np.random.default_rng(SEED).choice(len(V), rows, replace=False))
+        V, T = V[chosen], T[chosen]
+    return {r["metric"]: r["value"] for r in alignment_metrics(V, T, np.arange(len(V)))}
 
 
 def study_tables(results: Path) -> dict[str, pd.DataFrame]:
-    """A finished study's fits, their bootstrap samples and its feature sets' alignment."""
+    """A finished study's fits, their bootstrap refits, its paired comparisons (for the test
+    set's bootstrap) and its feature sets' alignment."""
     results = Path(results)
+    tables = results / "tables"
     needed = {
-        "fits": results / "tables" / "theory_fits.parquet",
-        "samples": results / "tables" / "theory_fit_samples.parquet",
+        "fits": tables / "theory_fits.parquet",
+        "samples": tables / "theory_fit_samples.parquet",
+        "paired": tables / "paired.parquet",
     }
     alignment = sorted((results / "alignment").glob("*.parquet"))
     missing = [str(p) for p in needed.values() if not p.is_file()]
@@ -65,30 +78,127 @@ def study_tables(results: Path) -> dict[str, pd.DataFrame]:
             f"{results}: not a finished study (missing {', '.join(missing) or 'alignment/*.parquet'}); "
             "pass results/<study> of a study whose workflow has run, or leave --results out"
         )
-    tables = {name: read_frame(path, "rerun the study") for name, path in needed.items()}
-    tables["alignment"] = read_frame(alignment[0], "rerun the study")
-    return tables
+    out = {name: read_frame(path, FIX) for name, path in needed.items()}
+    out["alignment"] = read_frame(alignment[0], FIX)
+    for name, columns in (
+        ("fits", {"n_min", "n_max", "identifiable", "e_inf", "b", "c"}),
+        ("alignment", {"images"}),
+        ("paired", {"test_se"}),
+    ):
+        lacking = sorted(columns - set(out[name].columns))
+        if lacking:
+            raise AlignfuseError(
+                f"{results}: its {name} table lacks {lacking} (written by an older version); {FIX}"
+            )
+    return out
 
 
-def nearest_feature_set(
-    metrics: dict, alignment: pd.DataFrame, fitted: set[str]
-) -> tuple[str, float]:
-    """The study's feature set (among those with fitted curves) whose placing metrics are closest."""
+def place(
+    V: np.ndarray, T: np.ndarray, alignment: pd.DataFrame, fitted: set[str]
+) -> tuple[str, float, dict[str, float], int, list[str]]:
+    """The study's feature set (among those with fits) whose placing metrics are closest to the
+    user's, each compared at the number of rows the study measured it on.
+
+    Returns (feature set, distance, the user's metrics, rows they were measured on, metrics
+    left out). A metric that falls with n (mutual k-NN) is left out when the user has fewer rows
+    than the study measured: it cannot be compared at equal n.
+    """
     table = alignment.assign(feature_set=alignment["backbone"] + "@" + alignment["alignment"])
-    table = table[table["metric"].isin(PLACING)].pivot(
-        index="feature_set", columns="metric", values="value"
-    )
-    table = table[table.index.isin(fitted)]
+    table = table[table["metric"].isin(PLACING) & table["feature_set"].isin(fitted)]
     if table.empty:
         raise AlignfuseError("the study has no feature set with both alignment metrics and fits")
-    used = [m for m in PLACING if np.isfinite(metrics.get(m, np.nan)) and m in table]
-    distance = np.sqrt(sum((table[m] - metrics[m]) ** 2 for m in used))
-    return str(distance.idxmin()), float(distance.min())
+    values = table.pivot(index="feature_set", columns="metric", values="value")
+    rows = table.groupby("feature_set")["images"].max()
+    distances, measured = {}, {}
+    for study_rows in sorted(set(rows)):
+        here = min(int(study_rows), len(V))
+        if here not in measured:
+            measured[here] = measure(V, T, here)
+    left_out = set()
+    for feature_set, study_rows in rows.items():
+        here = min(int(study_rows), len(V))
+        metrics = measured[here]
+        used = [
+            m
+            for m in PLACING
+            if m in values
+            and np.isfinite(metrics.get(m, math.nan))
+            and np.isfinite(values.loc[feature_set, m])
+            and not (m in N_DEPENDENT and here < study_rows)
+        ]
+        left_out |= {m for m in N_DEPENDENT if here < study_rows}
+        distances[feature_set] = math.sqrt(
+            sum((values.loc[feature_set, m] - metrics[m]) ** 2 for m in used)
+        )
+    nearest = min(distances, key=lambda k: (distances[k], k))
+    here = min(int(rows[nearest]), len(V))
+    return nearest, distances[nearest], measured[here], here, sorted(left_out)
 
 
 def curve(samples: pd.DataFrame, n: float) -> pd.Series:
-    """Predicted error at n of every bootstrap refit, by resample."""
+    """Predicted error at n of every bootstrap refit, by resample (NaN where the refit failed)."""
     return (samples["e_inf"] + samples["b"] * n ** (-samples["c"])).set_axis(samples["resample"])
+
+
+def predicted(fit: pd.Series, n: float) -> float:
+    return float(fit["e_inf"] + fit["b"] * n ** (-fit["c"]))
+
+
+def sampling_se(paired: pd.DataFrame, feature_set: str, reference: str, method: str) -> float:
+    """The test-set bootstrap's standard error of reference − method accuracy at this feature
+    set: the largest over its measured scales (the test set is the same at every n), NaN if
+    the study has none."""
+    backbone, alignment = feature_set.split("@", 1)
+    rows = paired[
+        (paired["backbone"] == backbone)
+        & (paired["alignment"] == alignment)
+        & (paired["reference"] == reference)
+        & (paired["method"] == method)
+        & (paired["metric"] == "test_accuracy")
+    ]
+    se = rows["test_se"].to_numpy(float)
+    return float(np.max(se)) if se.size and np.isfinite(se).all() else math.nan
+
+
+def gap(tables: dict, feature_set: str, reference: str, method: str, n: int) -> dict:
+    """Predicted error of ``method`` − of ``reference`` at n (= reference − method accuracy),
+    in points, with its interval over paired seed refits plus test-set noise.
+
+    A refit that failed in either curve counts at both extremes of the interval, and the test
+    bootstrap's standard error adds a normal draw to every refit (the refits hold the seeds'
+    spread, not a different test set's); an end that cannot be bounded is NaN.
+    """
+    fits = tables["fits"].set_index(["feature_set", "method"])
+    samples = tables["samples"]
+    here = samples[samples["feature_set"] == feature_set]
+    draws = (
+        curve(here[here["method"] == method], n) - curve(here[here["method"] == reference], n)
+    ).to_numpy(float)
+    se = sampling_se(tables["paired"], feature_set, reference, method)
+    noise = np.random.default_rng(SEED).standard_normal(draws.size)
+    low, high = percentile_interval(draws + se * noise, CONFIDENCE)
+    low, high = (100 * v if np.isfinite(v) else math.nan for v in (low, high))
+    estimate = predicted(fits.loc[(feature_set, method)], n) - predicted(
+        fits.loc[(feature_set, reference)], n
+    )
+    return {
+        "method": method,
+        "gap_pts": 100 * estimate,
+        "low_pts": low,
+        "high_pts": high,
+        "resamples": int(draws.size),
+        "failed_resamples": int(np.isnan(draws).sum()),
+        "test_se_pts": 100 * se,
+    }
+
+
+def verdict(gaps: list[dict]) -> str:
+    """concat / cross-attention only when every head's interval excludes zero on the same side."""
+    if gaps and all(g["low_pts"] > 0 for g in gaps):
+        return CONCAT
+    if gaps and all(g["high_pts"] < 0 for g in gaps):
+        return CROSS_ATTENTION
+    return TOO_CLOSE
 
 
 def advise(
@@ -102,78 +212,95 @@ def advise(
     if n < 2:
         raise AlignfuseError(f"--n {n}: give the number of training pairs you have (at least 2)")
     V, T = paired_features(Path(image_path), Path(text_path))
-    metrics = measure(V, T)
-    advice = {"n": n, "widths": [V.shape[1], T.shape[1]], "alignment": metrics}
+    advice = {"n": n, "reference": reference, "widths": [V.shape[1], T.shape[1]]}
     if results is None:
-        return advice | theory_only(V.shape[1], T.shape[1])
+        rows = min(len(V), MAX_ROWS)
+        return advice | {
+            "alignment": measure(V, T, rows),
+            "alignment_rows": rows,
+            **theory_only(V.shape[1], T.shape[1]),
+        }
     tables = study_tables(results)
-    fits, samples = tables["fits"], tables["samples"]
-    identified = fits[fits["identifiable"].astype(bool)]
-    fitted = set(identified["feature_set"])
-    nearest, distance = nearest_feature_set(metrics, tables["alignment"], fitted)
-    here = identified[identified["feature_set"] == nearest]
-    if reference not in set(here["method"]):
-        return (
-            advice
-            | theory_only(V.shape[1], T.shape[1])
-            | {"note": f"{nearest} has no identified learning curve of {reference}"}
-        )
-    ref = curve(samples[(samples["feature_set"] == nearest) & (samples["method"] == reference)], n)
-    gaps = []
-    for method in here.loc[here["head"].isin(CROSS_ATTENTION_HEADS), "method"]:
-        other = curve(
-            samples[(samples["feature_set"] == nearest) & (samples["method"] == method)], n
-        )
-        paired = (other - ref).dropna()  # error of cross-attention − of the reference = acc gap
-        tail = 50 * (1 - CONFIDENCE)
-        low, high = np.percentile(paired, [tail, 100 - tail]) if len(paired) else (math.nan,) * 2
-        gaps.append(
-            {
-                "method": method,
-                "gap_pts": 100 * float(paired.mean()),
-                "low_pts": 100 * float(low),
-                "high_pts": 100 * float(high),
-                "resamples": int(len(paired)),
-            }
-        )
-    if not gaps:
-        return (
-            advice
-            | theory_only(V.shape[1], T.shape[1])
-            | {"note": f"{nearest} has no identified cross-attention learning curve"}
-        )
-    best = max(gaps, key=lambda g: -g["gap_pts"])  # the cross-attention head closest to winning
-    if best["low_pts"] > 0:
-        verdict = CONCAT
-    elif best["high_pts"] < 0:
-        verdict = CROSS_ATTENTION
-    else:
-        verdict = TOO_CLOSE
-    return advice | {
-        "recommendation": verdict,
-        "basis": "measured learning curves of the most alike feature set of the study",
+    fits = tables["fits"]
+    nearest, distance, metrics, rows, left_out = place(
+        V, T, tables["alignment"], set(fits["feature_set"])
+    )
+    advice |= {
+        "alignment": metrics,
+        "alignment_rows": rows,
         "study": str(results),
         "nearest_feature_set": nearest,
         "distance": distance,
+        "basis": "measured learning curves of the most alike feature set of the study",
+    }
+    if left_out:
+        advice["note"] = (
+            f"you have {rows} pairs, fewer than the study measured: {', '.join(left_out)} (which "
+            "falls with n) was left out of the placing"
+        )
+    placed = (
+        f"alignment ({', '.join(f'{m} {metrics[m]:.3f}' for m in PLACING)} on {rows} pairs) "
+        f"placed these features nearest to {nearest}"
+    )
+    here = fits[fits["feature_set"] == nearest]
+    compared = here.loc[here["head"].isin(CROSS_ATTENTION_HEADS), "method"].tolist()
+    if reference not in set(here["method"]) or not compared:
+        return advice | {
+            "recommendation": TOO_CLOSE,
+            "drivers": f"{placed}, which has no learning curve of {reference} and of a "
+            "cross-attention head to compare: the study cannot say",
+        }
+    curves = here[here["method"].isin([reference, *compared])]
+    n_low, n_high = curves["n_min"].max(), EXTRAPOLATION * curves["n_max"].min()
+    if not n_low <= n <= n_high:
+        return advice | {
+            "recommendation": OUTSIDE,
+            "drivers": f"{placed}, whose curves were fitted on n = {n_low:,.0f} to "
+            f"{n_high / EXTRAPOLATION:,.0f}; n = {n:,} is outside {n_low:,.0f} to {n_high:,.0f} "
+            f"({EXTRAPOLATION}x the largest), where the fits do not speak",
+        }
+    unidentified = curves[~curves["identifiable"].astype(bool)]
+    if len(unidentified):
+        why = "; ".join(f"{r.method}: {r.reason}" for r in unidentified.itertuples())
+        return advice | {
+            "recommendation": TOO_CLOSE,
+            "drivers": f"{placed}, whose learning curves are not all identified ({why}): the "
+            "study cannot say",
+        }
+    gaps = [gap(tables, nearest, reference, method, n) for method in compared]
+    shown = "; ".join(
+        f"{reference} − {g['method']} = {g['gap_pts']:.2f} points {interval_text(g)}" for g in gaps
+    )
+    return advice | {
+        "recommendation": verdict(gaps),
         "predicted_gap": gaps,
-        "drivers": f"alignment ({', '.join(f'{m} {metrics[m]:.3f}' for m in PLACING)}) placed "
-        f"these features nearest to {nearest}; its fitted curves at n = {n} give "
-        f"{reference} − {best['method']} = {best['gap_pts']:.2f} points "
-        f"[{best['low_pts']:.2f}, {best['high_pts']:.2f}]",
+        "drivers": f"{placed}; its fitted curves at n = {n:,} give {shown} (a recommendation "
+        "needs every cross-attention head's interval on the same side of zero)",
     }
 
 
+def interval_text(gap: dict) -> str:
+    if np.isnan(gap["test_se_pts"]):
+        return "(no interval: the study has no test-set bootstrap of this comparison)"
+    if np.isnan(gap["low_pts"]) or np.isnan(gap["high_pts"]):
+        return f"(no interval: {gap['failed_resamples']} of {gap['resamples']} refits failed)"
+    return f"[{gap['low_pts']:.2f}, {gap['high_pts']:.2f}]"
+
+
 def theory_only(d_image: int, d_text: int) -> dict:
-    """Without measured curves: how many more samples the theory says cross-attention needs."""
+    """Without measured curves: how many more samples the theory says cross-attention needs,
+    which alone cannot decide (its constants are free and it ignores what each head can learn)."""
     concat, _ = effective_dimension("concat", d_image, d_text)
     bilinear, basis = effective_dimension("xattn_txt2img", d_image, d_text)
     ratio = samples_needed(0.05, bilinear) / samples_needed(0.05, concat)
     return {
-        "recommendation": CONCAT,
+        "recommendation": TOO_CLOSE,
         "basis": "theory alone (no study given: no measured learning curves)",
         "drivers": f"cross-attention learns a {basis} = {bilinear:,}-dimensional score, concat a "
         f"{concat:,}-dimensional projection: the theory says cross-attention needs about "
-        f"{ratio:,.0f} times the samples for the same excess risk",
+        f"{ratio:,.0f} times the samples for the same excess risk, but its constants are free "
+        "and it ignores which head can fit these features at all, so it cannot decide; pass "
+        "--results of a study with measured curves",
         "samples_ratio": ratio,
     }
 
@@ -183,12 +310,12 @@ def advice_text(advice: dict) -> str:
     lines = [f"recommendation: {advice['recommendation']} ({advice['basis']})"]
     for gap in advice.get("predicted_gap", []):
         lines.append(
-            f"  predicted concat − {gap['method']} at n = {advice['n']}: {gap['gap_pts']:.2f} "
-            f"points [{gap['low_pts']:.2f}, {gap['high_pts']:.2f}]"
+            f"  predicted {advice['reference']} − {gap['method']} at n = {advice['n']}: {gap['gap_pts']:.2f} "
+            f"points {interval_text(gap)}"
         )
     metrics = advice["alignment"]
     lines.append(
-        "  alignment of your features: "
+        f"  alignment of your features ({advice['alignment_rows']} pairs): "
         + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if np.isfinite(v))
     )
     lines.append(f"  why: {advice['drivers']}")
