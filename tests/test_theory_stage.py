@@ -54,6 +54,36 @@ def test_fits_recover_the_curves_and_find_where_cross_attention_overtakes():
     assert crossing.n_star == pytest.approx((7 / 0.08) ** 2, rel=0.3)
 
 
+def test_theory_md_reports_failed_refits_and_no_interval_for_an_unidentified_fit(tmp_path):
+    """Noise sd 0.02 over five scales: concat's point fit is not identified and most refits
+    fail; theory_fits has no interval for it and theory.md gives its failed_resamples."""
+    (feature_set,) = write_family(tmp_path, [32], 0.0)
+    curves = {
+        ("d32_0.0@raw", "concat", "concat"): power_law(0.1, 3.0, 0.5),
+        ("d32_0.0@raw", "xattn_txt2img", "xattn_txt2img"): power_law(0.05, 8.0, 0.5),
+    }
+    runs = tmp_path / "runs.parquet"
+    write_frame(runs_of(curves, noise=0.02, scales=[2048, 4096, 8192, 16384, 32768]), runs)
+    settings = {
+        "target_excess_risk": 0.05,
+        "bootstrap_resamples": 40,
+        "seed": 0,
+        "n_max": 1e7,
+        "target_fraction": 0.8,
+    }
+    methods = {m: {"head": m} for m in ("concat", "xattn_txt2img")}
+    out = tmp_path / "tables"
+    write_theory(runs, [feature_set], methods, settings, "concat", out)
+    fits = pd.read_parquet(out / "theory_fits.parquet").set_index("method")
+    concat = fits.loc["concat"]
+    assert not concat["identifiable"] and concat["failed_resamples"] > 0.5
+    assert np.isnan(concat[["e_inf_low", "e_inf_high", "c_low", "c_high"]].to_numpy(float)).all()
+    crossing = pd.read_parquet(out / "theory_crossovers.parquet").iloc[0]
+    assert np.isnan(crossing["n_star"]) and np.isnan(crossing["n_star_low"])
+    text = (out / "theory.md").read_text(encoding="utf-8")
+    assert "failed_resamples" in text and f"{100 * concat['failed_resamples']:.0f}%" in text
+
+
 def write_family(tmp_path, widths, rotation, metadata=None):
     """Feature files per width d, with the synthetic generator's provenance (or ``metadata(d)``)."""
     sets = []
