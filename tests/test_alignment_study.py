@@ -10,6 +10,7 @@ from alignfuse.analysis.alignment_study import (
     alignment_study,
 )
 from alignfuse.analysis.claims import (
+    DIVERGED,
     IMPRECISE,
     LARGER,
     NOT_REPRODUCED,
@@ -181,3 +182,17 @@ def test_without_a_detected_trend_only_the_claimed_direction_decides_what_is_lef
     gaps = {0: 1.5, 0.25: 3.0, 0.5: 2.5, 1.0: 2.0}
     assert trend_rows(gaps, band=(1.5, 2.0))["verdict"].iloc[-1] == IMPRECISE
     assert trend_rows(gaps, band=(2.0, 1.5))["verdict"].iloc[-1] == NOT_REPRODUCED
+
+
+def test_a_level_whose_seeds_all_diverged_keeps_its_row_and_the_trend_claim_says_so():
+    runs = runs_with_gaps({0: 1.3, 0.25: 1.8, 0.5: 2.3, 1.0: 2.8}, seeds=8)
+    runs.loc[(runs["alignment"] == "rotation-1") & (runs["method"] != "concat"), "status"] = (
+        "diverged"
+    )
+    study = alignment_study(runs, None, "concat", 300)
+    top = study.set_index("level").loc[1.0]
+    assert top["n_seeds"] == 0 and top["n_diverged"] == 8 and np.isnan(top["gap_pts"])
+    table = claims_table(paired_differences(runs), [trend_claim()], ["flickr8k"], 1.0, 0.95, study)
+    rotation = table[~table["alignment"].str.contains("noise")]
+    assert rotation["verdict"].tolist() == [REPRODUCED, DIVERGED, DIVERGED]
+    assert "every seed diverged at rotation level(s) 1" in rotation["note"].iloc[-1]

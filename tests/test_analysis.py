@@ -350,3 +350,41 @@ def test_a_truncated_run_file_is_one_error_naming_it_and_the_fix(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(AlignfuseError, match=r"cut\.parquet: not a readable Parquet file.*rerun"):
         collect_runs([path])
+
+
+def test_a_condition_whose_seeds_all_diverged_stays_in_the_summary_and_its_claim_says_so(
+    tmp_path,
+):
+    diverged = run_rows("xattn_txt2img", accuracies=(0.5, 0.5, 0.5)).assign(status="diverged")
+    paths = [
+        write_run(tmp_path, run_rows("concat", accuracies=(0.75, 0.80, 0.85)), "concat"),
+        write_run(tmp_path, diverged, "xattn"),
+    ]
+    tables = build_tables(
+        collect_runs(paths), SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
+    )
+    row = tables["summary"].set_index("method").loc["xattn_txt2img"]
+    assert row["n_seeds"] == 0 and row["n_diverged"] == 3
+    for part in ("mean", "std", "ci95", "test_se", "low", "high"):
+        assert np.isnan(row[f"test_accuracy_{part}"]), part
+    assert row["head"] == "xattn_txt2img" and row["params_mean"] == 295_554
+    claims = tables["paper_vs_ours"].set_index("scales")
+    assert claims.loc["2048", "verdict"] == "runs diverged"
+    assert claims.loc["2048", "diverged_seeds"] == 3
+    assert "all 3 seed(s) diverged" in claims.loc["2048", "note"]
+    assert claims.loc["2048, 4096", "verdict"] == "runs diverged"
+    assert np.isnan(claims.loc["2048", "ours_mean_pts"])
+
+
+def test_the_summary_for_people_shows_a_condition_whose_seeds_all_diverged(tmp_path):
+    diverged = run_rows("xattn_txt2img", accuracies=(0.5, 0.5)).assign(status="diverged")
+    paths = [
+        write_run(tmp_path, run_rows("concat"), "concat"),
+        write_run(tmp_path, diverged, "xattn"),
+    ]
+    write_tables(collect_runs(paths), tmp_path / "tables", SETTINGS)
+    text = (tmp_path / "tables/summary.md").read_text()
+    line = next(line for line in text.splitlines() if "| xattn_txt2img " in line)
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[5:8] == ["0", "2", "–"]  # seeds, diverged, accuracy
+    assert "nan" not in line

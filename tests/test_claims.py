@@ -8,6 +8,7 @@ from scipy import stats
 from alignfuse.analysis.claims import (
     COLUMNS,
     DECISIVE,
+    DIVERGED,
     IMPRECISE,
     LARGER,
     NOT_FULLY_TESTED,
@@ -218,3 +219,18 @@ def test_an_empty_paired_table_gives_not_in_this_study_rows():
     )
     assert len(table) == len(PAPER_SCALES) + 1
     assert set(table["verdict"]) == {NOT_IN_STUDY, NOT_FULLY_TESTED}
+
+
+def test_a_scale_whose_reference_seeds_all_diverged_reads_runs_diverged_not_absent():
+    runs = runs_with_gap(5.0)
+    runs["status"] = np.where(
+        (runs["method"] == "concat") & (runs["n_train"] == 8192), "diverged", "ok"
+    )
+    rows = judged(runs)
+    assert rows.loc["8192", "verdict"] == DIVERGED
+    assert rows.loc["8192", "n_seeds"] == 0 and rows.loc["8192", "diverged_seeds"] == 5
+    assert rows.loc["2048", "verdict"] == REPRODUCED
+    every = rows.loc["2048, 4096, 8192, 16384"]
+    assert every["verdict"] == DIVERGED
+    assert every["ours_mean_pts"] == pytest.approx(5.0)  # the weakest scale with an estimate
+    assert "8192: runs diverged" in every["note"]

@@ -199,3 +199,18 @@ def test_a_rows_bootstrap_does_not_depend_on_the_other_rows():
     together = accuracy_row(paired_differences(pd.concat([extra, base])), backbone="clip")
     assert (alone["boot_low"], alone["boot_high"]) == (together["boot_low"], together["boot_high"])
     assert BOOTSTRAP_RESAMPLES >= 9999
+
+
+def test_a_method_whose_seeds_all_diverged_keeps_a_row_without_an_estimate():
+    runs = runs_of({"concat": [0.7, 0.8, 0.9], "xattn_txt2img": [0.5, 0.5, 0.5]})
+    runs["status"] = np.where(runs["method"] == "xattn_txt2img", "diverged", "ok")
+    row = accuracy_row(paired_differences(runs))
+    assert row["n_seeds"] == 0 and row["diverged_seeds"] == 3
+    assert np.isnan(row["mean_diff"]) and np.isnan(row["low"]) and np.isnan(row["p_ttest"])
+
+
+def test_a_seed_that_diverged_in_both_methods_counts_once():
+    runs = runs_of({"concat": [0.7, 0.8, 0.9], "xattn_txt2img": [0.6, 0.7, 0.8]})
+    runs["status"] = np.where(runs["seed"] == 2, "diverged", "ok")
+    row = accuracy_row(paired_differences(runs))
+    assert row["n_seeds"] == 2 and row["diverged_seeds"] == 1

@@ -36,6 +36,7 @@ COLUMNS = [
     "head",
     "n_train",
     "n_seeds",
+    "n_diverged",
     "gap_pts",
     "gap_low_pts",
     "gap_high_pts",
@@ -52,15 +53,20 @@ COLUMNS = [
 
 
 def seed_gaps(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per condition and seed, reference − method test accuracy (ok seeds matched on seed)."""
-    runs = runs[~diverged_runs(runs)]
+    """Per condition and seed, reference − method test accuracy, matched on seed; the gap is NaN
+    (and ``usable`` False) where either run diverged, so such seeds are counted, not used."""
+    runs = runs.assign(usable=~diverged_runs(runs))
     keys = ["dataset", "backbone", "alignment", "n_train", "seed"]
-    ref = runs.loc[runs["method"] == reference, [*keys, METRIC]]
+    ref = runs.loc[runs["method"] == reference, [*keys, METRIC, "usable"]]
     others = runs[runs["method"] != reference]
     gaps = others.merge(
-        ref.rename(columns={METRIC: "reference_value"}), on=keys, how="inner", validate="m:1"
+        ref.rename(columns={METRIC: "reference_value", "usable": "reference_usable"}),
+        on=keys,
+        how="inner",
+        validate="m:1",
     )
-    gaps["gap"] = gaps["reference_value"] - gaps[METRIC]
+    gaps["usable"] = gaps["usable"] & gaps["reference_usable"]
+    gaps["gap"] = (gaps["reference_value"] - gaps[METRIC]).where(gaps["usable"])
     recipes = gaps["alignment"].map(parse_alignment)
     gaps["base"] = [r.base for r in recipes]
     gaps["degradation"] = [r.kind for r in recipes]
@@ -121,7 +127,9 @@ def alignment_study(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per (backbone, base, degradation kind, method, scale, level) with the gap in
-    points, its seed interval, the feature set's alignment metrics and the kind's trend test."""
+    points, its seed interval, the feature set's alignment metrics and the kind's trend test
+    (over the levels with usable seeds; a level whose seeds all diverged keeps its row with
+    ``n_seeds`` 0)."""
     gaps = seed_gaps(runs, reference)
     degraded = gaps[gaps["degradation"].notna()]
     groups = ["dataset", "backbone", "base", "method", "n_train"]
@@ -139,8 +147,9 @@ def alignment_study(
             table.columns.to_numpy(float), table.to_numpy(float), resamples, seed, confidence
         )
         for level, at in levels.groupby("level"):
-            values = at["gap"].to_numpy(float)
+            values = at["gap"].dropna().to_numpy(float)
             half = seed_halfwidth(values.std(ddof=1) if len(values) > 1 else np.nan, len(values))
+            mean = values.mean() if len(values) else np.nan
             alignment = at["alignment"].iloc[0]
             rows.append(
                 {
@@ -150,9 +159,10 @@ def alignment_study(
                     "reference": reference,
                     "head": at["head"].iloc[0],
                     "n_seeds": len(values),
-                    "gap_pts": values.mean() * POINTS,
-                    "gap_low_pts": (values.mean() - half) * POINTS,
-                    "gap_high_pts": (values.mean() + half) * POINTS,
+                    "n_diverged": int((~at["usable"]).sum()),
+                    "gap_pts": mean * POINTS,
+                    "gap_low_pts": (mean - half) * POINTS,
+                    "gap_high_pts": (mean + half) * POINTS,
                     **measured(metrics, condition["backbone"], alignment),
                     **summary,
                 }

@@ -33,6 +33,7 @@ IMPRECISE = "consistent but imprecise"
 TOO_FEW_SEEDS = "too few seeds"
 NOT_IN_STUDY = "not in this study"
 NOT_FULLY_TESTED = "not fully tested"
+DIVERGED = "runs diverged"
 DECISIVE = (REPRODUCED, LARGER, SMALLER, NOT_REPRODUCED, REVERSED)
 REJECTIONS = (LARGER, SMALLER, NOT_REPRODUCED, REVERSED)
 
@@ -158,12 +159,15 @@ def verdict(low: float, high: float, band: tuple[float, float], tolerance: float
 def combined_verdict(verdicts: list[str], missing: bool) -> str:
     """A claim at every scale: reproduced only if every scale is, and all were run.
 
-    A scale that rejects the claim rejects it (not reproduced); otherwise missing scales leave it
-    not fully tested, a scale without an interval leaves too few seeds, and an imprecise scale
-    leaves it consistent but imprecise.
+    A scale that rejects the claim rejects it (not reproduced); otherwise a scale whose every
+    seed diverged leaves it at runs diverged, missing scales leave it not fully tested, a scale
+    without an interval leaves too few seeds, and an imprecise scale leaves it consistent but
+    imprecise.
     """
     if any(v in REJECTIONS for v in verdicts):
         return NOT_REPRODUCED
+    if DIVERGED in verdicts:
+        return DIVERGED
     if missing or not verdicts:
         return NOT_FULLY_TESTED
     if TOO_FEW_SEEDS in verdicts:
@@ -290,7 +294,17 @@ def method_rows(
 
 
 def scale_row(paired_row: pd.Series, claim: Claim, tolerance: float, confidence: float) -> dict:
-    """Our estimate at one scale, its intervals and verdict, in points."""
+    """Our estimate at one scale, its intervals and verdict, in points (runs diverged, with no
+    estimate, when no seed of the pair is left)."""
+    if paired_row["n_seeds"] == 0:
+        return {
+            "n_seeds": 0,
+            "diverged_seeds": int(paired_row["diverged_seeds"]),
+            "seeds_needed": np.nan,
+            "verdict": DIVERGED,
+            "note": f"all {paired_row['diverged_seeds']} seed(s) diverged in "
+            f"{paired_row['reference']} or {paired_row['method']}: no estimate",
+        }
     p = {k: paired_row[k] * POINTS for k in ("mean_diff", "low", "high", "ci_low", "ci_high")}
     std, test_se = paired_row["std_diff"] * POINTS, paired_row["test_se"] * POINTS
     judged = verdict(p["low"], p["high"], claim.band, tolerance)
@@ -331,10 +345,11 @@ def every_scale_row(
     if missing:
         notes.append(f"not run at {', '.join(map(str, missing))} training pairs")
     if present:
-        weakest = min(present, key=lambda n: direction(claim.band) * found.loc[n, "mean_diff"])
+        estimated = [n for n in present if found.loc[n, "n_seeds"] > 0] or present
+        weakest = min(estimated, key=lambda n: direction(claim.band) * found.loc[n, "mean_diff"])
         row.update(scale_row(found.loc[weakest], claim, tolerance, confidence))
         needed = [
-            scale_row(found.loc[n], claim, tolerance, confidence)["seeds_needed"] for n in present
+            scale_row(found.loc[n], claim, tolerance, confidence)["seeds_needed"] for n in estimated
         ]
         row["seeds_needed"] = max(needed)
         per_scale = "; ".join(f"{n}: {v}" for n, v in zip(present, verdicts, strict=True))
@@ -425,6 +440,21 @@ def trend_rows(
                 rows.append({**row, **judged})
             summary = levels.iloc[0]
             rises = claim.band[1] > claim.band[0]
+            judged = trend_verdict(
+                summary["trend"], summary["spearman_low"], summary["spearman_high"], claim.band
+            )
+            claimed = "rise" if rises else "fall"
+            notes = [
+                f"claimed {claimed}; trend over {len(levels)} {kind} levels: {summary['trend']} "
+                f"(Spearman rho {summary['spearman']:.2f}, Page p of a {claimed} "
+                f"{summary['page_p' if rises else 'page_p_fall']:.3g}); the paper's "
+                f"degradation is not public, ours is {kind}"
+            ]
+            lost = levels.loc[levels["n_seeds"] == 0, "level"]
+            if len(lost):  # a level without a usable seed: the claimed trend cannot be judged
+                judged = DIVERGED
+                lost = ", ".join(f"{x:g}" for x in lost)
+                notes.insert(0, f"every seed diverged at {kind} level(s) {lost}")
             rows.append(
                 {
                     **base,
@@ -436,17 +466,8 @@ def trend_rows(
                     "ours_high_pts": summary["spearman_high"],
                     "interval": "Spearman rho, seed bootstrap",
                     "n_seeds": int(levels["n_seeds"].min()),
-                    "verdict": trend_verdict(
-                        summary["trend"],
-                        summary["spearman_low"],
-                        summary["spearman_high"],
-                        claim.band,
-                    ),
-                    "note": f"claimed {'rise' if rises else 'fall'}; trend over {len(levels)} "
-                    f"{kind} levels: {summary['trend']} (Spearman rho {summary['spearman']:.2f}, "
-                    f"Page p of a {'rise' if rises else 'fall'} "
-                    f"{summary['page_p' if rises else 'page_p_fall']:.3g}); the paper's "
-                    f"degradation is not public, ours is {kind}",
+                    "verdict": judged,
+                    "note": "; ".join(notes),
                 }
             )
     return rows

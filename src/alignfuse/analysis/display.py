@@ -89,7 +89,7 @@ def summary_display(summary: pd.DataFrame, settings) -> Display:
     ]
     table["params"] = [f"{p:,.0f}" for p in summary["params_mean"]]
     table["scaling"] = text(summary.get("scaling", pd.Series("–", index=summary.index)))
-    table["epochs"] = [f"{e:.1f}" for e in summary["epochs_mean"]]
+    table["epochs"] = ["–" if np.isnan(e) else f"{e:.1f}" for e in summary["epochs_mean"]]
     table["tokens"] = [
         tokens_label(r.token_source, r.image_tokens, r.text_tokens) for r in summary.itertuples()
     ]
@@ -100,7 +100,8 @@ def summary_display(summary: pd.DataFrame, settings) -> Display:
         f"Mean [{level} interval over {covers(summary.get('interval', pd.Series(dtype=str)))}] "
         "across seeds. The interval adds the test set's sampling variance (a bootstrap over test "
         "images, whose pairs are not independent) to the Student t interval across seeds, "
-        "whose half-width alone is shown as '± seeds only'. Diverged seeds are left out. "
+        "whose half-width alone is shown as '± seeds only'. Diverged seeds are left out; a "
+        "condition whose seeds all diverged shows 0 seeds and no estimate. "
         "tokens: what the head attends over: pooled vectors, k pseudo-tokens cut from them, or "
         "the encoders' own sequences (mean tokens per image / per caption)."
     )

@@ -225,8 +225,9 @@ def paired_differences(
     seeds' mean difference (``test_se``, ``test_low``, ``test_high``: the same image draws for
     both methods, so the difference stays paired) and ``low``/``high``, the interval combining
     seeds and test images; without them ``low``/``high`` is the seed interval alone, and
-    ``interval`` says which. Seeds that diverged (``status``) are left out of both methods'
-    comparison and counted in ``diverged_seeds``.
+    ``interval`` says which. Seeds that diverged (``status``) in either method are left out of
+    both methods' comparison and counted in ``diverged_seeds``; where every seed diverged the
+    row stays, with ``n_seeds`` 0 and no estimate.
 
     ``method`` is the compared method's label and ``head`` its head's registry name.
     Runs are matched on seed within (dataset, backbone, alignment, n_train); a seed that only one
@@ -247,18 +248,34 @@ def paired_differences(
     rows = []
     for keys, condition in runs.groupby(PAIR_KEYS, sort=True, dropna=False):
         diverged = condition[diverged_runs(condition)]
-        condition = condition[~diverged_runs(condition)]
-        by_method = {m: frame.set_index("seed") for m, frame in condition.groupby("method")}
+        heads = condition.groupby("method")["head"].first()
+        usable = condition[~diverged_runs(condition)]
+        by_method = {m: usable[usable["method"] == m].set_index("seed") for m in heads.index}
         if reference not in by_method:
             continue
         ref_runs = by_method[reference]
         for method in sorted(m for m in by_method if m != reference):
             seeds = ref_runs.index.intersection(by_method[method].index).sort_values()
-            if seeds.empty:
+            lost = diverged.loc[diverged["method"].isin([reference, method]), "seed"].nunique()
+            if seeds.empty and not lost:
                 continue
             unmatched = ref_runs.index.symmetric_difference(by_method[method].index)
             condition = dict(zip(PAIR_KEYS, keys, strict=True))
             for metric in metrics:
+                if seeds.empty:  # every seed diverged: a row that says so, with no estimate
+                    rows.append(
+                        {
+                            **condition,
+                            "metric": metric,
+                            "reference": reference,
+                            "method": method,
+                            "head": heads[method],
+                            "n_seeds": 0,
+                            "unmatched_seeds": len(unmatched),
+                            "diverged_seeds": lost,
+                        }
+                    )
+                    continue
                 row = compare(ref_runs.loc[seeds, metric], by_method[method].loc[seeds, metric])
                 draws = None
                 if predictions is not None and bootstrap is not None:
@@ -276,9 +293,9 @@ def paired_differences(
                         "metric": metric,
                         "reference": reference,
                         "method": method,
-                        "head": by_method[method]["head"].iloc[0],
+                        "head": heads[method],
                         "unmatched_seeds": len(unmatched),
-                        "diverged_seeds": int(diverged["method"].isin([reference, method]).sum()),
+                        "diverged_seeds": lost,
                         **row,
                         **interval,
                     }

@@ -49,6 +49,8 @@ RUN_COLUMNS = [
 ]
 METRICS = ["test_accuracy", "test_auroc"]
 RUNS_FIX = "delete it and rerun the train stage that writes it"
+# A condition without a usable seed has no interval of any kind.
+NO_INTERVAL = {"test_se": np.nan, "low": np.nan, "high": np.nan, "interval": None}
 
 
 @dataclass(frozen=True)
@@ -175,27 +177,33 @@ def summarize(
     seeds), ``_test_se`` (the test bootstrap's standard error of the seeds' mean; NaN without
     predictions) and ``_low``/``_high``, the interval over seeds and test images (over seeds
     alone without predictions; ``interval`` says which). Diverged seeds are left out and counted
-    in ``n_diverged``; with a single seed std and intervals are NaN.
+    in ``n_diverged``: a condition whose seeds all diverged keeps its row, with 0 seeds and NaN
+    estimates, so that it is reported rather than lost; with a single seed std and intervals
+    are NaN.
     """
     diverged = diverged_runs(runs)
+    every = runs.groupby(CONDITION, sort=True, dropna=False)
+    groups = runs[~diverged].groupby(CONDITION, sort=True, dropna=False)
+    usable = dict(iter(groups))
+    summary = pd.DataFrame(index=every.size().index)
+    summary["n_seeds"] = groups.size().reindex(summary.index, fill_value=0).astype(int)
     counts = runs[diverged].groupby(CONDITION, sort=True, dropna=False).size()
-    runs = runs[~diverged]
-    groups = runs.groupby(CONDITION, sort=True, dropna=False)
-    summary = groups.size().rename("n_seeds").to_frame()
     summary["n_diverged"] = counts.reindex(summary.index, fill_value=0).astype(int)
     for metric in METRICS:
-        summary[f"{metric}_mean"] = groups[metric].mean()
-        summary[f"{metric}_std"] = groups[metric].std(ddof=1)
+        summary[f"{metric}_mean"] = groups[metric].mean().reindex(summary.index)
+        summary[f"{metric}_std"] = groups[metric].std(ddof=1).reindex(summary.index)
         summary[f"{metric}_ci95"] = [
             seed_halfwidth(std, n, confidence)
             for std, n in zip(summary[f"{metric}_std"], summary["n_seeds"], strict=True)
         ]
         intervals = []
-        for key, frame in groups:
+        for key, row in summary.iterrows():
+            if key not in usable:
+                intervals.append(NO_INTERVAL)
+                continue
             draws = None
             if predictions is not None and bootstrap is not None:
-                draws = bootstrap.draws(metric, predictions.stack(key, frame["seed"]))
-            row = summary.loc[key]
+                draws = bootstrap.draws(metric, predictions.stack(key, usable[key]["seed"]))
             intervals.append(
                 test_interval(
                     draws, row[f"{metric}_mean"], row[f"{metric}_std"], row["n_seeds"], confidence
@@ -205,12 +213,12 @@ def summarize(
         for part in ("test_se", "low", "high"):
             summary[f"{metric}_{part}"] = intervals[f"{part}"] if len(intervals) else np.nan
         summary["interval"] = intervals["interval"] if len(intervals) else ""
-    summary["head"] = groups["head"].first()
+    summary["head"] = every["head"].first()
     for recorded in ("scaling", "hparams"):  # what the head saw and was built with
         if recorded in runs:
-            summary[recorded] = groups[recorded].first()
-    summary["params_mean"] = groups["params"].mean()
-    summary["epochs_mean"] = groups["epochs"].mean()
+            summary[recorded] = every[recorded].first()
+    summary["params_mean"] = every["params"].mean()
+    summary["epochs_mean"] = groups["epochs"].mean().reindex(summary.index)
     return summary.reset_index()
 
 
