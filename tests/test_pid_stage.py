@@ -15,6 +15,7 @@ from alignfuse.data.synthetic import synthetic_captions
 from alignfuse.features.synthetic import synthetic_features
 from alignfuse.parquet import write_embeddings, write_frame
 from alignfuse.pid.stage import condition_pid, pid_markdown, pid_table
+from alignfuse.train.condition import train_condition
 
 GENERATOR = {
     "n_images": 600,
@@ -202,3 +203,55 @@ def test_the_job_on_several_processes_writes_what_one_process_computes(study, tm
     pd.testing.assert_frame_equal(
         written[expected.columns].reset_index(drop=True), expected, check_exact=False, atol=1e-12
     )
+
+
+@pytest.fixture(scope="module")
+def trained_heads(study):
+    """late, image_only and text_only trained on the study's pairs (3 seeds, 512 pairs), their
+    files written as the train stage writes them."""
+    for split, pairs in make_pairs(pd.read_parquet(study / "captions.parquet"), 0).items():
+        write_frame(pairs, study / "pairs" / f"{split}.parquet")
+    for head in ("late", "image_only", "text_only"):
+        training = {"max_epochs": 5, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.01}
+        spec = {
+            "method": head,
+            "head": head,
+            "hparams": {"hidden": [16]},
+            "training": training | {"patience": 5, "eval_every": 1},
+            "seeds": [0, 1, 2],
+        }
+        trained = train_condition(
+            study / "image.parquet", study / "text.parquet", study / "pairs", 512, spec, 1
+        )
+        for name in ("runs", "predictions", "fused"):
+            write_frame(getattr(trained, name), study / f"{head}.{name}.parquet", {"method": head})
+    return study
+
+
+def trained_share(study, head) -> float:
+    """The image's share CI of the head's fused view, mean over its seeds."""
+    rows = condition_pid(
+        study / "image.parquet",
+        study / "text.parquet",
+        study / "captions.parquet",
+        study / "pairs" / "test.parquet",
+        study / f"{head}.runs.parquet",
+        study / f"{head}.predictions.parquet",
+        study / f"{head}.fused.parquet",
+        ks=[6],
+        dims=4,
+        repeats=5,
+    )
+    assert rows["seed"].nunique() == 3
+    return rows.query("view == 'fused'")["CI"].mean()
+
+
+def test_trained_unimodal_heads_fused_views_are_all_image_or_all_text(trained_heads):
+    assert trained_share(trained_heads, "image_only") > 0.9
+    assert trained_share(trained_heads, "text_only") < 0.1
+
+
+def test_late_fusions_fused_view_carries_the_image_too(trained_heads):
+    """Late fusion's view is both towers' logits: the image's share is far from the text-only
+    head's (its text tower's last layer alone gave 0.06 here)."""
+    assert 0.2 < trained_share(trained_heads, "late") < 0.8
