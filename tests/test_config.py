@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import snakemake
 
 from alignfuse.config import validate_config
 from alignfuse.errors import AlignfuseError
@@ -451,3 +452,57 @@ def test_a_trend_claim_may_claim_a_fall(paper):
     """A trend's band runs from the undegraded gap to the most degraded one, in either order."""
     config = validate_config(set_key(paper, "claims.1.band", [2.8, 1.3]), SCHEMA)
     assert config["claims"][1]["band"] == [2.8, 1.3]
+
+
+def test_command_line_strings_become_the_numbers_the_schema_asks_for(synthetic):
+    """Snakemake's --config hands list items and nested values over as text."""
+    synthetic["seeds"] = ["0", "1", "2"]
+    synthetic["scales"] = ["16", "32"]
+    synthetic["pid"] = {"k": ["5", "10"]}
+    synthetic["training"]["lr"] = "3e-4"
+    synthetic["methods"]["concat"]["dropout"] = "0.2"  # a head's conditional branch
+    synthetic["encoders"][next(iter(synthetic["encoders"]))]["tokens"] = "false"
+    config = validate_config(synthetic, SCHEMA)
+    assert config["seeds"] == [0, 1, 2] and config["scales"] == [16, 32]
+    assert config["pid"]["k"] == [5, 10]
+    assert config["training"]["lr"] == 3e-4
+    assert config["methods"]["concat"]["dropout"] == 0.2
+    assert next(iter(config["encoders"].values()))["tokens"] is False
+    assert type(config["seeds"][0]) is int
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        ("seeds", ["0", "one"], "config key 'seeds.1': 'one' is not of type 'integer'"),
+        ("scales", ["16.5"], "config key 'scales.0': '16.5' is not of type 'integer'"),
+        ("study", "12", None),  # a string key keeps its text
+    ],
+)
+def test_strings_that_spell_no_number_are_still_refused(synthetic, path, value, fragment):
+    config = set_key(synthetic, path, value)
+    if fragment is None:
+        assert validate_config(config, SCHEMA)[path] == value
+        return
+    with pytest.raises(AlignfuseError) as info:
+        validate_config(config, SCHEMA)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.slow
+def test_the_readmes_seed_override_plans_the_study(tmp_path):
+    """README: `snakemake --cores all --config seeds=[0,1,2]`, here on the smoke preset."""
+    readme = (ROOT / "README.md").read_text()
+    assert "`snakemake --cores all --config seeds=[0,1,2]`" in readme
+    result = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "all",
+        "--configfile",
+        str(ROOT / "workflow/presets/smoke.yaml"),
+        "--config",
+        "seeds=[0,1,2]",
+    )
+    assert "rule train:" in result.stdout
+    assert not (tmp_path / "results").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     from snakemake.utils import validate
 
     name_heads(config)
+    coerce_strings(config, schema_path)
     try:
         validate(config, str(schema_path))
     except WorkflowError as exc:
@@ -51,6 +53,58 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         raise AlignfuseError(schema_error_message(cause)) from None
     check_semantics(config)
     return config
+
+
+def parsed_scalar(text: str, types: list[str]):
+    """``text`` as the first of the schema's ``types`` it spells (integer, number, boolean), or
+    None where it spells none of them."""
+    word = text.strip()
+    for kind in types:
+        if kind == "integer" and re.fullmatch(r"[+-]?\d+", word):
+            return int(word)
+        if kind == "number" and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", word):
+            return int(word) if re.fullmatch(r"[+-]?\d+", word) else float(word)
+        if kind == "boolean" and word.lower() in ("true", "false"):
+            return word.lower() == "true"
+    return None
+
+
+def coerce_strings(config: dict, schema_path: str | Path) -> None:
+    """Turn strings into the numbers and booleans the schema asks for, in place.
+
+    Snakemake hands ``--config seeds=[0,1,2]`` over as the strings '0', '1', '2' (its YAML
+    loader keeps list items and mapping values as text), so every value the schema types as
+    integer, number or boolean, but not string, is parsed where it spells one. The schema's own
+    type errors find them, so nested and conditional keys are covered; a string that spells no
+    such value is left for validation to report.
+    """
+    import jsonschema
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    schema = yaml.load(Path(schema_path).read_text(), Loader=loader)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    changed = True
+    while changed:  # a coerced value can select another conditional branch: look again
+        changed = False
+        errors = list(validator.iter_errors(config))
+        while errors:
+            error = errors.pop()
+            errors.extend(error.context or ())
+            if error.validator != "type" or not isinstance(error.instance, str):
+                continue
+            types = error.validator_value
+            types = [types] if isinstance(types, str) else list(types)
+            value = None if "string" in types else parsed_scalar(error.instance, types)
+            if value is None or not error.absolute_path:
+                continue
+            *parents, last = error.absolute_path
+            node = config
+            for part in parents:
+                node = node[part]
+            if node[last] == error.instance:
+                node[last] = value
+                changed = True
 
 
 def name_heads(config: dict) -> None:
