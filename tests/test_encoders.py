@@ -1,14 +1,21 @@
 import hashlib
+import re
 import urllib.error
+from pathlib import Path
 
 import open_clip
 import pytest
 import torch
 import torchvision
+import yaml
 from PIL import Image
 
+from alignfuse.config import validate_config
 from alignfuse.errors import AlignfuseError
 from alignfuse.features.encoders import fetch_weights, load_encoder
+from alignfuse.grid import encoder_slice
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RESNET = {"name": "resnet18", "library": "torchvision", "model": "resnet18", "pretrained": False}
 CLIP = {"name": "clip", "library": "open_clip", "model": "ViT-B-32", "pretrained": False}
@@ -157,3 +164,27 @@ def test_python_plugin_form_loads_a_user_encoder(tmp_path):
 def test_fetch_weights_loads_every_tower_and_returns_the_weights_id():
     assert fetch_weights(RESNET) == "torchvision:resnet18:random"
     assert fetch_weights(PLUGIN, ("text",)) == "python:plugin_encoder:build:random"
+
+
+def readme_plugin_spec() -> tuple[str, dict]:
+    """The README's plug-in example config (``encoders: {minilm: {...}}``), read from the README."""
+    readme = (ROOT / "README.md").read_text()
+    line = re.search(r"with `(encoders: \{minilm: \{library: python[^`]*)`", readme).group(1)
+    ((name, spec),) = yaml.safe_load(line)["encoders"].items()
+    return name, spec
+
+
+def test_the_readmes_plugin_example_needs_no_pretrained_tag():
+    """Its config passes validation and loads; its module needs a download, so the test's own
+    module stands in for it under the same keys."""
+    name, spec = readme_plugin_spec()
+    assert "pretrained" not in spec
+    spec = {**spec, "model": "plugin_encoder:build"}
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["encoders"][name] = spec
+    for backbone in config["backbones"].values():
+        backbone["text"] = name
+    config = validate_config(config, ROOT / "workflow/schemas/config.schema.yaml")
+    encoder = load_encoder(encoder_slice(config, name), "text")
+    assert encoder.model(encoder.prepare(["a dog", "two people"])).shape == (2, 8)
+    assert encoder.weights_id == "python:plugin_encoder:build"

@@ -75,9 +75,12 @@ def sha256(path: Path) -> str:
 
 
 def describe_weights(spec: dict) -> str:
-    """What was loaded: ``checkpoint:<path>:sha256:<hex>``, ``<library>:<model>:<tag|random>``."""
+    """What was loaded: ``checkpoint:<path>:sha256:<hex>``, ``<library>:<model>:<tag|random>``,
+    or ``python:<module:function>`` for a plug-in left to load its own weights."""
     if spec.get("checkpoint"):
         return f"checkpoint:{spec['checkpoint']}:sha256:{sha256(Path(spec['checkpoint']))}"
+    if "pretrained" not in spec and spec["library"] == "python":
+        return f"python:{spec['model']}"
     return f"{spec['library']}:{spec['model']}:{spec.get('pretrained') or 'random'}"
 
 
@@ -335,7 +338,9 @@ def load_python(spec: dict, modality: str) -> Encoder:
     ``function(modality, pretrained, checkpoint)`` returns a dict of :class:`Encoder` fields:
     ``model`` (nn.Module: prepared batch -> [B, dim]), ``prepare`` and ``dim`` are required;
     ``preprocessing``, ``weights_id``, ``tokens``, ``token_dim`` and ``token_description`` are
-    optional (``weights_id`` defaults to the spec's tag, checkpoint hash or "random"). It runs under
+    optional (``weights_id`` defaults to the spec's tag, checkpoint hash or "random", or the
+    function's name where the spec has neither). ``pretrained`` is the spec's value as given, None
+    where it leaves it out: a plug-in may load its own weights and need no tag. It runs under
     a fixed seed; ``prepare`` must be picklable (a module-level function or transform) for
     DataLoader workers. A modality it does not encode raises ``AlignfuseError``.
     """
@@ -354,7 +359,7 @@ def load_python(spec: dict, modality: str) -> Encoder:
             "write model as module:function"
         )
     try:
-        fields = seeded(build, modality, spec.get("pretrained", False), spec.get("checkpoint"))
+        fields = seeded(build, modality, spec.get("pretrained"), spec.get("checkpoint"))
     except CHECKPOINT_ERRORS as err:
         if spec.get("checkpoint"):
             raise checkpoint_error(spec, err) from err
@@ -399,7 +404,7 @@ def load_encoder(spec: dict, modality: str) -> Encoder:
     if not spec.get("model"):
         raise AlignfuseError(f"{key(spec, 'model')}: not set; name the model to load")
     checkpoint = spec.get("checkpoint")
-    if "pretrained" not in spec and not checkpoint:
+    if "pretrained" not in spec and not checkpoint and spec["library"] != "python":
         raise AlignfuseError(
             f"{key(spec, 'pretrained')}: not set; give a weights tag (IMAGENET1K_V1, openai), "
             "a checkpoint, or false for random weights"
