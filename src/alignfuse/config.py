@@ -238,7 +238,7 @@ def check_claims(config: dict) -> None:
         if claim["backbone"] not in config["backbones"]:
             raise AlignfuseError(
                 f"{key}.backbone': '{claim['backbone']}' is not defined under 'backbones' "
-                f"(defined: {', '.join(config['backbones'])})"
+                f"(defined: {', '.join(sorted(config['backbones']))})"
             )
         if claim["reference"] != reference:
             raise AlignfuseError(
