@@ -360,6 +360,10 @@ def test_a_condition_whose_seeds_all_diverged_stays_in_the_summary_and_its_claim
         write_run(tmp_path, run_rows("concat", accuracies=(0.75, 0.80, 0.85)), "concat"),
         write_run(tmp_path, diverged, "xattn"),
     ]
+    no_predictions = pd.DataFrame(
+        {"seed": pd.Series(dtype="int64"), "pair": pd.Series(dtype="int64"), "prob": []}
+    )
+    write_frame(no_predictions, tmp_path / "xattn.predictions.parquet")  # diverged seeds have none
     tables = build_tables(
         collect_runs(paths), SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
     )
