@@ -14,11 +14,12 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from alignfuse.errors import AlignfuseError
 
 CONFIDENCE = 0.95
+LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 SIGMA_FLOOR = 1e-6  # residual sd of log n_needed: points on an exact line fit to this
 NAN = float("nan")
 
@@ -143,12 +144,11 @@ def _censored_fit(log_d, log_n, censored) -> _Fit | None:
 
     def negative_log_likelihood(theta):
         intercept, beta, log_sigma = theta
-        sigma = np.exp(log_sigma)
-        z = (log_n - intercept - beta * log_d) / sigma
+        z = (log_n - intercept - beta * log_d) / np.exp(log_sigma)
         return -(
-            np.sum(stats.norm.logpdf(z[observed]) - log_sigma)
-            + np.sum(stats.norm.logsf(z[right]))
-            + np.sum(stats.norm.logcdf(z[left]))
+            np.sum(-0.5 * z[observed] ** 2 - log_sigma - LOG_SQRT_2PI)
+            + np.sum(special.log_ndtr(-z[right]))
+            + np.sum(special.log_ndtr(z[left]))
         )
 
     spread = np.std(log_n[observed] - start.intercept - start.slope * log_d[observed])
@@ -156,7 +156,8 @@ def _censored_fit(log_d, log_n, censored) -> _Fit | None:
     result = optimize.minimize(
         negative_log_likelihood,
         theta0,
-        method="L-BFGS-B",
+        method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000},
         bounds=[(None, None), (None, None), (np.log(SIGMA_FLOOR), np.log(10.0))],
     )
     if not result.success or not np.all(np.isfinite(result.x)):
