@@ -20,7 +20,9 @@ from alignfuse.analysis.claims import (
     Claim,
     claims_table,
 )
+from alignfuse.analysis.display import alignment_study_display
 from alignfuse.analysis.statistics import paired_differences
+from alignfuse.analysis.tables import Settings
 
 
 def runs_with_gaps(gaps_by_level: dict, seeds=6, noise=0.002, kind="rotation", n=4096):
@@ -196,3 +198,14 @@ def test_a_level_whose_seeds_all_diverged_keeps_its_row_and_the_trend_claim_says
     rotation = table[~table["alignment"].str.contains("noise")]
     assert rotation["verdict"].tolist() == [REPRODUCED, DIVERGED, DIVERGED]
     assert "every seed diverged at rotation level(s) 1" in rotation["note"].iloc[-1]
+
+
+def test_the_study_for_people_shows_diverged_levels_and_pages_test_in_both_directions():
+    runs = runs_with_gaps({0: 2.8, 0.5: 2.0, 1.0: 1.3}, seeds=4)
+    runs.loc[(runs["alignment"] == "rotation-1") & (runs["method"] != "concat"), "status"] = (
+        "diverged"
+    )
+    shown = alignment_study_display(alignment_study(runs, None, "concat", 300), Settings()).frame
+    assert shown["seeds"].tolist() == ["4", "4", "0 (4 diverged)"]
+    assert shown["gap (pts) [t, seeds]"].iloc[-1] == "–"
+    assert all("Page p rise" in t and ", fall " in t for t in shown["trend"])

@@ -190,7 +190,10 @@ def alignment_study_display(study: pd.DataFrame, settings) -> Display:
             "degradation": [f"{r.degradation} {r.level:g}" for r in rows],
             "difference": [f"{r.reference} − {r.method}" for r in rows],
             "pairs": [str(r.n_train) for r in rows],
-            "seeds": [str(r.n_seeds) for r in rows],
+            "seeds": [
+                f"{r.n_seeds} ({r.n_diverged} diverged)" if r.n_diverged else str(r.n_seeds)
+                for r in rows
+            ],
             "gap (pts) [t, seeds]": [
                 with_bounds(r.gap_pts, r.gap_low_pts, r.gap_high_pts, 1, 2) for r in rows
             ],
@@ -200,7 +203,7 @@ def alignment_study_display(study: pd.DataFrame, settings) -> Display:
             "CKA": [f"{r.cka:.3f}" for r in rows],
             "trend": [
                 f"{r.trend} (rho {r.spearman:.2f} [{r.spearman_low:.2f}, {r.spearman_high:.2f}],"
-                f" Page p {r.page_p:.3g})"
+                f" Page p rise {r.page_p:.3g}, fall {r.page_p_fall:.3g})"
                 for r in rows
             ],
         }
@@ -211,7 +214,8 @@ def alignment_study_display(study: pd.DataFrame, settings) -> Display:
         "(level 0 is the undegraded set), paired on seed, with the Student t interval across "
         "seeds, beside the feature set's alignment measured on the test split. Trend: Spearman's "
         "rho between level and mean gap, with a bootstrap interval over seeds, and Page's trend "
-        "test with seeds as blocks; 'increasing' needs the rho interval above 0 and Page's p "
+        "test with seeds as blocks, one-sided for a rise and for a fall; 'increasing' "
+        "('decreasing') needs the rho interval above (below) 0 and Page's p for a rise (fall) "
         f"below {1 - settings.confidence:.2g}."
     )
     return Display("Alignment study: the gap as alignment degrades", shown, align, note)
