@@ -90,7 +90,12 @@ def write_family(tmp_path, widths, rotation, metadata=None):
     for d in widths:
         name = f"d{d}_{rotation}"
         provenance = (
-            {"encoder": name, "library": "synthetic", "rotation": rotation, "generator": {}}
+            {
+                "encoder": name,
+                "library": "synthetic",
+                "rotation": rotation,
+                "generator": {"latent_dim": 4, "d_image": d, "d_text": d},  # as written
+            }
             if metadata is None
             else metadata(d)
         )

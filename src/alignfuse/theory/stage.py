@@ -184,7 +184,13 @@ def learning_curve_points(runs: pd.DataFrame, boots: dict, grid: int = 60) -> pd
     )
 
 
-WIDTH_KEYS = ("dim",)  # encoder settings that set the width, the one thing a family varies
+# settings that set the width, the one thing a family varies: an encoder's ``dim``, and the
+# synthetic generator's d_image / d_text (which a synthetic encoder's ``dim`` overrides)
+WIDTH_KEYS = ("dim", "d_image", "d_text")
+
+
+def without_width(settings: dict) -> dict:
+    return {key: value for key, value in settings.items() if key not in WIDTH_KEYS}
 
 
 def source_provenance(path: Path, side: str) -> dict:
@@ -202,10 +208,14 @@ def side_identity(path: Path, side: str) -> dict:
     and rotation (its name differs with d), any other encoder its settings without width keys."""
     provenance = source_provenance(path, side)
     if provenance.get("library") == "synthetic":
-        return {key: provenance.get(key) for key in ("library", "rotation", "generator")}
+        return {
+            "library": "synthetic",
+            "rotation": provenance.get("rotation"),
+            "generator": without_width(provenance.get("generator") or {}),
+        }
     encoder = provenance.get("encoder")
     if isinstance(encoder, dict):
-        return {key: value for key, value in encoder.items() if key not in WIDTH_KEYS}
+        return without_width(encoder)
     return {"file": str(path)}  # nothing recorded: a family of its own
 
 
