@@ -166,3 +166,25 @@ def test_the_same_table_gives_the_same_bytes(tmp_path):
         save_figure(plot(paired, "paper"), outputs, dpi=60)
         saved.append([p.read_bytes() for p in outputs])
     assert saved[0] == saved[1]
+
+
+def test_feature_sets_run_at_one_scale_are_left_out_and_named_in_a_note():
+    several = paired_table(backbones=("clip",), methods=("xattn_txt2img",))
+    single = paired_table(
+        backbones=("clip",), methods=("xattn_txt2img",), alignments=("rotation-0.5",), scales=[4096]
+    )
+    fig = plot(pd.concat([several, single]), "degradation")
+    panels = [ax for ax in fig.axes if ax.axison]
+    (line,) = data_lines(panels[0])
+    assert list(line.get_xdata()) == SCALES
+    assert len(fig.legends) == 1
+    note = " ".join(t.get_text() for ax in fig.axes if not ax.axison for t in ax.texts)
+    assert "1 feature set run at a single training scale (clip@rotation-0.5)" in " ".join(
+        note.split()
+    )
+    assert "paired table" in " ".join(note.split())
+
+
+def test_a_study_with_no_feature_set_at_two_scales_gets_a_figure_that_says_so():
+    fig = plot(paired_table(scales=[2048]), "ablation")
+    assert "run at a single training scale" in fig.axes[0].texts[0].get_text()

@@ -108,3 +108,31 @@ def test_runs_of_several_datasets_or_none_are_refused():
         plot(pd.concat([runs, other]), "paper")
     with pytest.raises(AlignfuseError, match="no runs"):
         plot(runs.iloc[:0], "paper")
+
+
+def note_text(fig) -> str:
+    """The note under the panels: the text of the axes drawn without axis lines."""
+    return " ".join(t.get_text() for ax in fig.axes if not ax.axison for t in ax.texts)
+
+
+def test_feature_sets_run_at_one_scale_are_left_out_and_named_in_a_note():
+    runs = runs_table(backbones=("clip",))
+    degraded = runs[runs["n_train"] == 4096].assign(alignment="noise-0.5")
+    fig = plot(pd.concat([runs, degraded]), "paper")
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == ["clip"]
+    lines = data_lines(panels[0])
+    assert len(lines) == 2 and all(len(line.get_xdata()) == len(SCALES) for line in lines)
+    assert len(fig.legends) == 1  # no alignment legend for a set that is not drawn
+    note = " ".join(note_text(fig).split())
+    assert "1 feature set run at a single training scale (clip@noise-0.5)" in note
+    assert "summary table" in note and "alignment_gap" in note
+
+
+def test_a_study_with_no_feature_set_at_two_scales_gets_a_figure_that_says_so(tmp_path):
+    runs = runs_table()
+    fig = plot(runs[runs["n_train"] == 4096], "ablation")
+    message = fig.axes[0].texts[0].get_text()
+    assert "2 feature sets run at a single training scale" in message
+    assert "clip@raw and resnet18@raw" in message
+    save_figure(fig, [tmp_path / "scaling.png"], dpi=50)

@@ -1,3 +1,6 @@
+import importlib
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,6 +9,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from alignfuse.errors import AlignfuseError
+from alignfuse.figures import FIGURES
 from alignfuse.figures.style import (
     METHOD_COLOURS,
     PALETTE,
@@ -166,3 +170,74 @@ def test_legends_keep_clear_of_the_title_and_the_panels(name, panels):
         for ax in fig.axes:
             assert not overlaps(box, ax.get_window_extent(renderer)), (name, panels)
         assert box.x0 >= 0 and box.x1 <= fig.bbox.x1  # inside the figure
+
+
+def layout_figure(name: str, layout: str):
+    """Figure ``name`` drawn from synthetic tables of a layout's feature sets (figure_runs)."""
+    import figure_runs as fr
+
+    from alignfuse.analysis.statistics import paired_differences
+    from alignfuse.analysis.tables import summarize
+
+    sets = fr.layout_sets(layout)
+    labels = [f"{b}@{a}" for b, a in sets]
+    runs = fr.layout_runs(layout)
+    band = {"backbone": sets[0][0], "low": 2.5, "high": 3.5, "scales": fr.SCALES, "label": "paper"}
+    table, options = {
+        "scaling": lambda: (summarize(runs), {}),
+        "gap": lambda: (paired_differences(runs), {"bands": [band]}),
+        "params": lambda: (summarize(runs), {}),
+        "training_curves": lambda: (fr.curves_of(runs), {}),
+        "alignment_gap": lambda: (fr.alignment_study_of(sets), {}),
+        "alignment_metrics": lambda: (fr.alignment_study_of(sets), {}),
+        "pid_bars": lambda: (fr.pid_of(sets), {}),
+        "pid_ci_ct": lambda: (fr.pid_of(sets), {}),
+        "theory_curves": lambda: (fr.theory_curves_of(labels), {}),
+        "theory_vs_measured": lambda: (fr.learning_points_of(sets), {}),
+        "sample_complexity": lambda: (fr.sample_complexity_of(labels), {}),
+    }[name]()
+    module, function = FIGURES[name].split(":")
+    return getattr(importlib.import_module(module), function)(table, "study", **options)
+
+
+def outside(box, bounds, tolerance=1.0) -> bool:
+    return (
+        box.x0 < bounds.x0 - tolerance
+        or box.y0 < bounds.y0 - tolerance
+        or box.x1 > bounds.x1 + tolerance
+        or box.y1 > bounds.y1 + tolerance
+    )
+
+
+@pytest.mark.parametrize("layout", ["smoke", "eight alignments", "eight backbones"])
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_every_figure_keeps_its_legends_texts_and_panels_on_the_canvas(name, layout, tmp_path):
+    """Eight feature sets, eight methods and 40-character labels: nothing is cut at an edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    fig = layout_figure(name, layout)
+    png = tmp_path / f"{name}.png"
+    save_figure(fig, [png], dpi=40)
+    width, height = fig.get_size_inches() * 40
+    saved = Image.open(png).size
+    assert abs(saved[0] - width) <= 1 and abs(saved[1] - height) <= 1  # whole pixels of the size
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    artists = [*fig.legends, *fig.texts, *fig.axes]
+    if fig._suptitle is not None:
+        artists.append(fig._suptitle)
+    assert fig.legends
+    for artist in artists:
+        box = artist.get_tightbbox(renderer)
+        assert not outside(box, fig.bbox), (name, layout, artist, box, fig.bbox)
+    panels = [ax for ax in fig.axes if ax.axison]
+    notes = [text for ax in fig.axes if not ax.axison for text in ax.texts]
+    placed = [*fig.legends, fig._suptitle, *notes]
+    boxes = [a.get_window_extent(renderer) for a in placed + panels]
+    for i, box in enumerate(boxes[: len(placed)]):
+        for j, other in enumerate(boxes):
+            assert i == j or not overlaps(box, other), (name, layout, i, j)
+    titles = [ax.title.get_window_extent(renderer) for ax in panels if ax.get_title()]
+    for left, right in itertools.pairwise(titles):
+        assert not overlaps(left, right), (name, layout)

@@ -17,6 +17,7 @@ from alignfuse.figures.style import (
     backbone_panels,
     message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -40,7 +41,7 @@ def plot(study_table: pd.DataFrame, study: str) -> Figure:
     colours = method_palette(table["method"])
     styles = alignment_linestyles(table["feature_set"])
     reference = table["reference"].iloc[0]
-    fig, axes = backbone_panels(kinds, [*colours, *styles, "no difference"], sharex=False)
+    fig, axes = backbone_panels(kinds, sharex=False)
     for ax, kind in zip(axes, kinds, strict=True):
         panel = table[table["degradation"] == kind]
         for (method, feature_set, n), line in panel.groupby(
@@ -65,7 +66,7 @@ def plot(study_table: pd.DataFrame, study: str) -> Figure:
                 label=f"{method} {feature_set} n={n}: {line['trend'].iloc[0]}",
             )
         ax.axhline(0, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_zero")
-        ax.set_title(kind)
+        panel_title(ax, kind)
         ax.set_xlabel(f"{kind} level (0 = undegraded)")
     axes[0].set_ylabel(f"{reference} − method\n(accuracy points)")
     fig.suptitle(title)

@@ -19,6 +19,7 @@ from alignfuse.figures.style import (
     apply_style,
     backbone_panels,
     message_figure,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -46,8 +47,7 @@ def plot(study_table: pd.DataFrame, study: str) -> Figure:
     ).drop_duplicates(["feature_set", "degradation", "level"])
     kinds = sorted(table["degradation"].unique())
     styles = alignment_linestyles(table["feature_set"])
-    labels = [*kinds, *styles, "chance"]
-    fig, axes = backbone_panels(list(METRICS.values()), labels, sharex=False)
+    fig, axes = backbone_panels(list(METRICS.values()), sharex=False)
     for ax, (metric, name) in zip(axes, METRICS.items(), strict=True):
         for (kind, feature_set), line in table.groupby(["degradation", "feature_set"]):
             line = line.sort_values("level")
@@ -64,7 +64,7 @@ def plot(study_table: pd.DataFrame, study: str) -> Figure:
             ax.axhline(
                 chance.iloc[0], color=REFERENCE_COLOUR, linestyle=":", linewidth=1, label="_chance"
             )
-        ax.set_title(name)
+        panel_title(ax, name)
         ax.set_xlabel("degradation level")
     fig.suptitle(title)
     handles = [

@@ -3,7 +3,8 @@
 It draws the paired table (``statistics.paired_differences``): each point is the mean over seeds of
 the same-seed difference, each band its interval over seeds and test images, so the figure and
 ``paired.md`` show the same numbers. Each claimed range that its rule passes in (the study's
-``claims``) is shaded on its backbone's panel, over the scales it was claimed at.
+``claims``) is shaded on its backbone's panel, over the scales it was claimed at. Only feature
+sets run at two or more scales are drawn; a note names the others.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from alignfuse.figures.style import (
     log2_scale_axis,
     message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
     single_dataset,
+    single_scale_text,
+    split_single_scale,
 )
 from alignfuse.fusion import CROSS_ATTENTION_HEADS
 
@@ -84,14 +88,17 @@ def plot(
             f"({', '.join(CROSS_ATTENTION_HEADS)}) in this study.",
         )
     dataset = single_dataset(rows, study)
+    rows, single = split_single_scale(rows)
+    if rows.empty:
+        return message_figure(f"{title} ({dataset})", single_scale_text(single, "paired"))
     apply_style()
     backbones = sorted(rows["backbone"].unique())
     colours = method_palette(rows["method"])
     linestyles = alignment_linestyles(rows["alignment"])
     scales = sorted(rows["n_train"].unique())
 
-    band_labels = [f"{b['label']}: {b['low']:g}–{b['high']:g}" for b in bands]
-    fig, axes = backbone_panels(backbones, [*colours, "no difference", *band_labels])
+    note = single_scale_text(single, "paired") if single else None
+    fig, axes = backbone_panels(backbones, note=note)
     shaded = {}
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = rows[rows["backbone"] == backbone]
@@ -120,7 +127,7 @@ def plot(
             )
         ax.axhline(0, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_zero")
         log2_scale_axis(ax, scales)
-        ax.set_title(backbone)
+        panel_title(ax, backbone)
         ax.set_xlabel("training pairs")
     axes[0].set_ylabel(f"{reference} − cross-attention\n(accuracy points)")
     fig.suptitle(f"{title} ({dataset})")
@@ -137,6 +144,6 @@ def plot(
                 label=f"{label}: {band['low']:g}–{band['high']:g}",
             )
         )
-    side_legend(fig, handles, f"{reference} −")
-    alignment_legend(fig, linestyles)
+    height = side_legend(fig, handles, f"{reference} −")
+    alignment_legend(fig, linestyles, beside=height)
     return fig

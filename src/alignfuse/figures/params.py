@@ -17,7 +17,9 @@ from alignfuse.figures.style import (
     alignment_markers,
     apply_style,
     backbone_panels,
+    bottom_legend,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
     single_dataset,
@@ -62,7 +64,7 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     colours = method_palette(summary["method"])
     markers = alignment_markers(summary["alignment"])
 
-    fig, axes = backbone_panels(backbones, [*colours, f"chance ({CHANCE:.0%})"], sharex=False)
+    fig, axes = backbone_panels(backbones, sharex=False)
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for point in panel.itertuples():
@@ -85,7 +87,7 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
         ax.axhline(CHANCE, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_chance")
         parameter_axis(ax, panel["params_mean"])
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-        ax.set_title(f"{backbone} (n = {panel['n_train'].iloc[0]})")
+        panel_title(ax, f"{backbone} (n = {panel['n_train'].iloc[0]})")
         ax.set_xlabel("parameters")
     axes[0].set_ylabel("test accuracy")
     fig.suptitle(f"{study}: test accuracy vs head parameters ({dataset})")
@@ -96,16 +98,11 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     handles.append(
         Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
     )
-    side_legend(fig, handles, "method")
+    height = side_legend(fig, handles, "method")
     if len(markers) > 1:
         marker_handles = [
             Line2D([], [], color="black", marker=m, linestyle="none", label=a)
             for a, m in markers.items()
         ]
-        fig.legend(
-            handles=marker_handles,
-            title="alignment",
-            loc="outside lower center",
-            ncols=len(marker_handles),
-        )
+        bottom_legend(fig, marker_handles, "alignment", beside=height)
     return fig

@@ -13,6 +13,7 @@ from alignfuse.figures.style import (
     apply_style,
     backbone_panels,
     message_figure,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -32,7 +33,7 @@ def plot(table: pd.DataFrame, study: str, view: str = "fused") -> Figure:
     apply_style()
     rows = rows[rows["k"] == rows["k"].min()]
     panels = sorted((rows["backbone"] + "@" + rows["alignment"]).unique())
-    fig, axes = backbone_panels(panels, list(TERMS.values()) + ["below noise"], sharex=False)
+    fig, axes = backbone_panels(panels, sharex=False)
     for ax, panel in zip(axes, panels, strict=True):
         part = rows[rows["backbone"] + "@" + rows["alignment"] == panel].sort_values("method")
         bottom = np.zeros(len(part))
@@ -53,7 +54,7 @@ def plot(table: pd.DataFrame, study: str, view: str = "fused") -> Figure:
                 )
             bottom += height
         ax.set_xticks(x, part["method"], rotation=30, ha="right")
-        ax.set_title(f"{panel} (k = {part['k'].iloc[0]})")
+        panel_title(ax, f"{panel} (k = {part['k'].iloc[0]})")
     axes[0].set_ylabel("bits")
     fig.suptitle(title)
     handles = [Patch(color=COLOURS[t], label=name) for t, name in TERMS.items()]

@@ -13,6 +13,7 @@ from alignfuse.figures.style import (
     backbone_panels,
     message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -31,7 +32,7 @@ def plot(table: pd.DataFrame, study: str) -> Figure:
     apply_style()
     panels = sorted((rows["backbone"] + "@" + rows["alignment"]).unique())
     colours = method_palette(rows["method"])
-    fig, axes = backbone_panels(panels, [*colours, "equal shares"], sharex=False)
+    fig, axes = backbone_panels(panels, sharex=False)
     for ax, panel in zip(axes, panels, strict=True):
         part = rows[rows["backbone"] + "@" + rows["alignment"] == panel]
         methods = sorted(part["method"].unique())
@@ -52,7 +53,7 @@ def plot(table: pd.DataFrame, study: str) -> Figure:
         ax.axhline(50, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_equal")
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_ylim(0, 100)
-        ax.set_title(panel)
+        panel_title(ax, panel)
     axes[0].set_ylabel("image share CI (%)")
     fig.suptitle(title)
     handles = [

@@ -14,6 +14,7 @@ from alignfuse.figures.style import (
     backbone_panels,
     message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -33,7 +34,7 @@ def plot(points: pd.DataFrame, study: str) -> Figure:
     panels = sorted(reached["family"].unique())
     colours = method_palette(reached["method"])
     labels = {}
-    fig, axes = backbone_panels(panels, [f"{m}: beta = 0.00 [0.00, 0.00]" for m in colours])
+    fig, axes = backbone_panels(panels)
     for ax, fam in zip(axes, panels, strict=True):
         part = reached[reached["family"] == fam]
         for method, rows in part.groupby("method"):
@@ -48,7 +49,7 @@ def plot(points: pd.DataFrame, study: str) -> Figure:
                 labels[method] = f"{method}: slope {slope:.2f}"
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_title(fam)
+        panel_title(ax, fam)
         ax.set_xlabel("feature width d (d_v = d_t)")
     axes[0].set_ylabel("training pairs needed")
     fig.suptitle(title)

@@ -2,7 +2,7 @@
 
 It draws the summary table: points are the mean over seeds, bands the interval of ``summary.md``
 (over seeds and test images), so every band matches a number in the table; a condition with one
-seed has none.
+seed has none. Only feature sets run at two or more scales are drawn; a note names the others.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ from alignfuse.figures.style import (
     apply_style,
     backbone_panels,
     log2_scale_axis,
+    message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
     single_dataset,
+    single_scale_text,
+    split_single_scale,
 )
 
 CHANCE = 0.5
@@ -38,13 +42,18 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
     """
     require_columns(summary, [*COLUMNS, "test_accuracy_low", "test_accuracy_high"], "summary")
     dataset = single_dataset(summary, study)
+    summary, single = split_single_scale(summary)
+    title = f"{study}: test accuracy vs training pairs ({dataset})"
+    if summary.empty:
+        return message_figure(title, single_scale_text(single, "summary"))
     apply_style()
     backbones = sorted(summary["backbone"].unique())
     colours = method_palette(summary["method"])
     linestyles = alignment_linestyles(summary["alignment"])
     scales = sorted(summary["n_train"].unique())
 
-    fig, axes = backbone_panels(backbones, [*colours, f"chance ({CHANCE:.0%})"])
+    note = single_scale_text(single, "summary") if single else None
+    fig, axes = backbone_panels(backbones, note=note)
     for ax, backbone in zip(axes, backbones, strict=True):
         panel = summary[summary["backbone"] == backbone]
         for (method, alignment), line in panel.groupby(["method", "alignment"], sort=True):
@@ -59,15 +68,15 @@ def plot(summary: pd.DataFrame, study: str) -> Figure:
         ax.axhline(CHANCE, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_chance")
         log2_scale_axis(ax, scales)
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-        ax.set_title(backbone)
+        panel_title(ax, backbone)
         ax.set_xlabel("training pairs")
     axes[0].set_ylabel("test accuracy")
-    fig.suptitle(f"{study}: test accuracy vs training pairs ({dataset})")
+    fig.suptitle(title)
 
     method_handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colours.items()]
     method_handles.append(
         Line2D([], [], color=REFERENCE_COLOUR, linestyle="--", label=f"chance ({CHANCE:.0%})")
     )
-    side_legend(fig, method_handles, "method")
-    alignment_legend(fig, linestyles)
+    height = side_legend(fig, method_handles, "method")
+    alignment_legend(fig, linestyles, beside=height)
     return fig

@@ -7,13 +7,18 @@ figures at a glance; saved files are byte-identical when the figure is.
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import NullLocator
 
 from alignfuse.errors import AlignfuseError
@@ -54,6 +59,7 @@ METHOD_COLOURS = {
 }
 SPARE_COLOURS = [c for c in PALETTE if c not in METHOD_COLOURS.values()]
 REFERENCE_COLOUR = "#949494"
+NOTE_COLOUR = "#555555"  # grey, and dark enough to read in small type
 LINESTYLES = ["solid", "dashed", "dotted", "dashdot", (0, (5, 1, 1, 1, 1, 1))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 # PDFs carry no creation date, so the same figure saves to the same bytes.
@@ -138,27 +144,138 @@ def message_figure(title: str, message: str) -> Figure:
 
 PANEL_WIDTH = 2.6  # inches per backbone panel
 PANEL_HEIGHT = 2.8
-CHARACTER = 0.075  # inches per character of legend text at the paper context's font size
-LEGEND_ROW = 0.2  # inches per legend entry
+TITLE_ROOM = 0.5  # inches the suptitle and the layout's padding take from a side legend's height
+EDGE_ROOM = 0.2  # inches a legend or note keeps from the figure's edges
+LINE_SPACING = 1.2  # matplotlib's text line spacing, in font heights
+
+
+def text_size(text: str, size) -> tuple[float, float]:
+    """Width and height (inches) of ``text`` drawn at font ``size`` (points or a size name)."""
+    prop = FontProperties(size=size)
+    lines = [
+        TextToPath().get_text_width_height_descent(line, prop, ismath=False)
+        for line in text.split("\n")
+    ]
+    width = max(w for w, _, _ in lines)
+    height = (1 + LINE_SPACING * (len(lines) - 1)) * max(h + d for _, h, d in lines)
+    return width / 72, height / 72
+
+
+def legend_size(labels: list[str], title: str | None, ncols: int) -> tuple[float, float]:
+    """Width and height (inches) of a legend of ``labels`` in ``ncols`` columns, padding outside
+    its frame included, as matplotlib lays it out: the rcParams' spacings, columns filled in turn
+    (``np.array_split``), each as wide as its longest label."""
+    rc = plt.rcParams
+    font = FontProperties(size=rc["legend.fontsize"]).get_size_in_points() / 72
+    sizes = [text_size(label, rc["legend.fontsize"]) for label in labels]
+    handle = (rc["legend.handlelength"] + rc["legend.handletextpad"]) * font
+    columns = [c for c in np.array_split(np.arange(len(labels)), ncols) if len(c)]
+    width = sum(handle + max(sizes[i][0] for i in column) for column in columns)
+    width += rc["legend.columnspacing"] * font * (len(columns) - 1)
+    rows = max(len(column) for column in columns)
+    row = max([rc["legend.handleheight"] * font, *(h for _, h in sizes)])
+    height = rows * row + (rows - 1) * rc["legend.labelspacing"] * font
+    if title:
+        title_width, title_height = text_size(title, rc["legend.title_fontsize"])
+        width = max(width, title_width)
+        height += title_height + rc["legend.labelspacing"] * font
+    pad = 2 * (rc["legend.borderpad"] + rc["legend.borderaxespad"]) * font
+    return width + pad, height + pad
 
 
 def backbone_panels(
-    backbones: list[str], legend: list[str], sharex: bool = True
+    backbones: list[str], sharex: bool = True, note: str | None = None
 ) -> tuple[Figure, list]:
     """A row of panels, one per backbone, sharing the y axis (and the x axis unless told not),
-    in a figure wide and tall enough for a legend of the ``legend`` labels at its right, so
-    long method labels neither squeeze the panels nor reach the title."""
-    legend_width = 0.7 + CHARACTER * max((len(label) for label in legend), default=0)
-    width = 1.0 + PANEL_WIDTH * len(backbones) + legend_width
-    height = max(PANEL_HEIGHT, 1.2 + LEGEND_ROW * len(legend))
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(1, len(backbones), sharex=sharex, sharey=True, squeeze=False)[0]
+    and under them the ``note`` in small type, wrapped to their width, where one is given.
+
+    The figure holds the panels and the note alone; ``side_legend`` and ``bottom_legend`` grow it
+    by the room their legends take, so panels keep their size whatever the number and length of
+    labels. The note sits in an axes of its own, for which the constrained layout keeps room
+    (it would put a figure-level text on top of a bottom legend)."""
+    width = 1.0 + PANEL_WIDTH * len(backbones)
+    rows = [PANEL_HEIGHT]
+    if note:
+        size = plt.rcParams["legend.fontsize"]
+        per_character = text_size(note, size)[0] / len(note)
+        note = textwrap.fill(note, int(PANEL_WIDTH * len(backbones) / per_character))
+        rows.append(text_size(note, size)[1])
+    fig = Figure(figsize=(width, sum(rows)), layout="constrained")
+    grid = fig.add_gridspec(len(rows), 1, height_ratios=rows)
+    panels = grid[0].subgridspec(1, len(backbones))
+    axes = panels.subplots(sharex=sharex, sharey=True, squeeze=False)[0]
+    if note:
+        note_axes = fig.add_subplot(grid[1])
+        note_axes.set_axis_off()
+        note_axes.text(
+            0.5, 0.5, note, ha="center", va="center", fontsize=size, color=NOTE_COLOUR,
+            transform=note_axes.transAxes,
+        )  # fmt: skip
     return fig, list(axes)
 
 
-def side_legend(fig: Figure, handles: list, title: str) -> None:
-    """The method legend, outside the panels on the right, centred so it clears the title."""
-    fig.legend(handles=handles, title=title, loc="outside right center")
+def panel_title(ax, title: str, width: float = PANEL_WIDTH) -> None:
+    """The panel's title, wrapped to the panel's ``width`` (inches) so long feature-set names
+    neither run into the next panel nor off the figure."""
+    size = plt.rcParams["axes.titlesize"]
+    per_character = text_size(title, size)[0] / max(len(title), 1)
+    ax.set_title(textwrap.fill(title, max(8, int(0.9 * width / per_character))))
+
+
+def side_legend(fig: Figure, handles: list, title: str) -> float:
+    """The legend outside the panels on the right, centred so it clears the title.
+
+    It takes as many columns as the figure's height needs, and the figure widens by its width.
+    Returns its height (inches), which a bottom legend added later must stay below."""
+    labels = [handle.get_label() for handle in handles]
+    room = fig.get_figheight() - TITLE_ROOM
+    ncols = 1
+    while ncols < len(labels) and legend_size(labels, title, ncols)[1] > room:
+        ncols += 1
+    width, height = legend_size(labels, title, ncols)
+    fig.set_figwidth(fig.get_figwidth() + width)
+    fig.legend(handles=handles, title=title, loc="outside right center", ncols=ncols)
+    return height
+
+
+def bottom_legend(fig: Figure, handles: list, title: str, beside: float = 0.0) -> None:
+    """A legend below the panels in as many columns as the figure's width holds (one row where it
+    holds all); the figure grows by its height, and further where a side legend ``beside`` inches
+    tall, centred on the figure, would reach down to it. Add it after the side legend, which
+    widens the figure."""
+    labels = [handle.get_label() for handle in handles]
+    room = fig.get_figwidth() - 2 * EDGE_ROOM
+    ncols = len(labels)
+    while ncols > 1 and legend_size(labels, title, ncols)[0] > room:
+        ncols -= 1
+    height = legend_size(labels, title, ncols)[1]
+    fig.set_figheight(max(fig.get_figheight() + height, beside + 2 * height + 2 * EDGE_ROOM))
+    fig.legend(handles=handles, title=title, loc="outside lower center", ncols=ncols)
+
+
+def name_list(names: list[str], limit: int = 6) -> str:
+    """``a, b and c``; past ``limit`` names, the first ones and how many more."""
+    if len(names) > limit:
+        names = [*names[: limit - 1], f"{len(names) - limit + 1} more"]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def split_single_scale(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of feature sets (backbone@alignment) run at two or more training scales, and the
+    names of those run at one: a curve against training pairs needs two points, and a set run at
+    one scale (a degradation sub-grid's) is drawn against its degradation level instead."""
+    scales = table.groupby(["backbone", "alignment"])["n_train"].transform("nunique")
+    single = table[scales < 2]
+    return table[scales >= 2], sorted((single["backbone"] + "@" + single["alignment"]).unique())
+
+
+def single_scale_text(names: list[str], table: str) -> str:
+    """Where the feature sets a figure against training pairs leaves out are to be found."""
+    count = f"{len(names)} feature set{'s' if len(names) > 1 else ''}"
+    return (
+        f"Not drawn: {count} run at a single training scale ({name_list(names)}); their "
+        f"results are in the {table} table, the degraded ones in the alignment_gap figure."
+    )
 
 
 def log2_scale_axis(ax, scales: Iterable[int]) -> None:
@@ -191,9 +308,10 @@ def single_dataset(runs, study: str) -> str:
     return datasets[0]
 
 
-def alignment_legend(fig: Figure, linestyles: dict[str, str | tuple]) -> None:
-    """A legend of line styles below the panels, only when there is more than one alignment."""
+def alignment_legend(fig: Figure, linestyles: dict[str, str | tuple], beside: float = 0.0) -> None:
+    """A legend of line styles below the panels, only when there is more than one alignment
+    (``beside``: the height of the side legend, as ``bottom_legend`` takes it)."""
     if len(linestyles) < 2:
         return
     handles = [Line2D([], [], color="black", linestyle=s, label=a) for a, s in linestyles.items()]
-    fig.legend(handles=handles, title="alignment", loc="outside lower center", ncols=len(handles))
+    bottom_legend(fig, handles, "alignment", beside)

@@ -13,6 +13,7 @@ from alignfuse.figures.style import (
     backbone_panels,
     message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -36,7 +37,7 @@ def plot(curves: pd.DataFrame, study: str) -> Figure:
     )
     panels = sorted(table["widths"].unique())
     colours = method_palette(table["label"])
-    fig, axes = backbone_panels(panels, [*colours, "full-rank", "factored"], sharex=False)
+    fig, axes = backbone_panels(panels, sharex=False)
     for ax, panel in zip(axes, panels, strict=True):
         part = table[table["widths"] == panel]
         first = part[part["feature_set"] == part["feature_set"].iloc[0]]
@@ -45,7 +46,7 @@ def plot(curves: pd.DataFrame, study: str) -> Figure:
         ax.set_xscale("log")
         ax.set_yscale("log")
         sets = part["feature_set"].nunique()
-        ax.set_title(f"{panel} features ({sets} feature set{'s' if sets > 1 else ''})")
+        panel_title(ax, f"{panel} features ({sets} feature set{'s' if sets > 1 else ''})")
         ax.set_xlabel("training pairs n")
     axes[0].set_ylabel("predicted excess risk")
     fig.suptitle(title)

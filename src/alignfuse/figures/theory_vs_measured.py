@@ -14,6 +14,7 @@ from alignfuse.figures.style import (
     log2_scale_axis,
     message_figure,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
 )
@@ -38,7 +39,7 @@ def plot(points: pd.DataFrame, study: str) -> Figure:
     colours = method_palette(points["method"])
     fits = bool((points["kind"] == "fitted").any())
     fit_label = "fitted e_inf + b n^-c" if fits else "no fitted curve (not identified)"
-    fig, axes = backbone_panels(panels, [*colours, fit_label], sharex=False)
+    fig, axes = backbone_panels(panels, sharex=False)
     for ax, panel in zip(axes, panels, strict=True):
         part = points[points["feature_set"] == panel]
         for method, rows in part.groupby("method"):
@@ -61,7 +62,7 @@ def plot(points: pd.DataFrame, study: str) -> Figure:
                 ax.plot(fitted["n"], 100 * fitted["error"], color=colour, linewidth=1)
         log2_scale_axis(ax, measured_scales(part))
         ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]), top=min(100.0, ax.get_ylim()[1]))
-        ax.set_title(panel)
+        panel_title(ax, panel)
         ax.set_xlabel("training pairs")
     axes[0].set_ylabel("test error (%)")
     fig.suptitle(title)

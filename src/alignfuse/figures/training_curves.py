@@ -14,13 +14,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
 from alignfuse.figures.style import (
-    CHARACTER,
-    LEGEND_ROW,
     PANEL_HEIGHT,
     PANEL_WIDTH,
     REFERENCE_COLOUR,
     apply_style,
     method_palette,
+    panel_title,
     require_columns,
     side_legend,
     single_dataset,
@@ -63,14 +62,8 @@ def plot(curves: pd.DataFrame, study: str, alignment: str | None = None) -> Figu
     colours = method_palette(curves["method"])
     attention = curves.dropna(subset=["attention_entropy", "attention_ceiling"])
     rows = 2 if not attention.empty else 1
-    legend = [*colours, f"chance ({CHANCE:.0%})"]
-    legend_width = 0.7 + CHARACTER * max(len(label) for label in legend)
     fig = Figure(
-        figsize=(
-            1.0 + PANEL_WIDTH * len(backbones) + legend_width,
-            max(PANEL_HEIGHT * rows, 1.2 + LEGEND_ROW * len(legend)),
-        ),
-        layout="constrained",
+        figsize=(1.0 + PANEL_WIDTH * len(backbones), PANEL_HEIGHT * rows), layout="constrained"
     )
     axes = fig.subplots(rows, len(backbones), sharex="col", sharey="row", squeeze=False)
     for column, backbone in enumerate(backbones):
@@ -86,7 +79,7 @@ def plot(curves: pd.DataFrame, study: str, alignment: str | None = None) -> Figu
                 axes[1][column].plot(line["epoch"], ratio, **style)
         top.axhline(CHANCE, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_chance")
         top.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-        top.set_title(f"{backbone}@{alignment}, n = {n_train}")
+        panel_title(top, f"{backbone}@{alignment}, n = {n_train}")
         axes[-1][column].set_xlabel("epoch")
     axes[0][0].set_ylabel("dev accuracy")
     if rows == 2:
