@@ -82,6 +82,7 @@ def test_theory_md_reports_failed_refits_and_no_interval_for_an_unidentified_fit
     assert np.isnan(crossing["n_star"]) and np.isnan(crossing["n_star_low"])
     text = (out / "theory.md").read_text(encoding="utf-8")
     assert "failed_resamples" in text and f"{100 * concat['failed_resamples']:.0f}%" in text
+    assert f"| {100 * crossing['failed_resamples']:.0f}% " in text
 
 
 def write_family(tmp_path, widths, rotation, metadata=None):

@@ -459,7 +459,10 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
         "## Crossover: where cross-attention would overtake the reference\n",
     ]
     if len(crossings):
-        shown = crossings.assign(n_star=[n_star_text(r) for _, r in crossings.iterrows()])
+        shown = crossings.assign(
+            n_star=[n_star_text(r) for _, r in crossings.iterrows()],
+            failed_resamples=[f"{100 * f:.0f}%" for f in crossings["failed_resamples"]],
+        )
         parts.append(
             shown[
                 [
