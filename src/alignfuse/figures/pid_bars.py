@@ -15,7 +15,9 @@ from alignfuse.figures.style import (
     message_figure,
     panel_title,
     require_columns,
+    room_for_slanted_ticks,
     side_legend,
+    slanted_ticks,
 )
 
 TERMS = {"R": "redundant", "U_img": "unique to image", "U_txt": "unique to text", "S": "synergy"}
@@ -53,8 +55,9 @@ def plot(table: pd.DataFrame, study: str, view: str = "fused") -> Figure:
                     label=f"_{term}",
                 )
             bottom += height
-        ax.set_xticks(x, part["method"], rotation=30, ha="right")
+        slanted_ticks(ax, x, part["method"])
         panel_title(ax, f"{panel} (k = {part['k'].iloc[0]})")
+    room_for_slanted_ticks(fig, rows["method"].unique())
     axes[0].set_ylabel("bits")
     fig.suptitle(title)
     handles = [Patch(color=COLOURS[t], label=name) for t, name in TERMS.items()]

@@ -15,7 +15,9 @@ from alignfuse.figures.style import (
     method_palette,
     panel_title,
     require_columns,
+    room_for_slanted_ticks,
     side_legend,
+    slanted_ticks,
 )
 
 
@@ -51,9 +53,10 @@ def plot(table: pd.DataFrame, study: str) -> Figure:
                     label=f"{method} k={row['k']}",
                 )
         ax.axhline(50, color=REFERENCE_COLOUR, linestyle="--", linewidth=1, label="_equal")
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        slanted_ticks(ax, range(len(methods)), methods)
         ax.set_ylim(0, 100)
         panel_title(ax, panel)
+    room_for_slanted_ticks(fig, colours)
     axes[0].set_ylabel("image share CI (%)")
     fig.suptitle(title)
     handles = [

@@ -146,6 +146,7 @@ PANEL_WIDTH = 2.6  # inches per backbone panel
 PANEL_HEIGHT = 2.8
 TITLE_ROOM = 0.5  # inches the suptitle and the layout's padding take from a side legend's height
 EDGE_ROOM = 0.2  # inches a legend or note keeps from the figure's edges
+TICK_ANGLE = 30  # degrees of slant of category tick labels
 LINE_SPACING = 1.2  # matplotlib's text line spacing, in font heights
 
 
@@ -251,6 +252,19 @@ def bottom_legend(fig: Figure, handles: list, title: str, beside: float = 0.0) -
     height = legend_size(labels, title, ncols)[1]
     fig.set_figheight(max(fig.get_figheight() + height, beside + 2 * height + 2 * EDGE_ROOM))
     fig.legend(handles=handles, title=title, loc="outside lower center", ncols=ncols)
+
+
+def slanted_ticks(ax, positions, labels) -> None:
+    """Category labels under a panel, slanted so neighbours do not run together."""
+    ax.set_xticks(positions, labels, rotation=TICK_ANGLE, ha="right")
+
+
+def room_for_slanted_ticks(fig: Figure, labels) -> None:
+    """Grow the figure by the height the longest slanted label takes, so long method names do
+    not squash the panels."""
+    size = plt.rcParams["xtick.labelsize"]
+    longest = max((text_size(label, size)[0] for label in labels), default=0.0)
+    fig.set_figheight(fig.get_figheight() + longest * np.sin(np.radians(TICK_ANGLE)))
 
 
 def name_list(names: list[str], limit: int = 6) -> str:
