@@ -4,13 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignfuse.align.feature_sets import (
-    measure,
-    read_feature_set,
-    write_contrastive,
-    write_degraded,
-    write_measurements,
-)
+from alignfuse.align.contrastive_set import write_contrastive
+from alignfuse.align.degraded_set import write_degraded
+from alignfuse.align.feature_sets import read_feature_set
+from alignfuse.align.measurements import measure, write_measurements
 from alignfuse.data.synthetic import synthetic_captions
 from alignfuse.features.synthetic import synthetic_features
 from alignfuse.parquet import read_embeddings, read_metadata, write_embeddings, write_frame
@@ -75,11 +72,18 @@ def test_contrastive_projections_align_an_unaligned_pair_and_record_their_proven
     provenance = write_contrastive(
         *paths(files, "rotated"), settings, tmp_path / "image.parquet", tmp_path / "text.parquet"
     )
-    before = provenance["retrieval_before"]["test"]["text_to_image_R@1"]
-    after = provenance["retrieval_after"]["test"]["text_to_image_R@1"]
+    sets = [
+        {"backbone": "b", "alignment": "raw", "image": files / "rotated" / "image.parquet"},
+        {"backbone": "b", "alignment": "contrastive", "image": tmp_path / "image.parquet"},
+    ]
+    sets[0]["text"], sets[1]["text"] = files / "rotated" / "text.parquet", tmp_path / "text.parquet"
+    recall = measure(sets, files / "captions.parquet").set_index(["alignment", "metric"])["value"]
+    before, after = recall["raw", "text_to_image_R@1"], recall["contrastive", "text_to_image_R@1"]
     assert after > 3 * max(before, 1 / 60)  # 60 test images: chance 1/60
     assert read_embeddings(tmp_path / "image.parquet")[1].shape == (240, 16)
-    assert read_metadata(tmp_path / "text.parquet")["settings"] == settings
+    metadata = read_metadata(tmp_path / "text.parquet")
+    assert metadata["settings"] == settings and metadata == provenance
+    assert metadata["record"]["best_epoch"] <= metadata["record"]["epochs"]
 
 
 def test_measurements_cover_every_feature_set_and_separate_rotation_from_information(

@@ -76,3 +76,29 @@ def test_unknown_module_is_an_error():
 
 def test_the_real_training_hash_covers_the_parquet_reader():
     assert "parquet" in codehash.dependencies("train.condition")
+
+
+def test_each_alignment_job_hashes_only_the_align_modules_it_runs():
+    """Editing the metrics must not refit projections or redo degradations (and retrain what
+    trains on them); editing a degradation must not refit projections or re-measure."""
+
+    def align_modules(job: str) -> set[str]:
+        return {m for m in codehash.dependencies(job) if m.startswith("align.")}
+
+    shared = {"align.feature_sets"}
+    assert align_modules("align.contrastive_set") == shared | {
+        "align.contrastive_set",
+        "align.contrastive",
+        "align.pairing",
+    }
+    assert align_modules("align.degraded_set") == shared | {
+        "align.degraded_set",
+        "align.degrade",
+        "align.names",
+    }
+    assert align_modules("align.measurements") == shared | {
+        "align.measurements",
+        "align.metrics",
+        "align.names",
+        "align.pairing",
+    }

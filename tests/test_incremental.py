@@ -213,6 +213,38 @@ def test_editing_head_building_or_parameter_matching_retrains_every_condition(st
         assert plan == study.rerun(lambda job: job.rule == "train")
 
 
+# The alignment jobs that run each module of the align stage: a job's hash covers its own module
+# and what that imports, so a module's edit reruns only the jobs listed (and what reads them).
+ALIGNMENT_JOBS = {
+    "align.contrastive": {"align_contrastive"},
+    "align.contrastive_set": {"align_contrastive"},
+    "align.degrade": {"align_degrade"},
+    "align.degraded_set": {"align_degrade"},
+    "align.metrics": {"alignment_metrics"},
+    "align.measurements": {"alignment_metrics"},
+    "align.pairing": {"align_contrastive", "alignment_metrics"},
+    "align.names": {"align_degrade", "alignment_metrics"},
+    "align.feature_sets": {"align_contrastive", "align_degrade", "alignment_metrics"},
+}
+
+
+def test_every_alignment_module_has_its_jobs_listed():
+    modules = {f"align.{p.stem}" for p in (ROOT / "src/alignfuse/align").glob("[!_]*.py")}
+    assert set(ALIGNMENT_JOBS) == modules
+
+
+@pytest.mark.parametrize("module", sorted(ALIGNMENT_JOBS))
+def test_editing_an_alignment_module_reruns_only_the_jobs_that_run_it(study, tmp_path, module):
+    rules = ALIGNMENT_JOBS[module]
+    plan = study.plan_after_editing(tmp_path, module)
+    assert plan == study.rerun(lambda job: job.rule in rules)
+
+
+def test_editing_the_alignment_metrics_retrains_nothing(study, tmp_path):
+    plan = study.plan_after_editing(tmp_path, "align.metrics")
+    assert plan["alignment_metrics"] and "train" not in plan
+
+
 def test_adding_a_method_to_the_registry_reruns_nothing(study, tmp_path):
     clone = copy_repository(tmp_path / "clone", source=study.clone)
     registry = clone / "src/alignfuse/fusion/__init__.py"

@@ -123,7 +123,7 @@ def train(args) -> None:
 
 
 def align_contrastive(args) -> None:
-    from alignfuse.align.feature_sets import write_contrastive
+    from alignfuse.align.contrastive_set import write_contrastive
 
     write_contrastive(
         args.image,
@@ -137,13 +137,13 @@ def align_contrastive(args) -> None:
 
 
 def align_degrade(args) -> None:
-    from alignfuse.align.feature_sets import write_degraded
+    from alignfuse.align.degraded_set import write_degraded
 
     write_degraded(args.image, args.text, args.captions, args.alignment, args.seed, args.out)
 
 
 def alignment_metrics(args) -> None:
-    from alignfuse.align.feature_sets import measure, write_measurements
+    from alignfuse.align.measurements import measure, write_measurements
 
     write_measurements(measure(args.feature_sets, args.captions), args.out)
 

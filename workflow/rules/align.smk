@@ -24,7 +24,7 @@ rule align_contrastive:
     threads: 1
     params:
         settings=as_json(config["alignment"]["contrastive"]),
-        code=code_hash("align.feature_sets"),
+        code=code_hash("align.contrastive_set"),
     shell:
         "alignfuse align-contrastive --image {input.image} --text {input.text} "
         "--captions {input.captions} --settings {params.settings:q} --threads {threads} "
@@ -45,7 +45,7 @@ rule align_degrade:
         CONDA_ENV
     params:
         seed=config["alignment"]["seed"],
-        code=code_hash("align.feature_sets"),
+        code=code_hash("align.degraded_set"),
     shell:
         "alignfuse align-degrade --image {input.image} --text {input.text} "
         "--captions {input.captions} --alignment {wildcards.alignment} --seed {params.seed} "
@@ -76,7 +76,7 @@ rule alignment_metrics:
         CONDA_ENV
     params:
         sets=as_json(measured_feature_sets()),
-        code=code_hash("align.feature_sets"),
+        code=code_hash("align.measurements"),
     shell:
         "alignfuse alignment-metrics --feature-sets {params.sets:q} --captions {input.captions} "
         "--out {output.parquet} > {log} 2>&1"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alignfuse.align.metrics import check_pairing
+from alignfuse.align.pairing import check_pairing
 from alignfuse.errors import AlignfuseError
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(logit scale), i.e. 1 / temperature, at 100
