@@ -41,9 +41,7 @@ def test_every_registered_head_is_covered():
 
 @pytest.mark.parametrize("name", sorted(HEADS))
 @pytest.mark.parametrize("modality", ["image", "text"])
-def test_shuffling_one_modality_moves_the_fused_view_exactly_when_the_head_reads_it(
-    name, modality
-):
+def test_shuffling_one_modality_moves_the_fused_view_exactly_when_the_head_reads_it(name, modality):
     """Late fusion reads both towers (its last linear layer is the text tower's alone); the
     unimodal heads' views ignore the other side of the pair."""
     split = matching_split(100, torch.Generator().manual_seed(1))
