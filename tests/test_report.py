@@ -3,7 +3,10 @@ tables, their captions, the workflow description and the study's configuration."
 
 import copy
 import html
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +79,7 @@ def test_the_report_describes_the_workflow_and_holds_the_configuration(report):
     _, text = report
     config = study_config("smoke")
     assert "does feature alignment decide" in text
-    assert f"This report is the study {config['study']} on the dataset" in text
+    assert f"The answer of the study {config['study']} on the dataset" in text
     for key in config:  # the validated configuration, rendered as JSON
         assert f'"{key}":' in text, key
     assert f'"n_images": {config["dataset"]["synthetic"]["n_images"]}' in text
@@ -104,3 +107,120 @@ def test_the_studys_claims_are_judged_with_verdicts_and_the_seeds_they_need(repo
     assert "seeds for a decisive interval" in (
         workdir / "results/smoke/tables/paper_vs_ours.md"
     ).read_text(encoding="utf-8")
+
+
+def landing_page(workdir: Path) -> str:
+    """The report's global description as the landing page shows it (HTML)."""
+    page = (workdir / "report.html").read_text(encoding="utf-8")
+    return json.loads(re.search(r"var workflow_desc = (\".*?\");\n", page, re.S).group(1))
+
+
+def test_the_study_writes_its_answer_to_summary_md(report):
+    workdir, _ = report
+    root = workdir / "results/smoke"
+    text = (root / "SUMMARY.md").read_text(encoding="utf-8")
+    assert text.startswith("# Does feature alignment decide")
+    claims = pd.read_csv(root / "tables/paper_vs_ours.csv")
+    assert (
+        text.count(claims["verdict"].iloc[0])
+        >= (claims["verdict"] == claims["verdict"].iloc[0]).sum()
+    )
+    assert (
+        "![gap](figures/gap.png)" in text and "![alignment_gap](figures/alignment_gap.png)" in text
+    )
+    linked = re.findall(r"\]\(([^)]+)\)", text)
+    assert "tables/paper_vs_ours.md" in linked and "figures/scaling.pdf" in linked
+    assert all((root / path).is_file() for path in linked), linked
+
+
+def test_the_landing_page_opens_on_the_answer_and_folds_the_configuration_away_at_the_end(report):
+    workdir, _ = report
+    page = landing_page(workdir)
+    order = [
+        "does feature alignment decide",
+        '<table class="verdicts">',
+        'alt="gap figure"',
+        'alt="alignment_gap figure"',
+        "Every table and figure",
+        "<details>",
+        '"seeds":',
+        "</details>",
+    ]
+    positions = [page.index(marker) for marker in order]
+    assert positions == sorted(positions)
+    assert "javascript:app.showResultInfo('results/smoke/tables/paper_vs_ours.csv')" in page
+
+
+CHROMIUM = shutil.which("chromium")
+# Appended to a copy of the report: once the report's app has rendered, writes where the verdict
+# table and the answer figures lie in the window, and whether each is the element seen there.
+PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const box = (selector) => {
+    const el = document.querySelector(selector);
+    if (!el) return null;
+    const r = el.getBoundingClientRect();
+    const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom, seen: el.contains(hit),
+            loaded: el.tagName !== "IMG" || (el.complete && el.naturalWidth > 0)};
+  };
+  const probe = document.createElement("pre");
+  probe.id = "first-screen";
+  probe.textContent = JSON.stringify({
+    viewport: [innerWidth, innerHeight],
+    verdicts: box("#study-answer .verdicts-box"),
+    gap: box('#study-answer img[alt="gap figure"]'),
+    alignment_gap: box('#study-answer img[alt="alignment_gap figure"]'),
+    rows: [...document.querySelectorAll("#study-answer td.verdict")].map((td) => td.textContent),
+  });
+  document.body.appendChild(probe);
+}, 2000));
+</script>"""
+
+
+def first_screen(report_html: Path, tmp_path: Path) -> dict:
+    """Open the report in headless chromium at 1280x800 and read the probe's measurements."""
+    source = report_html.read_text(encoding="utf-8")
+    end = source.rindex("</body>")
+    page = tmp_path / "report.html"
+    page.write_text(source[:end] + PROBE + source[end:], encoding="utf-8")
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,800",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="first-screen">(.*?)</pre>', dom, re.S)
+    assert found, f"the report did not render in chromium:\n{dom[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed (apt-get install chromium): the report's first screen is "
+    "checked in a real browser",
+)
+def test_the_verdict_table_and_the_answer_figures_are_on_the_first_screen(report, tmp_path):
+    workdir, _ = report
+    screen = first_screen(workdir / "report.html", tmp_path)
+    width, height = screen["viewport"]
+    assert width <= 1280 and height <= 800
+    for name in ("verdicts", "gap", "alignment_gap"):
+        box = screen[name]
+        assert box is not None, f"{name} is not on the landing page"
+        assert box["loaded"] and box["seen"], (name, box)
+        assert 0 <= box["left"] < box["right"] <= width, (name, box, screen["viewport"])
+        assert 0 <= box["top"] < box["bottom"] <= height, (name, box, screen["viewport"])
+    claims = pd.read_csv(workdir / "results/smoke/tables/paper_vs_ours.csv")
+    assert screen["rows"] == list(claims["verdict"])

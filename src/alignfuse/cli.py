@@ -232,6 +232,15 @@ def figure(args) -> None:
     save_figure(plot(pd.read_parquet(args.table), args.study, **args.options), args.out, args.dpi)
 
 
+def summary(args) -> None:
+    from alignfuse.analysis.answer import read_answer, write_answer
+
+    answer = read_answer(
+        args.claims, args.figures, args.links, args.study, args.dataset, args.confidence
+    )
+    write_answer(answer, args.markdown_out, args.html_out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alignfuse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -429,6 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=200)
     p.add_argument("--out", type=Path, nargs="+", required=True, help="one path per format")
     p.set_defaults(func=figure)
+
+    p = sub.add_parser(
+        "summary", help="the study's answer: SUMMARY.md and the report's landing fragment"
+    )
+    p.add_argument("--claims", type=Path, required=True, help="tables/paper_vs_ours.parquet")
+    p.add_argument(
+        "--figures", type=Path, nargs="*", default=[], help="the figures shown (gap, alignment_gap)"
+    )
+    p.add_argument(
+        "--links", type=Path, nargs="*", default=[], help="every table and figure file to link"
+    )
+    p.add_argument("--study", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--confidence", type=float, default=0.95, help="analysis.confidence")
+    p.add_argument("--markdown-out", type=Path, required=True, help="results/<study>/SUMMARY.md")
+    p.add_argument("--html-out", type=Path, required=True, help="the report's landing fragment")
+    p.set_defaults(func=summary)
     return parser
 
 

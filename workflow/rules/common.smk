@@ -181,7 +181,7 @@ def figure_files(name, for_report=False, study="{study}"):
 
 
 def all_targets():
-    """Every table (with the .md and .html of the report tables) and every figure."""
+    """Every table (with the .md and .html of the report tables), every figure and the summary."""
     tables = [
         f"results/{STUDY}/tables/{t}.{ext}"
         for t in TABLES
@@ -201,7 +201,7 @@ def all_targets():
     alignment = [
         f"results/{STUDY}/alignment/{DATASET}.{ext}" for ext in ("parquet", "csv", "md")
     ]
-    return tables + figures + alignment + token_files()
+    return tables + figures + alignment + token_files() + summary_files()
 
 
 def token_files():
