@@ -143,7 +143,7 @@ def test_the_landing_page_opens_on_the_answer_and_folds_the_configuration_away_a
         'alt="alignment_gap figure"',
         "Every table and figure",
         "<details>",
-        '"seeds":',
+        "&quot;seeds&quot;",  # the configuration, highlighted
         "</details>",
     ]
     positions = [page.index(marker) for marker in order]
