@@ -56,8 +56,9 @@ def test_changing_one_methods_learning_rate_reruns_only_its_jobs_and_downstream(
     config["methods"][method]["training"] = {"lr": 0.005}
     changed = write_config(workdir / "changed.yaml", config)
     jobs = planned_jobs(workdir, "--configfile", str(changed))
-    # downstream of its runs: the tables, the figures, its heads' PID and the theory's fits
-    downstream = {"aggregate", "all", "pid", "pid_table", "theory"}
+    # downstream of its runs: the tables, the figures, its heads' PID, the theory's fits and the
+    # summary that shows them
+    downstream = {"aggregate", "all", "pid", "pid_table", "theory", "study_summary"}
     assert set(jobs) == {"train"} | downstream | {f"figure_{name}" for name in FIGURES}
     study = study_config("smoke")
     assert len(jobs["train"]) == sum(c.method == method for c in grid.conditions(study))
@@ -70,7 +71,8 @@ def test_changing_the_figure_resolution_redraws_only_figures(smoke):
     config = load_preset("smoke")
     config["figures"] = {"dpi": 100}
     jobs = planned_jobs(workdir, "--configfile", str(write_config(workdir / "dpi.yaml", config)))
-    assert set(jobs) == {"all"} | {f"figure_{name}" for name in FIGURES}
+    # and the summary, which shows the answer's figures
+    assert set(jobs) == {"all", "study_summary"} | {f"figure_{name}" for name in FIGURES}
 
 
 def test_invalid_config_fails_before_any_job_with_one_message(tmp_path):

@@ -31,6 +31,8 @@ DEGRADED = [a for a in ALIGNMENTS if parse_alignment(a).degraded]
 # A study's own outputs (runs, tables, figures, their logs) live under results/{study}/, so two
 # studies never overwrite each other's files; data, pairs and features are shared by dataset.
 STUDY = config["study"]
+# The figures that answer the question, shown on the report's landing page and in SUMMARY.md.
+ANSWER_FIGURES = ["gap", "alignment_gap"]
 # The jobs' environment for --sdm conda (relative to the rule files).
 CONDA_ENV = "../../envs/alignfuse.yaml"
 
@@ -202,6 +204,30 @@ def all_targets():
         f"results/{STUDY}/alignment/{DATASET}.{ext}" for ext in ("parquet", "csv", "md")
     ]
     return tables + figures + alignment + token_files() + summary_files()
+
+
+def summary_files(study=STUDY):
+    """SUMMARY.md and the report's landing fragment."""
+    return [f"results/{study}/SUMMARY.md", f"results/{study}/answer.html"]
+
+
+def shown_figure(name):
+    """The file of a figure that the report and SUMMARY.md show (PNG when configured)."""
+    files = figure_files(name, study=STUDY)
+    return next((f for f in files if f.endswith(".png")), files[0])
+
+
+def summary_links():
+    """Every table and figure file of the study, for SUMMARY.md's links."""
+    files = [
+        f
+        for f in all_targets()
+        if f.startswith((f"results/{STUDY}/tables/", f"results/{STUDY}/figures/"))
+    ]
+    files.append(f"results/{STUDY}/tables/theory.md")
+    if pid_files():
+        files.append(f"results/{STUDY}/tables/pid.md")
+    return files
 
 
 def token_files():

@@ -6,36 +6,8 @@
 report: "../report/workflow.rst"
 
 
-# The figures that answer the question, shown on the landing page and in SUMMARY.md.
-ANSWER_FIGURES = ["gap", "alignment_gap"]
-
-
 localrules:
     study_summary,
-
-
-def summary_files(study=STUDY):
-    """SUMMARY.md and the report's landing fragment."""
-    return [f"results/{study}/SUMMARY.md", f"results/{study}/answer.html"]
-
-
-def shown_figure(name):
-    """The file of a figure that the report and SUMMARY.md show (PNG when configured)."""
-    files = figure_files(name, study=STUDY)
-    return next((f for f in files if f.endswith(".png")), files[0])
-
-
-def summary_links():
-    """Every table and figure file of the study, for SUMMARY.md's links."""
-    files = [
-        f
-        for f in all_targets()
-        if f.startswith((f"results/{STUDY}/tables/", f"results/{STUDY}/figures/"))
-    ]
-    files.append(f"results/{STUDY}/tables/theory.md")
-    if pid_files():
-        files.append(f"results/{STUDY}/tables/pid.md")
-    return files
 
 
 rule study_summary:
