@@ -9,7 +9,7 @@ Offline (random weights, generated data), in two parts:
    write) for several numbers of DataLoader workers, against the forward pass alone on one
    prepared batch.
 2. Training: one concat and one cross-attention condition (5 seeds by default) on Flickr8k-sized
-   synthetic features with ``training.device`` set to the device, the seeds vmapped together
+   synthetic features (a tenth of its images with --quick) with ``training.device`` set to the device, the seeds vmapped together
    against a loop over the seeds one at a time on the same device; reported are seconds per
    seed-epoch, their ratio, test accuracy against a CPU run of the same condition, and the peak
    device memory.
@@ -202,22 +202,24 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
     if args.quick:
-        sizes, workers, batch, n, epochs, dim = (
+        sizes, workers, batch, n, epochs, dim, shrink = (
             {"compare": 32, "throughput": 32, "side": 48},
             [2],
             8,
             256,
             1,
             64,
+            10,
         )
     else:
-        sizes, workers, batch, n, epochs, dim = (
+        sizes, workers, batch, n, epochs, dim, shrink = (
             {"compare": 240, "throughput": 2000, "side": 448},
             [2, 8, 14],
             64,
             4096,
             3,
             512,
+            1,
         )
     sizes["throughput"] = args.images or sizes["throughput"]
     workers = args.workers or workers
@@ -229,7 +231,7 @@ def main() -> None:
         encoders = extraction(work, device, sizes, workers, batch)
         print(pd.DataFrame(encoders).to_markdown(index=False), flush=True)
     if args.only != "extraction":
-        files = synthetic_flickr8k(work / "train", dim)
+        files = synthetic_flickr8k(work / "train", dim, shrink)
         heads = [training(files, device, m, n, args.seeds, epochs) for m in HEADS]
         print(pd.DataFrame(heads).to_markdown(index=False))
     if args.json:
