@@ -490,10 +490,10 @@ def test_strings_that_spell_no_number_are_still_refused(synthetic, path, value, 
 
 
 @pytest.mark.slow
-def test_the_readmes_seed_override_plans_the_study(tmp_path):
-    """README: `snakemake --cores all --config seeds=[0,1,2]`, here on the smoke preset."""
-    readme = (ROOT / "README.md").read_text()
-    assert "`snakemake --cores all --config seeds=[0,1,2]`" in readme
+def test_the_documented_seed_override_plans_the_study(tmp_path):
+    """docs/configuration.md: `snakemake --cores all --config seeds=[0,1,2]`, on the smoke preset."""
+    doc = (ROOT / "docs/configuration.md").read_text()
+    assert "`snakemake --cores all --config seeds=[0,1,2]`" in doc
     result = snakemake(
         tmp_path,
         "-n",

@@ -166,18 +166,18 @@ def test_fetch_weights_loads_every_tower_and_returns_the_weights_id():
     assert fetch_weights(PLUGIN, ("text",)) == "python:plugin_encoder:build:random"
 
 
-def readme_plugin_spec() -> tuple[str, dict]:
-    """The README's plug-in example config (``encoders: {minilm: {...}}``), read from the README."""
-    readme = (ROOT / "README.md").read_text()
-    line = re.search(r"with `(encoders: \{minilm: \{library: python[^`]*)`", readme).group(1)
+def documented_plugin_spec() -> tuple[str, dict]:
+    """The plug-in example config (``encoders: {minilm: {...}}``), read from docs/data.md."""
+    doc = (ROOT / "docs/data.md").read_text()
+    line = re.search(r"with `(encoders: \{minilm: \{library: python[^`]*)`", doc).group(1)
     ((name, spec),) = yaml.safe_load(line)["encoders"].items()
     return name, spec
 
 
-def test_the_readmes_plugin_example_needs_no_pretrained_tag():
+def test_the_documented_plugin_example_needs_no_pretrained_tag():
     """Its config passes validation and loads; its module needs a download, so the test's own
     module stands in for it under the same keys."""
-    name, spec = readme_plugin_spec()
+    name, spec = documented_plugin_spec()
     assert "pretrained" not in spec
     spec = {**spec, "model": "plugin_encoder:build"}
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
