@@ -15,14 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study_heads(*methods: str) -> dict[str, dict]:
-    """The hyper-parameters of ``methods`` in the paper's study (config.yaml), so the benchmarks
-    time the heads the study trains; each method's training overrides are left out."""
+def study_heads(*methods: str, study: Path = ROOT / "config.yaml") -> dict[str, dict]:
+    """The hyper-parameters of ``methods`` in a study (default the paper's, config.yaml), so the
+    benchmarks time the heads the study trains; each method's training overrides are left out."""
     import yaml
 
     from alignfuse.fusion import METHOD_SETTINGS
 
-    config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["methods"]
+    config = yaml.safe_load(Path(study).read_text(encoding="utf-8"))["methods"]
     return {m: {k: v for k, v in config[m].items() if k not in METHOD_SETTINGS} for m in methods}
 
 

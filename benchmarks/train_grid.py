@@ -18,6 +18,11 @@ Flickr8k's shape (49 image tokens, ragged captions of about 16 tokens, 512-d, fl
     python benchmarks/train_grid.py --threads 2 --jobs concat:2048,concat:16384
     python benchmarks/train_grid.py --jobs xattn_txt2img:16384:tokens --max-epochs 1
     python benchmarks/train_grid.py --features-dir DIR --pairs-dir results/pairs/flickr8k
+    python benchmarks/train_grid.py --adamw --jobs concat:2048,xattn_txt2img:2048
+
+``--adamw`` times each job's training loop in this process instead, in turn with the job's AdamW
+(fused, per seed) and with torch's fused and foreach AdamW over the stacked parameters, and
+reports CPU seconds per seed-epoch, and of one optimiser step alone, with their ratios.
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from _common import matmul_peak, run_measured, study_heads
+from _common import ROOT, matmul_peak, run_measured, study_heads
 from torch.utils.flop_counter import FlopCounterMode
 
 from alignfuse.data.pairs import make_pairs
 from alignfuse.data.synthetic import synthetic_captions
 from alignfuse.features.synthetic import synthetic_features
 from alignfuse.parquet import TokenWriter, read_embeddings, write_embeddings, write_frame
+from alignfuse.train.condition import fit
 from alignfuse.train.ensemble import SeedEnsemble
+from alignfuse.train.optim import adamw
 from alignfuse.train.splits import load_splits
 
 # Flickr8k: 6000/1000/1000 official images per split (+91 unlisted, here in test), 5 captions each.
@@ -306,6 +313,7 @@ def baseline(method: str, n: int, args, image: Path, text: Path, pairs: Path) ->
             f"--max-epochs={args.max_epochs}",
             f"--patience={args.patience}",
             f"--scaling={args.scaling}",
+            f"--heads={args.heads}",
             f"--per-run-files={image},{text},{pairs}",
         ]
         job = run_measured(command)
@@ -318,6 +326,148 @@ def baseline(method: str, n: int, args, image: Path, text: Path, pairs: Path) ->
         "wall": sum(s["process_wall"] for s in seeds),
         "accuracy": float(np.mean([s["test_accuracy"] for s in seeds])),
     }
+
+
+def stacked_adamw(implementation: str):
+    """AdamW over the stacked parameters as one tensor each, with torch's ``implementation``."""
+
+    def build(params, cfg: dict) -> torch.optim.AdamW:
+        kwargs = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"], implementation: True}
+        return torch.optim.AdamW(list(params), **kwargs)
+
+    return build
+
+
+# The job's optimiser (fused, each seed's slice a tensor of its own) and the two AdamWs over the
+# stack: fused (a seed's numbers depend on the stack's size by ~1e-7) and foreach (they do not).
+ADAMW = {
+    "per-seed fused": adamw,
+    "stack fused": stacked_adamw("fused"),
+    "stack foreach": stacked_adamw("foreach"),
+}
+
+
+def built_job(method: str, n: int, args, image: Path, text: Path, pairs: Path):
+    """A job's spec, splits and seed ensemble, built as the train stage builds them."""
+    spec = job_spec(method, False, args)
+    cfg, seeds = spec["training"], spec["seeds"]
+    data = load_splits(image, text, pairs, n, seeds=seeds, scaling=spec["scaling"])
+    train = data["train"]
+    model = SeedEnsemble(
+        spec["head"], spec["hparams"], train.image.dim, train.text.dim, seeds, label=method
+    )
+    probe = torch.arange(min(cfg["batch_size"], n)).expand(len(seeds), -1)
+    model.adopt_grad_layout(*train.inputs(probe))
+    model.measure_dropout(*train.inputs(train.longest().expand(len(seeds), -1)))
+    return spec, data, model
+
+
+def adamw_loop(method: str, n: int, variant: str, args, image: Path, text: Path, pairs: Path):
+    """One job's training loop (``fit``, as the train stage runs it) with the ``variant`` AdamW:
+    CPU seconds of the loop and of its steps (the loop's CPU time less the dev evaluations'
+    share of its wall time), and the seed-epochs and steps it trained."""
+    spec, data, model = built_job(method, n, args, image, text, pairs)
+    cfg, seeds = spec["training"], spec["seeds"]
+    optimizer = ADAMW[variant](model.params.values(), cfg)
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = fit(model, optimizer, data["train"], data["dev"], cfg, seeds, f"{method} {variant}")
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    steps = result.last_epoch * -(-n // min(cfg["batch_size"], n))  # no seed stopped early
+    return {
+        "loop": cpu,
+        "steps": cpu * (1 - result.eval_s / wall),
+        "seed_epochs": result.last_epoch * len(seeds),
+        "n_steps": steps,
+    }
+
+
+def optimizer_steps(method: str, n: int, args, image: Path, text: Path, pairs: Path) -> dict:
+    """CPU milliseconds of one optimiser step alone, per AdamW: the median over ``--repeats``
+    rounds (the AdamWs in turn, each round 5 warm-up steps, then 30 timed) on one batch's
+    gradients of the job's ensemble."""
+    spec, data, model = built_job(method, n, args, image, text, pairs)
+    cfg, seeds = spec["training"], spec["seeds"]
+    index = torch.arange(len(seeds) * cfg["batch_size"]) % n
+    logits = model(*data["train"].inputs(index.view(len(seeds), -1)))
+    F.cross_entropy(logits.flatten(0, 1), data["train"].label[index]).backward()
+    grads = {name: p.grad for name, p in model.params.items()}
+    times = {variant: [] for variant in ADAMW}
+    for round_ in range(args.repeats):
+        order = list(ADAMW)[round_ % len(ADAMW) :] + list(ADAMW)[: round_ % len(ADAMW)]
+        for variant in order:
+            optimizer = ADAMW[variant](model.params.values(), cfg)
+            for step in range(35):
+                if step == 5:
+                    started = time.process_time()
+                for name, p in model.params.items():
+                    p.grad = grads[name]
+                optimizer.step()
+            times[variant].append((time.process_time() - started) / 30 * 1e3)
+    return {variant: float(np.median(t)) for variant, t in times.items()}
+
+
+def compare_adamw(jobs, args, image: Path, text: Path, pairs: Path) -> None:
+    """Per job, the training loop with each AdamW of ``ADAMW`` in turn, ``--repeats`` rounds, and
+    the optimiser step alone: median CPU seconds per seed-epoch (loop, and its steps alone), and
+    the milliseconds of an optimiser step against those of a whole training step."""
+    torch.set_num_threads(args.threads)
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # the first imports torch._dynamo
+    args.patience = args.max_epochs  # no seed leaves the stack: every AdamW runs every step
+    print(
+        f"\nthreads={args.threads}, seeds={args.seeds}, batch={args.batch_size}, "
+        f"max_epochs={args.max_epochs}, dim={args.dim}, heads from {args.heads.name}; "
+        f"CPU time, median of {args.repeats} rounds\n"
+    )
+    loops, steps = [], []
+    for method, n, _ in jobs:
+        job = f"{method} n={n}"
+        runs = {variant: [] for variant in ADAMW}
+        for round_ in range(args.repeats):
+            order = list(ADAMW)[round_ % len(ADAMW) :] + list(ADAMW)[: round_ % len(ADAMW)]
+            for variant in order:  # each AdamW goes first in some rounds
+                runs[variant].append(adamw_loop(method, n, variant, args, image, text, pairs))
+        per = {
+            variant: {
+                part: float(np.median([r[part] / r[unit] for r in rows]))
+                for part, unit in (("loop", "seed_epochs"), ("steps", "seed_epochs"))
+            }
+            | {"step": float(np.median([r["steps"] / r["n_steps"] for r in rows]))}
+            for variant, rows in runs.items()
+        }
+        base = per["stack fused"]
+        loops.append(
+            f"| {job} | {runs['stack fused'][0]['seed_epochs']} | "
+            + " | ".join(f"{t['loop']:.4f} ({t['steps']:.4f})" for t in per.values())
+            + " | "
+            + ", ".join(
+                f"{v}: {t['loop'] / base['loop']:.3f} ({t['steps'] / base['steps']:.3f})"
+                for v, t in per.items()
+                if v != "stack fused"
+            )
+            + " |"
+        )
+        alone = optimizer_steps(method, n, args, image, text, pairs)
+        step_ms = base["step"] * 1e3  # a whole training step with the stacked fused AdamW
+        steps.append(
+            f"| {job} | {step_ms:.2f} | "
+            + " | ".join(f"{ms:.3f}" for ms in alone.values())
+            + " | "
+            + ", ".join(
+                f"{v}: {(ms - alone['stack fused']) / step_ms:+.1%}"
+                for v, ms in alone.items()
+                if v != "stack fused"
+            )
+            + " |"
+        )
+    names = " | ".join(ADAMW)
+    print("CPU s per seed-epoch, loop (its steps alone)\n")
+    print(f"| job | seed-epochs | {names} | ÷ stack fused, loop (steps) |")
+    print("|---|---|" + "---|" * (len(ADAMW) + 1))
+    print("\n".join(loops))
+    print("\nCPU ms of one optimiser step, against a whole training step (stack fused)\n")
+    print(f"| job | training step | {names} | optimiser's extra share of a training step |")
+    print("|---|---|" + "---|" * (len(ADAMW) + 1))
+    print("\n".join(steps))
 
 
 def main() -> None:
@@ -348,9 +498,23 @@ def main() -> None:
         action="store_true",
         help="also run every job as a per-run loop (one process per seed) and report the ratios",
     )
+    parser.add_argument(
+        "--adamw",
+        action="store_true",
+        help="time each job's training loop in this process with the job's AdamW and with "
+        "torch's fused and foreach AdamW over the stack, in turn, instead of running the jobs",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--adamw: runs of each AdamW")
+    parser.add_argument(
+        "--heads",
+        type=Path,
+        default=ROOT / "config.yaml",
+        help="the study whose heads the jobs train (default: %(default)s)",
+    )
     parser.add_argument("--per-run", help=argparse.SUPPRESS)  # METHOD:N:SEED, one baseline seed
     parser.add_argument("--per-run-files", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    HEADS.update(study_heads(*HEADS, study=args.heads))
     if args.per_run:
         method, n, seed = args.per_run.split(":")
         image, text, pairs = map(Path, args.per_run_files.split(","))
@@ -383,6 +547,9 @@ def main() -> None:
             if not tokens["text"].exists():
                 print("writing Flickr8k-shaped token files ...", file=sys.stderr)
                 synthetic_token_files(work, image, text)
+        if args.adamw:
+            compare_adamw(jobs, args, image, text, pairs)
+            return
         n_dev = len(pd.read_parquet(pairs / "dev.parquet", columns=["label"]))
 
         peaks = [matmul_peak(args.threads)]

@@ -27,7 +27,7 @@ from alignfuse.devices import describe, pick_device
 from alignfuse.errors import AlignfuseError
 from alignfuse.train.ensemble import SeedEnsemble
 from alignfuse.train.metrics import metrics
-from alignfuse.train.optim import adamw, keep_optimizer_seeds
+from alignfuse.train.optim import SeedAdamW, adamw, keep_optimizer_seeds
 from alignfuse.train.represent import modality_ablation, representations
 from alignfuse.train.splits import Split, load_splits
 from alignfuse.train.stopping import EarlyStopping
@@ -58,7 +58,7 @@ class Fit:
 
 def fit(
     model: SeedEnsemble,
-    optimizer: torch.optim.Optimizer,
+    optimizer: SeedAdamW,
     train: Split,
     dev: Split,
     cfg: dict,
@@ -68,9 +68,9 @@ def fit(
     """Train the ensemble's seeds on ``train`` with early stopping on ``dev``.
 
     The loss is the sum over seeds of each seed's mean cross-entropy, so the gradient of seed s's
-    parameter slice is exactly that of seed s's own loss, and one AdamW over the stack
-    (``optimizer``, from :func:`adamw`) is S independent AdamWs. Each seed draws its data order
-    from its own generator.
+    parameter slice is exactly that of seed s's own loss, and one AdamW step over the stack
+    (``optimizer``, from :func:`adamw`) is S independent AdamWs, each exactly as if its seed
+    trained alone. Each seed draws its data order from its own generator.
     """
     n, device = train.subsets.shape[1], train.label.device
     batch_size = min(cfg["batch_size"], n)
@@ -142,9 +142,8 @@ def fit(
         still = torch.tensor([stopping.active(s) for s in active.tolist()])
         if not still.all():
             keep = still.nonzero().flatten()
-            old = model.params
             model.keep_seeds(keep)
-            optimizer = keep_optimizer_seeds(optimizer, old, model.params, keep, cfg)
+            optimizer = keep_optimizer_seeds(optimizer, model.params, keep, cfg)
             active, train_loss = active[keep], train_loss[keep.to(device)]
             score_grad = score_grad[keep.to(device)]
     bar.close()
@@ -168,11 +167,14 @@ def train_condition(
 
     Seeds that stop early leave the stack (parameters and optimiser state), so the rest train on
     alone. Every random stream of a seed (initialisation, data order, dropout masks) depends on
-    that seed alone, so adding seeds to a study leaves the existing seeds' numbers unchanged. ``training.device`` (default cpu) picks where the features and
-    heads live; data order and initialisation are drawn on the CPU, so only floating-point results
-    differ by device. Runs record the device, ``load_s`` (reading pairs and features), ``train_s``
-    (the epochs, dev evaluations included) and ``eval_s`` (the dev evaluations alone), and what the
-    head attended over: ``token_source`` and the mean tokens per image and per caption (see
+    that seed alone and the optimiser steps each seed's slice on its own, so on the CPU a seed's
+    numbers are bit for bit the same whichever seeds train beside it: adding seeds to a study, or
+    splitting them into other jobs, leaves the existing seeds' numbers unchanged.
+    ``training.device`` (default cpu) picks where the features and heads live; data order and
+    initialisation are drawn on the CPU, so only floating-point results differ by device. Runs
+    record the device, ``load_s`` (reading pairs and features), ``train_s`` (the epochs, dev
+    evaluations included) and ``eval_s`` (the dev evaluations alone), and what the head attended
+    over: ``token_source`` and the mean tokens per image and per caption (see
     :func:`tokens_attended`).
     """
     start = time.perf_counter()
