@@ -380,6 +380,36 @@ def test_a_condition_whose_seeds_all_diverged_stays_in_the_summary_and_its_claim
     assert np.isnan(claims.loc["2048", "ours_mean_pts"])
 
 
+def test_a_condition_trained_in_seed_blocks_gives_the_tables_of_one_run_file(tmp_path):
+    """The train stage writes one run file per seed block: seed 0 in one, seeds 1 and 2 in
+    another, as in one file. Also for a condition whose blocks all diverged, each block's
+    predictions file empty."""
+    concat = run_rows("concat", accuracies=(0.75, 0.80, 0.85))
+    xattn = run_rows("xattn_txt2img", accuracies=(0.5, 0.5, 0.5)).assign(status="diverged")
+    no_predictions = pd.DataFrame(
+        {"seed": pd.Series(dtype="int64"), "pair": pd.Series(dtype="int64"), "prob": []}
+    )
+
+    def tables(directory, blocks):
+        paths = []
+        for method, frame in (("concat", concat), ("xattn", xattn)):
+            for i, seeds in enumerate(blocks):
+                name = f"{method}_{i}"
+                paths.append(write_run(directory, frame[frame["seed"].isin(seeds)], name))
+                if method == "xattn":
+                    write_frame(no_predictions, directory / f"{name}.predictions.parquet")
+        predictions = collect_predictions(paths, TEST_PAIRS)
+        return build_tables(collect_runs(paths), SETTINGS, predictions, TEST_PAIRS)
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    one, two = tables(tmp_path / "one", [[0, 1, 2]]), tables(tmp_path / "two", [[0], [1, 2]])
+    for name in ("runs", "summary", "paired", "paper_vs_ours"):
+        pd.testing.assert_frame_equal(two[name], one[name], check_exact=True)
+    row = two["summary"].set_index("method").loc["xattn_txt2img"]
+    assert row["n_seeds"] == 0 and row["n_diverged"] == 3
+
+
 def test_the_summary_for_people_shows_a_condition_whose_seeds_all_diverged(tmp_path):
     diverged = run_rows("xattn_txt2img", accuracies=(0.5, 0.5)).assign(status="diverged")
     paths = [

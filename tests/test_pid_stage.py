@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from alignfuse.cli import main
 from alignfuse.data.pairs import make_pairs
 from alignfuse.data.synthetic import synthetic_captions
 from alignfuse.features.synthetic import synthetic_features
@@ -170,6 +171,48 @@ def test_a_condition_whose_seeds_all_diverged_stays_in_the_table_without_terms(s
     assert (table["n_seeds"] == 0).all() and (table["n_diverged"] == 2).all()
     assert table["I"].isna().all() and table["CI"].isna().all()
     assert "| 0 " in pid_markdown(table)
+
+
+def test_a_condition_trained_in_seed_blocks_reads_every_blocks_files(study, tmp_path):
+    """The pid rule passes one runs, predictions and fused file per seed block: here seed 0's
+    block, and seed 1's, which diverged (so its predictions and fused files are empty, as the
+    train stage writes them). The decomposition is the one of a single file with both seeds."""
+    sources = {
+        "runs": pd.read_parquet(study / "runs_one_diverged.parquet"),
+        "predictions": pd.read_parquet(study / "predictions.parquet"),
+        "fused": pd.read_parquet(study / "image_only.fused.parquet"),
+    }
+    blocks = {name: [] for name in sources}
+    for seed in (0, 1):
+        for name, frame in sources.items():
+            rows = frame[frame["seed"] == seed]
+            if name != "runs" and seed == 1:  # diverged: no predictions or fused rows
+                rows = rows.iloc[:0]
+            path = tmp_path / f"seeds{seed}-{seed}.{name}.parquet"
+            write_frame(rows, path)
+            blocks[name].append(str(path))
+    out = tmp_path / "n256.parquet"
+    argv = [
+        "pid-condition",
+        f"--image-features={study / 'image.parquet'}",
+        f"--text-features={study / 'text.parquet'}",
+        f"--captions={study / 'captions.parquet'}",
+        f"--test-pairs={study / 'test.parquet'}",
+        "--runs",
+        *blocks["runs"],
+        "--predictions",
+        *blocks["predictions"],
+        "--fused",
+        *blocks["fused"],
+        '--settings={"k": [6], "dims": 4, "repeats": 5, "seed": 0}',
+        *(f"--label={key}={value}" for key, value in LABELS.items()),
+        f"--out={out}",
+    ]
+    assert main(argv) == 0
+    written = pd.read_parquet(out)
+    expected = decomposed(study, "image_only", runs="runs_one_diverged")
+    assert set(written["seed"]) == {0} and (written["n_diverged"] == 1).all()
+    pd.testing.assert_frame_equal(written[expected.columns].reset_index(drop=True), expected)
 
 
 def test_the_job_on_several_processes_writes_what_one_process_computes(study, tmp_path):

@@ -369,9 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-features", type=Path, required=True)
     p.add_argument("--captions", type=Path, required=True)
     p.add_argument("--test-pairs", type=Path, required=True)
-    p.add_argument("--runs", type=Path, required=True, help="the condition's run file (status)")
-    p.add_argument("--predictions", type=Path, required=True)
-    p.add_argument("--fused", type=Path, required=True)
+    p.add_argument(
+        "--runs", type=Path, nargs="+", required=True, help="the condition's run files (status)"
+    )
+    p.add_argument("--predictions", type=Path, nargs="+", required=True, help="one per run file")
+    p.add_argument("--fused", type=Path, nargs="+", required=True, help="one per run file")
     p.add_argument("--settings", type=json_arg, required=True, help="the config's pid as JSON")
     p.add_argument("--label", type=label_arg, action="append", default=[], help="KEY=VALUE column")
     p.add_argument("--workers", type=int, default=1, help="processes for the solves")

@@ -48,20 +48,36 @@ def codebooks(features: Path, ids_column: str, train_ids, ks: list[int], dims: i
     return {k: fit_codebook(train, k, min(dims, x.shape[1]), seed) for k in ks}, row, x
 
 
-def usable_seeds(runs: Path, predictions: pd.DataFrame, fused: pd.DataFrame, paths) -> tuple:
+Files = Path | list[Path]  # one file, or a condition's files of every seed block
+
+
+def as_files(paths: Files) -> list[Path]:
+    return [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+
+
+def read_blocks(paths: Files) -> pd.DataFrame:
+    """One table from a condition's files, one per seed block as the train stage writes them."""
+    frames = [read_frame(path, FIX) for path in as_files(paths)]
+    # a block whose seeds all diverged has empty predictions and fused files
+    return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+
+
+def usable_seeds(runs: Files, predictions: pd.DataFrame, fused: pd.DataFrame, paths) -> tuple:
     """The seeds of a condition's runs whose training did not diverge, and how many did.
 
     Each usable seed must have its predictions and fused view (the train stage writes them for
     every seed whose status is "ok"); diverged seeds' rows, if a file has any, are not read.
     """
-    frame = read_frame(runs, FIX)
+    frame = read_blocks(runs)
     status = frame["status"] if "status" in frame else pd.Series("ok", index=frame.index)
     usable = sorted(frame.loc[status == "ok", "seed"].astype(int))
-    for path, rows in zip(paths, (predictions, fused), strict=True):
+    for files, rows in zip(paths, (predictions, fused), strict=True):
         missing = sorted(set(usable) - set(rows["seed"].astype(int)))
         if missing:
+            names = ", ".join(map(str, as_files(files)))
+            runs_names = ", ".join(map(str, as_files(runs)))
             raise AlignfuseError(
-                f"{path}: no rows for seed(s) {missing} of {runs}; {FIX} (the train stage)"
+                f"{names}: no rows for seed(s) {missing} of {runs_names}; {FIX} (the train stage)"
             )
     return usable, int((status != "ok").sum())
 
@@ -71,9 +87,9 @@ def condition_pid(
     text_features: Path,
     captions: Path,
     test_pairs: Path,
-    runs: Path,
-    predictions: Path,
-    fused: Path,
+    runs: Files,
+    predictions: Files,
+    fused: Files,
     ks: list[int],
     dims: int,
     repeats: int,
@@ -83,16 +99,17 @@ def condition_pid(
     """Rows per (seed, view, k): R, U_img, U_txt, S, I in bits with their noise floors, and the
     image's (CI) and text's (CT) share of the unique information where it is defined.
 
-    Only the seeds whose run (in ``runs``) did not diverge are decomposed; every row carries the
-    condition's ``n_diverged``. When every seed diverged, one row per (view, k) without a seed
-    and with NaN terms keeps the condition in the table. Every decomposition's solves are
-    gathered first and run together on ``workers`` processes.
+    ``runs``, ``predictions`` and ``fused`` are the train stage's files of the condition, each a
+    file or a list with one per seed block. Only the seeds whose run did not diverge are
+    decomposed; every row carries the condition's ``n_diverged``. When every seed diverged, one
+    row per (view, k) without a seed and with NaN terms keeps the condition in the table. Every
+    decomposition's solves are gathered first and run together on ``workers`` processes.
     """
     table = read_frame(captions, FIX, columns=["image_id", "caption_id", "split"])
     train = table[table["split"] == "train"]
     pairs = read_frame(test_pairs, FIX, columns=["image_id", "caption_id", "label"])
-    probs = read_frame(predictions, FIX)
-    reps = read_frame(fused, FIX)
+    probs = read_blocks(predictions)
+    reps = read_blocks(fused)
     usable, n_diverged = usable_seeds(runs, probs, reps, (predictions, fused))
     if not usable:
         return pd.DataFrame(
@@ -247,9 +264,9 @@ def write_condition_pid(
     text_features: Path,
     captions: Path,
     test_pairs: Path,
-    runs: Path,
-    predictions: Path,
-    fused: Path,
+    runs: Files,
+    predictions: Files,
+    fused: Files,
     settings: dict,
     labels: dict,
     out: Path,
