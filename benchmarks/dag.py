@@ -74,6 +74,7 @@ def extended_study(base: dict, min_jobs: int) -> dict:
         for image, text in itertools.product(images, texts)
     }
     config["seeds"] = list(range(10))
+    config.setdefault("training", {})["seed_block"] = 10  # one training job per condition
     per_scale = (
         len(config["backbones"]) * len(config.get("alignments", ["raw"])) * len(config["methods"])
     )

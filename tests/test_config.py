@@ -105,6 +105,21 @@ MALFORMED = [
         lambda c: set_key(c, "training.lr", -0.001),
         ["training.lr", "-0.001"],
     ),
+    (
+        "seed block of zero seeds",
+        lambda c: set_key(c, "training.seed_block", 0),
+        ["training.seed_block", "less than the minimum of 1"],
+    ),
+    (
+        "seed block that is not a whole number",
+        lambda c: set_key(c, "training.seed_block", 2.5),
+        ["training.seed_block", "not of type 'integer'"],
+    ),
+    (
+        "a method's seed block of zero seeds",
+        lambda c: set_key(c, "methods.xattn_txt2img.training", {"seed_block": 0}),
+        ["methods.xattn_txt2img.training.seed_block", "less than the minimum of 1"],
+    ),
     ("zero seeds", lambda c: set_key(c, "seeds", []), ["'seeds'", "should be non-empty"]),
     ("odd scale", lambda c: set_key(c, "scales", [1000, 1001]), ["scales.1", "multiple of 2"]),
     ("duplicate seeds", lambda c: set_key(c, "seeds", [0, 0]), ["'seeds'", "non-unique"]),

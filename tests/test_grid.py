@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import yaml
 
 from alignfuse import grid
@@ -34,20 +35,70 @@ def test_the_paper_study_adds_its_sub_grids_without_multiplying_the_paper_grid()
 
 
 def test_run_path_follows_the_design_contract():
-    path = grid.run_path("paper", "flickr8k", grid.Condition("clip", "raw", "concat", 2048))
-    assert path == "results/paper/runs/flickr8k/clip@raw/concat/n2048.parquet"
+    block = grid.SeedBlock(0, 4, (0, 1, 2, 3, 4))
+    path = grid.run_path("paper", "flickr8k", grid.Condition("clip", "raw", "concat", 2048), block)
+    assert path == "results/paper/runs/flickr8k/clip@raw/concat/n2048/seeds0-4.parquet"
+
+
+def test_the_papers_five_seeds_are_one_block():
+    config = paper_config()
+    assert config["training"]["seed_block"] == 5
+    assert grid.seed_blocks(config, "concat") == [grid.SeedBlock(0, 4, (0, 1, 2, 3, 4))]
+    condition = grid.Condition("clip", "raw", "concat", 2048)
+    assert grid.run_paths(config, condition, ".predictions") == [
+        "results/paper/runs/flickr8k/clip@raw/concat/n2048/seeds0-4.predictions.parquet"
+    ]
+
+
+def test_seed_blocks_hold_the_seeds_of_their_range_whatever_the_seeds_around_them():
+    config = paper_config()
+    config["training"]["seed_block"] = 3
+    config["seeds"] = [7, 0, 1, 12, 2, 3]
+    blocks = grid.seed_blocks(config, "concat")
+    assert [(b.name, b.seeds) for b in blocks] == [
+        ("0-2", (0, 1, 2)),
+        ("3-5", (3,)),
+        ("6-8", (7,)),
+        ("12-14", (12,)),
+    ]
+    config["seeds"] += [5, 20]  # in an existing block and in a new one
+    grown = {b.name: b.seeds for b in grid.seed_blocks(config, "concat")}
+    assert grown["3-5"] == (3, 5) and grown["18-20"] == (20,)
+    assert {k: v for k, v in grown.items() if k not in ("3-5", "18-20")} == {
+        b.name: b.seeds for b in blocks if b.name != "3-5"
+    }
+
+
+def test_a_training_job_holds_only_its_blocks_seeds_and_not_the_block_size():
+    config = paper_config()
+    config["seeds"] = [0, 1, 2, 3, 4, 5, 6]
+    assert grid.train_slice(config, "concat", "5-9")["seeds"] == [5, 6]
+    before = grid.train_slice(config, "concat", "0-4")
+    assert before["seeds"] == [0, 1, 2, 3, 4]
+    assert "seed_block" not in before["training"]
+    config["seeds"].append(9)  # another block's seed: this block's job is unchanged
+    assert grid.train_slice(config, "concat", "0-4") == before
+    with pytest.raises(ValueError, match="no seed block 10-14"):
+        grid.train_slice(config, "concat", "10-14")
+
+
+def test_a_method_may_train_its_seeds_in_blocks_of_its_own():
+    config = paper_config()
+    config["methods"]["xattn_txt2img"]["training"] = {"seed_block": 2}
+    assert [b.name for b in grid.seed_blocks(config, "xattn_txt2img")] == ["0-1", "2-3", "4-5"]
+    assert [b.name for b in grid.seed_blocks(config, "concat")] == ["0-4"]
 
 
 def test_method_overrides_apply_to_that_method_only():
     config = paper_config()
     config["methods"]["xattn_txt2img"]["training"] = {"lr": 0.0003}
-    assert grid.train_slice(config, "xattn_txt2img")["training"]["lr"] == 0.0003
-    assert grid.train_slice(config, "concat")["training"]["lr"] == 0.001
+    assert grid.train_slice(config, "xattn_txt2img", "0-4")["training"]["lr"] == 0.0003
+    assert grid.train_slice(config, "concat", "0-4")["training"]["lr"] == 0.001
 
 
 def test_train_slice_holds_what_a_training_job_depends_on():
     config = paper_config()
-    spec = grid.train_slice(config, "concat")
+    spec = grid.train_slice(config, "concat", "0-4")
     assert spec["method"] == "concat"
     assert spec["head"] == "concat"
     assert spec["hparams"] == {"hidden": [256, 128], "dropout": 0.1}
@@ -59,7 +110,7 @@ def test_a_method_label_trains_the_head_it_names():
     config = paper_config()
     config["methods"]["xattn_small"] = {**config["methods"]["xattn_txt2img"], "dim": 64}
     config["methods"]["xattn_small"]["head"] = "xattn_txt2img"
-    spec = grid.train_slice(config, "xattn_small")
+    spec = grid.train_slice(config, "xattn_small", "0-4")
     assert (spec["method"], spec["head"], spec["hparams"]["dim"]) == (
         "xattn_small",
         "xattn_txt2img",
@@ -69,11 +120,11 @@ def test_a_method_label_trains_the_head_it_names():
 
 def test_train_slice_ignores_settings_of_other_stages():
     config = paper_config()
-    before = grid.train_slice(config, "concat")
+    before = grid.train_slice(config, "concat", "0-4")
     config["figures"]["dpi"] = 600
     config["threads"]["train"] = 8
     config["methods"]["xattn_txt2img"]["heads"] = 8
-    assert grid.train_slice(config, "concat") == before
+    assert grid.train_slice(config, "concat", "0-4") == before
 
 
 def test_grids_train_the_union_of_their_products_each_condition_once():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import copy
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +37,8 @@ from workflow_runner import (
     write_config,
 )
 
+from alignfuse import grid
+from alignfuse.config import validate_config
 from alignfuse.figures import FIGURES
 from alignfuse.fusion import method_module
 
@@ -68,8 +71,14 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def method_of(job: PlannedJob) -> str:
-    """Method of a training job from its output: results/{study}/runs/{dataset}/{b}@{a}/{method}/n{n}..."""
-    return Path(job.outputs[0]).parent.name
+    """Method of a training job from its output:
+    results/{study}/runs/{dataset}/{b}@{a}/{method}/n{n}/seeds{block}..."""
+    return Path(job.outputs[0]).parents[1].name
+
+
+def block_of(job: PlannedJob) -> str:
+    """Seed block of a training job from its output (``.../seeds0-4.parquet``: "0-4")."""
+    return Path(job.outputs[0]).name.removeprefix("seeds").split(".")[0]
 
 
 def as_plan(jobs: Iterable[PlannedJob]) -> Plan:
@@ -101,8 +110,12 @@ class Study:
     configfile: Path
     clone: Path
 
-    def jobs(self, *args: str, clone: Path | None = None) -> list[PlannedJob]:
-        return dry_run(self.workdir, "--configfile", str(self.configfile), *args, clone=clone)
+    def jobs(
+        self, *args: str, clone: Path | None = None, configfile: Path | None = None
+    ) -> list[PlannedJob]:
+        """The jobs of ``snakemake -n`` (``configfile``: another study config than the study's)."""
+        configfile = configfile or self.configfile
+        return dry_run(self.workdir, "--configfile", str(configfile), *args, clone=clone)
 
     def plan(self, clone: Path | None = None) -> Plan:
         """What ``snakemake -n`` would run now, from ``clone`` (default: the unedited copy)."""
@@ -292,6 +305,65 @@ def test_a_fresh_clone_with_new_file_dates_has_nothing_to_do(study, tmp_path):
     for path in clone.rglob("*"):
         os.utime(path, (later, later))
     assert study.plan(clone) == {}
+
+
+# --- seeds: adding seeds trains only the seed blocks they fall in ---------------------------------
+
+
+def smoke_with_seeds(directory: Path, seeds: list[int], name: str) -> Path:
+    """The smoke study's config file with other seeds (blocks of 5: training.seed_block)."""
+    return write_config(directory / name, load_preset("smoke") | {"seeds": seeds})
+
+
+def test_adding_seeds_in_a_new_block_trains_only_that_block_and_redoes_the_tables(study):
+    """The smoke study's seeds 0 and 1 are block 0-4; seeds 5 and 6 fall in block 5-9: one new
+    training job per condition, and the jobs that read every run (tables, PID, theory, figures,
+    the summary). Nothing upstream of training reruns."""
+    configfile = smoke_with_seeds(study.workdir, [0, 1, 5, 6], "seeds_in_a_new_block.yaml")
+    plan = as_plan(study.jobs(clone=study.clone, configfile=configfile))
+    dag = study.jobs("--forceall", clone=study.clone, configfile=configfile)
+    new_block = [job for job in dag if job.rule == "train" and block_of(job) == "5-9"]
+    assert plan == as_plan(with_downstream(dag, new_block))
+    config = validate_config(load_preset("smoke"), ROOT / "workflow/schemas/config.schema.yaml")
+    assert len(plan["train"]) == len(grid.conditions(config)) == len(new_block)
+    assert {"aggregate", "pid", "theory", "study_summary", "all"} | study.figure_rules <= set(plan)
+
+
+@pytest.fixture(scope="module")
+def two_blocks(study, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A copy of the finished smoke study in which one condition also has seed 5 trained, in
+    its block 5-9 (one training job): (working directory, that condition's two run files)."""
+    workdir = tmp_path_factory.mktemp("two_blocks") / "work"
+    shutil.copytree(study.workdir, workdir, symlinks=True)  # results and Snakemake's records
+    condition = grid.Condition("aligned", "raw", "concat", 128)
+    files = [
+        grid.run_path("smoke", "smoke", condition, grid.SeedBlock(first, first + 4, ()))
+        for first in (0, 5)
+    ]
+    configfile = smoke_with_seeds(workdir, [0, 1, 5], "seed_5.yaml")
+    # run from this checkout, as the study was (the copy has no envs/ to record); same hashes
+    snakemake(workdir, "--cores", "1", files[1], "--configfile", str(configfile))
+    return workdir, files
+
+
+@pytest.mark.parametrize(
+    ("seeds", "retrained"),
+    [
+        ([0, 1, 5], []),
+        ([0, 1, 2, 5], ["0-4"]),
+        ([0, 1, 5, 6], ["5-9"]),
+        ([0, 5, 6], ["0-4", "5-9"]),
+    ],
+    ids=["unchanged", "a seed in block 0-4", "a seed in block 5-9", "one in, one out"],
+)
+def test_changing_the_seeds_of_one_block_retrains_only_that_block(
+    two_blocks, study, seeds, retrained
+):
+    workdir, files = two_blocks
+    configfile = smoke_with_seeds(workdir, seeds, "seeds.yaml")
+    jobs = dry_run(workdir, *files, "--configfile", str(configfile), clone=study.clone)
+    assert sorted(block_of(job) for job in jobs if job.rule == "train") == retrained
+    assert {job.rule for job in jobs} <= {"train"}
 
 
 # --- encoders: what reruns feature extraction, and what does not --------------------------------

@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write pooled features here")
     p.set_defaults(func=features)
 
-    p = sub.add_parser("train", help="train every seed of one fusion condition")
+    p = sub.add_parser("train", help="train the given seeds of one fusion condition together")
     p.add_argument("--image-features", type=Path, required=True)
     p.add_argument("--text-features", type=Path, required=True)
     p.add_argument("--pairs-dir", type=Path, required=True)

@@ -1,7 +1,8 @@
 """The condition grid of a study and the config slice each job uses.
 
-A condition is (backbone, alignment, method, training pairs); its job trains every seed. The
-slices returned here become rule ``params``, so a job reruns only when its own slice changes.
+A condition is (backbone, alignment, method, training pairs); its seeds are trained in blocks of
+``training.seed_block``, one job per block. The slices returned here become rule ``params``, so a
+job reruns only when its own slice changes: adding seeds trains only the blocks they fall in.
 """
 
 from __future__ import annotations
@@ -49,10 +50,50 @@ def feature_sets(config: dict) -> list[tuple[str, str]]:
     return sorted({(c.backbone, c.alignment) for c in conditions(config)})
 
 
-def run_path(study: str, dataset: str, condition: Condition, suffix: str = "") -> str:
-    """The run file of a condition, under the study's own root (``results/{study}/``)."""
+@dataclass(frozen=True)
+class SeedBlock:
+    """The study's seeds in [first, last]: what one training job of a condition trains."""
+
+    first: int
+    last: int
+    seeds: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """The block in paths: ``{first}-{last}``, e.g. ``0-4``."""
+        return f"{self.first}-{self.last}"
+
+
+def seed_blocks(config: dict, method: str) -> list[SeedBlock]:
+    """The study's seeds in blocks of the method's ``training.seed_block`` B, by value: block k
+    holds the seeds in [kB, (k+1)B), so a block's seeds stay its own when seeds are added
+    elsewhere. Blocks without a seed are left out."""
+    size = method_training(config, method)["seed_block"]
+    blocks: dict[int, list[int]] = {}
+    for seed in sorted(config["seeds"]):
+        blocks.setdefault(seed // size, []).append(seed)
+    return [SeedBlock(k * size, (k + 1) * size - 1, tuple(s)) for k, s in sorted(blocks.items())]
+
+
+def run_path(
+    study: str, dataset: str, condition: Condition, block: SeedBlock, suffix: str = ""
+) -> str:
+    """The run file of a condition's seed block, under the study's own root (``results/{study}/``)."""
     c = condition
-    return f"results/{study}/runs/{dataset}/{c.backbone}@{c.alignment}/{c.method}/n{c.n}{suffix}.parquet"
+    return (
+        f"results/{study}/runs/{dataset}/{c.backbone}@{c.alignment}/{c.method}/n{c.n}/"
+        f"seeds{block.name}{suffix}.parquet"
+    )
+
+
+def run_paths(config: dict, condition: Condition, suffix: str = "") -> list[str]:
+    """The run files of every seed block of a condition (or, with a suffix such as
+    ``.predictions``, their siblings)."""
+    study, dataset = config["study"], config["dataset"]["name"]
+    return [
+        run_path(study, dataset, condition, block, suffix)
+        for block in seed_blocks(config, condition.method)
+    ]
 
 
 def method_training(config: dict, method: str) -> dict:
@@ -60,16 +101,26 @@ def method_training(config: dict, method: str) -> dict:
     return {**config["training"], **config["methods"][method].get("training", {})}
 
 
-def train_slice(config: dict, method: str) -> dict:
-    """Everything a training job of method label ``method`` depends on besides its input files:
-    the label, its head's registry name and hyper-parameters, training settings and seeds."""
+# Training settings that decide which job trains a seed, not how it trains: a job's block is in
+# its path, so they stay out of its params (a seed's results do not depend on its block).
+JOB_LAYOUT = ("seed_block",)
+
+
+def train_slice(config: dict, method: str, block: str) -> dict:
+    """Everything a training job of method label ``method`` and seed block ``block`` (its name,
+    e.g. "0-4") depends on besides its input files: the label, its head's registry name and
+    hyper-parameters, training settings and the block's seeds."""
     spec = config["methods"][method]
+    blocks = {b.name: b for b in seed_blocks(config, method)}
+    if block not in blocks:
+        raise ValueError(f"method '{method}' has no seed block {block}: {', '.join(blocks)}")
+    training = method_training(config, method)
     return {
         "method": method,
         "head": spec["head"],
         "hparams": {k: v for k, v in spec.items() if k not in METHOD_SETTINGS},
-        "training": method_training(config, method),
-        "seeds": list(config["seeds"]),
+        "training": {k: v for k, v in training.items() if k not in JOB_LAYOUT},
+        "seeds": list(blocks[block].seeds),
         "resample": config["pairs"]["resample"],
         "scaling": spec.get("scaling", config["features"]["scaling"]),
     }

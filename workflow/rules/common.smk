@@ -33,6 +33,10 @@ DEGRADED = [a for a in ALIGNMENTS if parse_alignment(a).degraded]
 STUDY = config["study"]
 # The figures that answer the question, shown on the report's landing page and in SUMMARY.md.
 ANSWER_FIGURES = ["gap", "alignment_gap"]
+# The seed blocks that training jobs train (names such as "0-4"; see training.seed_block).
+SEED_BLOCKS = sorted(
+    {b.name for m in config["methods"] for b in grid.seed_blocks(config, m)}
+)
 # The jobs' environment for --sdm conda (relative to the rule files).
 CONDA_ENV = "../../envs/alignfuse.yaml"
 
@@ -52,6 +56,7 @@ wildcard_constraints:
     modality="image|text",
     split=one_of(SPLITS),
     n=r"\d+",
+    block=one_of(SEED_BLOCKS),
 
 
 def as_json(value):
@@ -124,21 +129,25 @@ def train_code(wildcards):
 
 
 def run_files(suffix=""):
-    """Every condition's run file (or, with a suffix such as ".predictions", its sibling)."""
-    return [grid.run_path(STUDY, DATASET, c, suffix) for c in grid.conditions(config)]
+    """Every condition's run files, one per seed block (or, with a suffix such as
+    ".predictions", their siblings)."""
+    return [
+        f for c in grid.conditions(config) for f in grid.run_paths(config, c, suffix)
+    ]
 
 
 def pid_inputs(wildcards):
-    """A condition's feature files, captions, test pairs, runs (each seed's status), predictions
-    and fused representations."""
-    run = f"results/{wildcards.study}/runs/{wildcards.dataset}/{wildcards.backbone}@{wildcards.alignment}/{wildcards.method}/n{wildcards.n}"
+    """A condition's feature files, captions, test pairs, and per seed block its runs (each
+    seed's status), predictions and fused representations."""
+    w = wildcards
+    condition = grid.Condition(w.backbone, w.alignment, w.method, int(w.n))
     return {
-        **feature_files(wildcards.dataset, wildcards.backbone, wildcards.alignment),
-        "captions": f"results/data/{wildcards.dataset}/captions.parquet",
-        "test_pairs": f"results/pairs/{wildcards.dataset}/test.parquet",
-        "runs": f"{run}.parquet",
-        "predictions": f"{run}.predictions.parquet",
-        "fused": f"{run}.fused.parquet",
+        **feature_files(w.dataset, w.backbone, w.alignment),
+        "captions": f"results/data/{w.dataset}/captions.parquet",
+        "test_pairs": f"results/pairs/{w.dataset}/test.parquet",
+        "runs": grid.run_paths(config, condition),
+        "predictions": grid.run_paths(config, condition, ".predictions"),
+        "fused": grid.run_paths(config, condition, ".fused"),
     }
 
 

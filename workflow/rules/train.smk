@@ -1,25 +1,25 @@
-"""Training: one job per condition trains all of its seeds in one process."""
+"""Training: one job per condition and seed block trains the block's seeds in one process."""
 
 
 rule train:
-    """Train every seed of one fusion condition on cached features."""
+    """Train one seed block of one fusion condition on cached features."""
     input:
         unpack(features_for),
         pairs=expand("results/pairs/{{dataset}}/{split}.parquet", split=SPLITS),
     output:
-        runs="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.parquet",
-        curves="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.curves.parquet",
-        predictions="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.predictions.parquet",
-        fused="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}.fused.parquet",
+        runs="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}/seeds{block}.parquet",
+        curves="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}/seeds{block}.curves.parquet",
+        predictions="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}/seeds{block}.predictions.parquet",
+        fused="results/{study}/runs/{dataset}/{backbone}@{alignment}/{method}/n{n}/seeds{block}.fused.parquet",
     log:
-        "results/{study}/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.log",
+        "results/{study}/logs/train/{dataset}/{backbone}@{alignment}/{method}/n{n}/seeds{block}.log",
     benchmark:
-        "results/{study}/benchmarks/train/{dataset}/{backbone}@{alignment}/{method}/n{n}.tsv"
+        "results/{study}/benchmarks/train/{dataset}/{backbone}@{alignment}/{method}/n{n}/seeds{block}.tsv"
     conda:
         CONDA_ENV
     threads: config["threads"]["train"]
     params:
-        spec=lambda w: as_json(grid.train_slice(config, w.method)),
+        spec=lambda w: as_json(grid.train_slice(config, w.method, w.block)),
         pairs_dir=lambda w: f"results/pairs/{w.dataset}",
         code=train_code,
     shell:

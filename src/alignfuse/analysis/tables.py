@@ -80,7 +80,7 @@ def collect_runs(paths: list[Path]) -> pd.DataFrame:
     """One row per (condition, seed) from every run file, in a fixed order whatever the input order."""
     if not paths:
         raise AlignfuseError(
-            "no run files given; pass the train stage's results/<study>/runs/**/n*.parquet"
+            "no run files given; pass the train stage's results/<study>/runs/**/seeds*-*.parquet"
         )
     frames = []
     for path in paths:

@@ -1,1 +1,1 @@
-"""Training stage: every seed of one fusion condition trained in one process (see ``condition``)."""
+"""Training stage: the seeds of one block of a fusion condition, in one process (``condition``)."""

@@ -1,4 +1,5 @@
-"""One training job: every seed of one fusion condition, trained together, then tested.
+"""One training job: the seeds of one fusion condition (a seed block), trained together, then
+tested.
 
 The loop (:func:`fit`) reads top to bottom: per epoch, each seed's shuffled batches through the
 seed ensemble (:mod:`alignfuse.train.ensemble`) and one AdamW step over the stack; every
@@ -159,7 +160,8 @@ def train_condition(
     threads: int,
     labels: dict[str, str] | None = None,
 ) -> Trained:
-    """Train all seeds of one condition; return its runs, curves and test predictions.
+    """Train the seeds of one condition (``spec["seeds"]``: the workflow's seed block); return
+    its runs, curves, test predictions and fused representations.
 
     Both tables start with the condition's ``labels`` (e.g. dataset, backbone, alignment), the
     method's label and its head's registry name, so that aggregated tables can tell conditions
