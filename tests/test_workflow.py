@@ -195,29 +195,51 @@ def flickr8k_study(archives, scales=(16, 32)) -> dict:
     return config
 
 
-def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
-    from flickr8k_fixture import make_flickr8k_archives
+# One image of the archive is damaged: on_bad_image: skip (what the error message recommends)
+DAMAGED = 2
 
-    archives = make_flickr8k_archives(tmp_path / "mirror")
+
+@pytest.fixture(scope="module")
+def flickr8k_run(tmp_path_factory):
+    """One Flickr8k-format study run offline from file:// archives, with one damaged image.
+
+    Both end-to-end Flickr8k tests read it, so the suite pays for one such run: every backbone,
+    method (pseudo and encoder tokens) and scale on raw features, PID of two clip heads.
+    """
+    from flickr8k_fixture import image_name, make_flickr8k_archives
+
+    tmp_path = tmp_path_factory.mktemp("flickr8k")
+    archives = make_flickr8k_archives(tmp_path / "mirror", corrupt=(image_name(DAMAGED),))
     workdir = tmp_path / "work"
     workdir.mkdir()
     config = flickr8k_study(archives)
+    config["dataset"]["flickr8k"]["on_bad_image"] = "skip"
+    config["pid"] = {
+        "k": [4],
+        "repeats": 2,
+        "conditions": {"backbones": ["clip"], "methods": ["concat", "xattn_img2txt"]},
+    }
     configfile = write_config(workdir / "study.yaml", config)
     snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    return workdir, config
+
+
+def test_flickr8k_format_study_runs_end_to_end_offline(flickr8k_run):
+    workdir, config = flickr8k_run
     captions = pd.read_parquet(workdir / "results/data/fixture/captions.parquet")
     assert captions.groupby("split")["image_id"].nunique().to_dict() == {
         "dev": 8,
         "test": 8,
-        "train": 24,
+        "train": 23,  # 24 less the damaged image
     }
     image = pd.read_parquet(workdir / "results/features/fixture/resnet18/image.parquet")
-    assert len(image) == 40 and len(image["emb"].iloc[0]) == 512
+    assert len(image) == 39 and len(image["emb"].iloc[0]) == 512
     # tokens: 49 CLIP patches or ResNet18 layer4 positions per image, the caption's own tokens
     for encoder in ("clip", "resnet18"):
         tokens = pd.read_parquet(
             workdir / f"results/features/fixture/{encoder}/image_tokens.parquet"
         )
-        assert len(tokens) == 40 and len(tokens["tokens"].iloc[0]) == 49
+        assert len(tokens) == 39 and len(tokens["tokens"].iloc[0]) == 49
     assert (workdir / "results/features/fixture/clip/text_tokens.parquet").exists()
     runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
     assert len(runs) == 2 * len(config["methods"]) * 2 * 2
@@ -230,30 +252,23 @@ def test_flickr8k_format_study_runs_end_to_end_offline(tmp_path):
     }
     attended = runs[runs["method"] == "xattn_img2txt"]
     assert (attended["image_tokens"] == 49).all() and (attended["text_tokens"] > 5).all()
+    pid = pd.read_parquet(workdir / "results/fixture/tables/pid.parquet")
+    assert set(pid["method"]) == {"concat", "xattn_img2txt"}
     assert (workdir / "results/fixture/figures/scaling.pdf").exists()
 
 
-def test_skipping_a_damaged_image_leaves_it_out_of_captions_pairs_and_features(tmp_path):
-    """on_bad_image: skip (what the error message recommends) trains to the end: the image is
-    dropped before pairs are built, so no job finds pairs without features."""
-    from flickr8k_fixture import image_name, make_flickr8k_archives
+def test_skipping_a_damaged_image_leaves_it_out_of_captions_pairs_and_features(flickr8k_run):
+    """The damaged image is dropped before pairs are built, so no job finds pairs without
+    features, and every run trains to the end."""
+    from flickr8k_fixture import image_name
 
-    damaged = image_name(2)
-    archives = make_flickr8k_archives(tmp_path / "mirror", corrupt=(damaged,))
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    config = flickr8k_study(archives)
-    config["dataset"]["flickr8k"]["on_bad_image"] = "skip"
-    for encoder in config["encoders"].values():
-        encoder["tokens"] = False
-    config["methods"] = {"concat": config["methods"]["concat"]}
-    config["backbones"] = {"clip": config["backbones"]["clip"]}
-    configfile = write_config(workdir / "study.yaml", config)
-    snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    workdir, _ = flickr8k_run
+    damaged = image_name(DAMAGED)
     captions = pd.read_parquet(workdir / "results/data/fixture/captions.parquet")
     pairs = pd.read_parquet(workdir / "results/pairs/fixture/train.parquet")
-    image = pd.read_parquet(workdir / "results/features/fixture/clip/image.parquet")
     assert damaged not in set(captions["image_id"]) | set(pairs["image_id"])
-    assert damaged not in set(image["image_id"]) and len(image) == 39
+    for encoder in ("clip", "resnet18"):
+        image = pd.read_parquet(workdir / f"results/features/fixture/{encoder}/image.parquet")
+        assert damaged not in set(image["image_id"]) and len(image) == 39
     runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
     assert (runs["status"] == "ok").all()
