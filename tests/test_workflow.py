@@ -1,6 +1,8 @@
 """End-to-end: the real workflow through Snakemake, in a temporary directory."""
 
 import copy
+import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -272,3 +274,24 @@ def test_skipping_a_damaged_image_leaves_it_out_of_captions_pairs_and_features(f
         assert damaged not in set(image["image_id"]) and len(image) == 39
     runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
     assert (runs["status"] == "ok").all()
+
+
+def test_the_gap_figure_shades_gap_claims_only(tmp_path):
+    """A trend claim's band is the gap across degradation levels (alignment_gap's business):
+    shading it on the raw features' gap figure would draw a claim nobody made."""
+    configfile = ROOT / "workflow/presets/synthetic.yaml"
+    out = snakemake(tmp_path, "-n", "-p", "--configfile", str(configfile)).stdout
+    (command,) = [line for line in out.splitlines() if "alignfuse figure gap" in line]
+    options = json.loads(shlex.split(command)[shlex.split(command).index("--options") + 1])
+    claims = {c["id"]: c for c in load_preset("synthetic")["claims"]}
+    assert claims["degradation_trend"]["kind"] == "trend"
+    gap = claims["aligned_gap"]
+    assert options["bands"] == [
+        {
+            "backbone": gap["backbone"],
+            "low": gap["band"][0],
+            "high": gap["band"][1],
+            "scales": gap["scales"],
+            "label": gap["source"],
+        }
+    ]

@@ -160,7 +160,7 @@ def pid_files():
 
 
 def gap_options():
-    """The gap figure's options: the reference, and the claimed test-accuracy ranges to shade."""
+    """The gap figure's options: the reference, and the gap claims' test-accuracy ranges to shade."""
     bands = [
         {
             "backbone": claim["backbone"],
@@ -170,7 +170,9 @@ def gap_options():
             "label": claim.get("source") or claim["id"],
         }
         for claim in config["claims"]
-        if claim["metric"] == "test_accuracy"
+        # a trend's band is the gap across degradation levels, drawn by alignment_gap
+        if claim["kind"] == "gap"
+        and claim["metric"] == "test_accuracy"
         and claim["reference"] == config["analysis"]["reference"]
     ]
     return {"reference": config["analysis"]["reference"], "bands": bands}
