@@ -1,6 +1,40 @@
 import pytest
 from workflow_runner import load_preset, snakemake, write_config
 
+SHARED_SCOPES = {"module", "package", "session"}
+
+
+# first: xdist reads the marks in its own hook of this name
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's ``--dist loadgroup`` (pyproject's addopts): tests that share a
+    module- or session-scoped fixture of this suite (the smoke study, a module's trained heads, the
+    SLURM cluster) run on one worker, so each such fixture is built once; the rest spread freely.
+    """
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    shared = {}
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.items() if info else ()
+        # a fixture of this suite has a node id it belongs to; pytest's and plugins' have none
+        keys = [
+            f"{fixtures[-1].baseid}::{name}"
+            for name, fixtures in defs
+            if fixtures and fixtures[-1].scope in SHARED_SCOPES and fixtures[-1].baseid
+        ]
+        shared[item.nodeid] = keys
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    for item in items:
+        if shared[item.nodeid]:
+            item.add_marker(pytest.mark.xdist_group(root(shared[item.nodeid][0])))
+
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
