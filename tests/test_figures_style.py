@@ -209,6 +209,7 @@ def outside(box, bounds, tolerance=1.0) -> bool:
     )
 
 
+@pytest.mark.slow  # every figure drawn three times: most of this file's time
 @pytest.mark.parametrize("layout", ["smoke", "eight alignments", "eight backbones"])
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_every_figure_keeps_its_legends_texts_and_panels_on_the_canvas(name, layout, tmp_path):
