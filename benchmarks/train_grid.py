@@ -406,6 +406,13 @@ def optimizer_steps(method: str, n: int, args, image: Path, text: Path, pairs: P
     return {variant: float(np.median(t)) for variant, t in times.items()}
 
 
+def adamw_row(first: list, cells: dict[str, str], against_stack: dict[str, str]) -> str:
+    """A Markdown row: the leading cells, one cell per AdamW variant, then each variant other
+    than the stacked fused one against it."""
+    relative = ", ".join(f"{v}: {text}" for v, text in against_stack.items() if v != "stack fused")
+    return "| " + " | ".join(map(str, [*first, *cells.values(), relative])) + " |"
+
+
 def compare_adamw(jobs, args, image: Path, text: Path, pairs: Path) -> None:
     """Per job, the training loop with each AdamW of ``ADAMW`` in turn, ``--repeats`` rounds, and
     the optimiser step alone: median CPU seconds per seed-epoch (loop, and its steps alone), and
@@ -436,28 +443,23 @@ def compare_adamw(jobs, args, image: Path, text: Path, pairs: Path) -> None:
         }
         base = per["stack fused"]
         loops.append(
-            f"| {job} | {runs['stack fused'][0]['seed_epochs']} | "
-            + " | ".join(f"{t['loop']:.4f} ({t['steps']:.4f})" for t in per.values())
-            + " | "
-            + ", ".join(
-                f"{v}: {t['loop'] / base['loop']:.3f} ({t['steps'] / base['steps']:.3f})"
-                for v, t in per.items()
-                if v != "stack fused"
+            adamw_row(
+                [job, runs["stack fused"][0]["seed_epochs"]],
+                {v: f"{t['loop']:.4f} ({t['steps']:.4f})" for v, t in per.items()},
+                {
+                    v: f"{t['loop'] / base['loop']:.3f} ({t['steps'] / base['steps']:.3f})"
+                    for v, t in per.items()
+                },
             )
-            + " |"
         )
         alone = optimizer_steps(method, n, args, image, text, pairs)
         step_ms = base["step"] * 1e3  # a whole training step with the stacked fused AdamW
         steps.append(
-            f"| {job} | {step_ms:.2f} | "
-            + " | ".join(f"{ms:.3f}" for ms in alone.values())
-            + " | "
-            + ", ".join(
-                f"{v}: {(ms - alone['stack fused']) / step_ms:+.1%}"
-                for v, ms in alone.items()
-                if v != "stack fused"
+            adamw_row(
+                [job, f"{step_ms:.2f}"],
+                {v: f"{ms:.3f}" for v, ms in alone.items()},
+                {v: f"{(ms - alone['stack fused']) / step_ms:+.1%}" for v, ms in alone.items()},
             )
-            + " |"
         )
     names = " | ".join(ADAMW)
     print("CPU s per seed-epoch, loop (its steps alone)\n")
