@@ -99,7 +99,7 @@ def fit(
                 logits.flatten(0, 1), train.label[idx.flatten()], reduction="none"
             )
             loss = per_pair.view(idx.shape).sum(dim=1)  # [S]: each seed's summed loss
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             (loss.sum() / idx.shape[1]).backward()  # the sum over seeds of each seed's mean loss
             score_grad += model.score_grad_norm()
             steps += 1

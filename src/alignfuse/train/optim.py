@@ -32,7 +32,8 @@ class SeedAdamW:
         except RuntimeError:  # no fused kernel for this device or dtype
             self.adamw = torch.optim.AdamW(flat, foreach=True, **kwargs)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
+        """Drop the stack's gradients (the slices' are reassigned at each step)."""
         for p in self.stacked:
             p.grad = None
 
