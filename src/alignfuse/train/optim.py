@@ -32,6 +32,11 @@ class SeedAdamW:
         except RuntimeError:  # no fused kernel for this device or dtype
             self.adamw = torch.optim.AdamW(flat, foreach=True, **kwargs)
 
+    def set_lr(self, lr: float) -> None:
+        """Use rate ``lr`` from the next step on, for every seed and parameter alike."""
+        for group in self.adamw.param_groups:
+            group["lr"] = lr
+
     def zero_grad(self) -> None:
         """Drop the stack's gradients (the slices' are reassigned at each step)."""
         for p in self.stacked:
