@@ -5,6 +5,7 @@ import pytest
 import yaml
 from workflow_runner import snakemake
 
+from alignfuse import grid
 from alignfuse.config import validate_config
 from alignfuse.errors import AlignfuseError
 
@@ -203,6 +204,31 @@ MALFORMED = [
         lambda c: set_key(c, "dataset.flickr8k.on_bad_image", "ignore"),
         ["dataset.flickr8k.on_bad_image", "'ignore'"],
     ),
+    (
+        "an unknown schedule",
+        lambda c: set_key(c, "methods.xattn_txt2img.training", {"schedule": "cosine"}),
+        ["methods.xattn_txt2img.training.schedule", "'cosine'"],
+    ),
+    (
+        "a warm-up of the whole run",
+        lambda c: set_key(c, "training.warmup_fraction", 1.0),
+        ["training.warmup_fraction", "1.0"],
+    ),
+    (
+        "a tuning grid of a setting that cannot be tuned",
+        lambda c: set_key(c, "tuning", {"methods": {"concat": {"batch_size": [64, 128]}}}),
+        ["tuning.methods.concat", "batch_size"],
+    ),
+    (
+        "a tuning grid with no values",
+        lambda c: set_key(c, "tuning", {"methods": {"concat": {"lr": []}}}),
+        ["tuning.methods.concat.lr"],
+    ),
+    (
+        "an unknown tuning metric",
+        lambda c: set_key(c, "tuning", {"metric": "test_accuracy"}),
+        ["tuning.metric", "'test_accuracy'"],
+    ),
 ]
 
 
@@ -347,9 +373,9 @@ SEMANTIC = [
         ["claims.1.backbone", "'vit'", "clip, resnet18"],
     ),
     (
-        "a claim against another reference than the analysis compares with",
-        lambda c: set_key(c, "claims.0.reference", "gated_sum"),
-        ["claims.0.reference", "'gated_sum'", "analysis.reference 'concat'"],
+        "a claim against a reference the study does not train",
+        lambda c: set_key(c, "claims.0.reference", "concat_typo"),
+        ["claims.0.reference", "'concat_typo'", "not a method this study trains"],
     ),
     (
         "a gap claim's band written high to low",
@@ -360,6 +386,28 @@ SEMANTIC = [
         "a trend claim whose ends are equal",
         lambda c: set_key(c, "claims.1.band", [2.0, 2.0]),
         ["claims.1.band", "both are 2", "no rise or fall"],
+    ),
+    (
+        "a tuning grid for a method the study lacks",
+        lambda c: set_key(c, "tuning", {"methods": {"xattn": {"lr": [1e-3]}}}),
+        ["tuning.methods.xattn", "not one of the methods", "'all'"],
+    ),
+    (
+        "tuning on a backbone the study lacks",
+        lambda c: set_key(c, "tuning", {"methods": {"all": {"lr": [1e-3]}}, "backbone": "vit"}),
+        ["tuning.backbone", "'vit'"],
+    ),
+    (
+        "tuning on a feature set the study does not train on",
+        lambda c: set_key(
+            c, "tuning", {"methods": {"all": {"lr": [1e-3]}}, "alignment": "noise-0.5"}
+        ),
+        ["tuning.alignment", "no resnet18@noise-0.5 features", "resnet18@raw"],
+    ),
+    (
+        "a tuning scale beyond the training pairs",
+        lambda c: set_key(c, "tuning", {"methods": {"all": {"lr": [1e-3]}}, "scale": 65536}),
+        ["tuning.scale", "[65536]"],
     ),
 ]
 
@@ -422,6 +470,38 @@ def test_two_variants_of_one_head_sit_in_one_study(paper):
     assert methods["xattn_matched"]["head"] == methods["xattn_txt2img"]["head"]
     assert methods["xattn_matched"]["heads"] == 4  # the head's defaults are filled
     assert methods["concat"]["head"] == "concat"  # a registry name names its own head
+
+
+def test_a_tuned_method_defaults_to_the_first_backbone_raw_features_and_the_largest_scale(paper):
+    config = validate_config(
+        set_key(paper, "tuning", {"methods": {"concat": {"lr": [1e-3]}}}), SCHEMA
+    )
+    assert grid.tuned_methods(config) == ["concat"]
+    assert grid.tuning_target(config) == {
+        "backbone": "resnet18",
+        "alignment": "raw",
+        "scale": 32768,
+        "seeds": [0],
+        "metric": "dev_accuracy",
+    }
+
+
+def test_an_all_grid_tunes_every_method_without_one_of_its_own(paper):
+    grids = {"all": {"lr": [1e-3, 3e-4]}, "concat": {"dropout": [0.0, 0.1]}}
+    config = validate_config(set_key(paper, "tuning", {"methods": grids}), SCHEMA)
+    assert grid.tuned_methods(config) == list(config["methods"])
+    assert grid.tuning_grid(config, "concat") == {"dropout": [0.0, 0.1]}
+    assert grid.tuning_grid(config, "bilinear") == {"lr": [1e-3, 3e-4]}
+
+
+def test_an_untuned_method_on_the_constant_rate_keeps_its_jobs_settings_as_before(paper):
+    """Adding the schedule keys changed no job of a study that does not use them."""
+    config = validate_config(paper, SCHEMA)
+    training = grid.train_slice(config, "concat", "0-4")["training"]
+    assert not {"schedule", "warmup_fraction", "final_lr_fraction"} & set(training)
+    config["methods"]["xattn_txt2img"]["training"] = {"schedule": "warmup_cosine"}
+    training = grid.train_slice(config, "xattn_txt2img", "0-4")["training"]
+    assert training["schedule"] == "warmup_cosine" and training["warmup_fraction"] == 0.05
 
 
 def test_method_defaults_are_filled(synthetic):

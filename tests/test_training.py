@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from matching_files import write_matching_task
 from sklearn.metrics import roc_auc_score
 
 from alignfuse.errors import AlignfuseError
@@ -17,13 +20,13 @@ from alignfuse.parquet import (
     EmbeddingWriter,
     TokenWriter,
     read_embedding_rows,
-    write_embeddings,
     write_frame,
 )
 from alignfuse.train.condition import train_condition
 from alignfuse.train.ensemble import SeedEnsemble
 from alignfuse.train.metrics import auroc
-from alignfuse.train.optim import adamw, keep_optimizer_seeds
+from alignfuse.train.optim import SeedAdamW, adamw, keep_optimizer_seeds
+from alignfuse.train.schedule import learning_rate
 from alignfuse.train.splits import load_splits, training_subsets
 from alignfuse.train.stopping import EarlyStopping
 
@@ -53,6 +56,9 @@ RUN_COLUMNS = [
     "token_source",
     "image_tokens",
     "text_tokens",
+    "training",
+    "tuned",
+    "tuned_values",
     "status",
     "diverged_epoch",
 ]
@@ -86,35 +92,8 @@ def restore_threads():
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    """Items split 400/100/100; each image has its own caption (image + noise).
-
-    Positives pair an image with its caption, negatives with another item's caption of the same
-    split, so either modality alone is uninformative (both marginals match) and only their
-    agreement decides the label.
-    """
-    root = tmp_path_factory.mktemp("task")
-    rng = np.random.default_rng(0)
-    items, d = (400, 100, 100), 8
-    image = rng.standard_normal((sum(items), d)).astype(np.float32)
-    text = (image + 0.1 * rng.standard_normal(image.shape)).astype(np.float32)
-    write_embeddings(
-        root / "image.parquet", "image_id", [f"i{k}" for k in range(len(image))], image
-    )
-    write_embeddings(root / "text.parquet", "caption_id", [f"c{k}" for k in range(len(text))], text)
-    start = 0
-    for split, m in zip(("train", "dev", "test"), items, strict=True):
-        own = np.arange(start, start + m)
-        other = own[(np.arange(m) + rng.integers(1, m, m)) % m]
-        pairs = pd.DataFrame(
-            {
-                "image_id": [f"i{i}" for i in np.concatenate([own, own])],
-                "caption_id": [f"c{j}" for j in np.concatenate([own, other])],
-                "label": np.repeat([1, 0], m),
-            }
-        ).sample(frac=1, random_state=0)
-        write_frame(pairs, root / "pairs" / f"{split}.parquet")
-        start += m
-    return root
+    """Items split 400/100/100, each image with its own caption (see :func:`write_matching_task`)."""
+    return write_matching_task(tmp_path_factory.mktemp("task"))
 
 
 @pytest.fixture(scope="module")
@@ -197,15 +176,20 @@ def test_same_inputs_give_bit_identical_results(task):
     pd.testing.assert_frame_equal(first_curves, second_curves)
 
 
-@pytest.mark.parametrize("method", ["concat", "xattn_txt2img"])
-def test_adding_seeds_leaves_the_existing_seeds_bit_for_bit_unchanged(task, method):
+@pytest.mark.parametrize(
+    ("method", "schedule"),
+    [("concat", "constant"), ("xattn_txt2img", "constant"), ("xattn_txt2img", "warmup_cosine")],
+)
+def test_adding_seeds_leaves_the_existing_seeds_bit_for_bit_unchanged(task, method, schedule):
     """A seed trained alone and the same seed trained in a stack of four agree exactly in every
     table: initialisation, data order and dropout masks come from the seed alone, the optimiser
-    steps each seed's slice as a tensor of its own, and evaluation runs in chunks that do not
-    depend on how many seeds train beside it. So the workflow's seed blocks (training.seed_block)
-    decide only which job trains a seed, never its numbers."""
+    steps each seed's slice as a tensor of its own at a rate that depends on the step alone, and
+    evaluation runs in chunks that do not depend on how many seeds train beside it. So the
+    workflow's seed blocks (training.seed_block) decide only which job trains a seed, never its
+    numbers."""
     hparams = {**HEADS[method], "dropout": 0.3}
     settings = {"head": hparams, "max_epochs": 8, "patience": 1}  # seeds stop at different epochs
+    settings |= {"schedule": schedule, "warmup_fraction": 0.2}
     stack = trained(task, method, seeds=(2, 0, 5, 1), **settings)
     assert stack.runs["epochs"].nunique() > 1, "no seed left the stack early"
     for seed in (0, 1):
@@ -222,6 +206,19 @@ def test_adding_seeds_leaves_the_existing_seeds_bit_for_bit_unchanged(task, meth
             pd.testing.assert_frame_equal(
                 ours.reset_index(drop=True), theirs.reset_index(drop=True), check_exact=True
             )
+
+
+def test_every_step_takes_the_schedules_rate_and_runs_record_the_recipe(task, monkeypatch):
+    seen, set_lr = [], SeedAdamW.set_lr
+    monkeypatch.setattr(SeedAdamW, "set_lr", lambda self, lr: (seen.append(lr), set_lr(self, lr)))
+    cosine = {"max_epochs": 3, "schedule": "warmup_cosine", "warmup_fraction": 0.2}
+    runs, _ = train(task, "concat", patience=10, **cosine)
+    total = 3 * 13  # 800 pairs in batches of 64
+    expected = [learning_rate(spec("concat", **cosine)["training"], k, total) for k in range(total)]
+    assert seen == expected and max(seen) == 3e-3 and seen[0] < seen[7] > seen[-1]
+    recorded = json.loads(runs["training"].iloc[0])
+    assert recorded["schedule"] == "warmup_cosine" and recorded["lr"] == 3e-3
+    assert not runs["tuned"].any() and (runs["tuned_values"] == "{}").all()
 
 
 def test_early_stopping_ends_training_before_max_epochs(task):

@@ -105,21 +105,37 @@ def features(args) -> None:
 def train(args) -> None:
     from alignfuse.parquet import write_frame
     from alignfuse.train.condition import train_condition
+    from alignfuse.train.tuning import apply_chosen, read_chosen
 
+    spec = args.spec
+    if args.tuned:
+        spec = apply_chosen(spec, read_chosen(args.tuned, spec["method"]))
     trained = train_condition(
         args.image_features,
         args.text_features,
         args.pairs_dir,
         args.n,
-        args.spec,
+        spec,
         args.threads,
         labels=dict(args.label),
     )
-    metadata = {"spec": args.spec, "n": args.n}
+    metadata = {"spec": spec, "n": args.n}
     write_frame(trained.curves, args.curves_out, metadata)
     write_frame(trained.predictions, args.predictions_out, metadata)
     write_frame(trained.fused, args.fused_out, metadata)
     write_frame(trained.runs, args.out, metadata)
+
+
+def tune(args) -> None:
+    from alignfuse.parquet import write_frame
+    from alignfuse.train.tuning import tune, write_chosen
+
+    tuned = tune(args.image_features, args.text_features, args.pairs_dir, args.spec, args.threads)
+    frame = tuned.candidates
+    for key, value in reversed(args.label):
+        frame.insert(0, key, value)
+    write_frame(frame, args.out, {"spec": args.spec})
+    write_chosen(tuned.chosen, args.chosen_out)
 
 
 def align_contrastive(args) -> None:
@@ -335,7 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curves-out", type=Path, required=True)
     p.add_argument("--predictions-out", type=Path, required=True)
     p.add_argument("--fused-out", type=Path, required=True, help="fused representations")
+    p.add_argument(
+        "--tuned", type=Path, help="the method's chosen values (tune's JSON): train with them"
+    )
     p.set_defaults(func=train)
+
+    p = sub.add_parser(
+        "tune", help="train a method's grid of training settings and choose on dev (never test)"
+    )
+    p.add_argument("--image-features", type=Path, required=True)
+    p.add_argument("--text-features", type=Path, required=True)
+    p.add_argument(
+        "--pairs-dir", type=Path, required=True, help="holds train.parquet and dev.parquet"
+    )
+    p.add_argument(
+        "--spec", type=json_arg, required=True, help="method, training, grid, scale, seeds, metric"
+    )
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--label", type=label_arg, action="append", default=[], help="KEY=VALUE column")
+    p.add_argument("--out", type=Path, required=True, help="every candidate's dev scores")
+    p.add_argument("--chosen-out", type=Path, required=True, help="the chosen values (JSON)")
+    p.set_defaults(func=tune)
 
     p = sub.add_parser("align-contrastive", help="fit contrastive projections; write both sides")
     p.add_argument("--image", type=Path, required=True)

@@ -18,7 +18,13 @@ from alignfuse.align.names import parse_alignment
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
-from alignfuse.grid import conditions, synthetic_generator
+from alignfuse.grid import (
+    conditions,
+    feature_sets,
+    synthetic_generator,
+    tuned_methods,
+    tuning_target,
+)
 
 SCHEMA_NAME = "workflow/schemas/config.schema.yaml"
 
@@ -203,6 +209,7 @@ def check_semantics(config: dict) -> None:
     check_methods(config["methods"])
     check_claims(config)
     check_training(config)
+    check_tuning(config)
     check_token_sources(config)
     check_param_match(config)
 
@@ -224,7 +231,8 @@ def check_methods(methods: dict) -> None:
 
 def check_claims(config: dict) -> None:
     """The analysis reference is a method, and each claim names what the study trains (else its
-    rows would only read "not in this study") with a band that reads as its kind says."""
+    rows would only read "not in this study"), its reference included (the paired table compares
+    every claim's reference with the other methods), with a band that reads as its kind says."""
     reference = config["analysis"]["reference"]
     if reference not in config["methods"]:
         raise AlignfuseError(
@@ -240,11 +248,11 @@ def check_claims(config: dict) -> None:
                 f"{key}.backbone': '{claim['backbone']}' is not defined under 'backbones' "
                 f"(defined: {', '.join(sorted(config['backbones']))})"
             )
-        if claim["reference"] != reference:
+        if claim["reference"] not in trained:
             raise AlignfuseError(
-                f"{key}.reference': '{claim['reference']}' is not analysis.reference "
-                f"'{reference}', the method every comparison is made against; claim against "
-                "it or change analysis.reference"
+                f"{key}.reference': '{claim['reference']}' is not a method this study trains "
+                f"(trained: {', '.join(trained)}); claim against analysis.reference "
+                f"'{reference}' or another trained label (a tuned copy of it, say)"
             )
         for j, label in enumerate(claim["methods"]):
             if label not in trained:
@@ -301,6 +309,8 @@ def check_token_sources(config: dict) -> None:
 def scale_lists(config: dict) -> list[tuple[str, list[int]]]:
     """Every list of scales in the config, with its key."""
     lists = [("scales", config["scales"])]
+    if "scale" in config["tuning"]:
+        lists.append(("tuning.scale", [config["tuning"]["scale"]]))
     for name, grid in config["grids"].items():
         if "scales" in grid:
             lists.append((f"grids.{name}.scales", grid["scales"]))
@@ -334,6 +344,41 @@ def check_training(config: dict) -> None:
                 f"config key '{where}.min_epochs': {training['min_epochs']} is more than "
                 f"max_epochs = {training['max_epochs']}, so no seed could stop early and none "
                 "could reach it; lower min_epochs or raise max_epochs"
+            )
+
+
+def check_tuning(config: dict) -> None:
+    """Tuning grids name methods the study defines, and tuning trains on a feature set the study
+    trains on (so its files exist, and candidates see what the study's heads see)."""
+    tuning = config["tuning"]
+    for label in tuning["methods"]:
+        if label != "all" and label not in config["methods"]:
+            raise AlignfuseError(
+                f"config key 'tuning.methods.{label}': '{label}' is not one of the methods "
+                f"(defined: {', '.join(config['methods'])}); name a method label, or 'all'"
+            )
+    if not tuning["methods"]:
+        return
+    target = tuning_target(config)
+    backbone, alignment = target["backbone"], target["alignment"]
+    if backbone not in config["backbones"]:
+        raise AlignfuseError(
+            f"config key 'tuning.backbone': '{backbone}' is not defined under 'backbones' "
+            f"(defined: {', '.join(config['backbones'])})"
+        )
+    parse_alignment(alignment, "tuning.alignment")
+    trained = feature_sets(config)
+    if (backbone, alignment) not in trained:
+        raise AlignfuseError(
+            f"config key 'tuning.alignment': the study trains on no {backbone}@{alignment} "
+            f"features (it trains on {', '.join(f'{b}@{a}' for b, a in trained)}); tune on one "
+            "of those"
+        )
+    for label in tuned_methods(config):
+        if config["methods"][label].get("token_source") == "encoder" and alignment != "raw":
+            raise AlignfuseError(
+                f"config key 'tuning.alignment': method '{label}' reads encoder tokens, which "
+                "exist for raw features only; tune on alignment raw"
             )
 
 

@@ -104,25 +104,76 @@ def method_training(config: dict, method: str) -> dict:
 # Training settings that decide which job trains a seed, not how it trains: a job's block is in
 # its path, so they stay out of its params (a seed's results do not depend on its block).
 JOB_LAYOUT = ("seed_block",)
+# Settings that only shape a warmup_cosine schedule: a job on the constant rate does not use them.
+SCHEDULE_SHAPE = ("warmup_steps", "warmup_fraction", "final_lr_fraction")
+
+
+def job_training(training: dict, tuned: bool) -> dict:
+    """The training settings a job's numbers depend on. On the constant rate of an untuned method
+    the schedule's keys are left out, so adding the schedule setting changed no job of a study
+    that does not use it; a tuned method keeps them, as its chosen schedule may need them."""
+    kept = {k: v for k, v in training.items() if k not in JOB_LAYOUT}
+    if not tuned and kept.get("schedule", "constant") == "constant":
+        kept = {k: v for k, v in kept.items() if k not in ("schedule", *SCHEDULE_SHAPE)}
+    return kept
 
 
 def train_slice(config: dict, method: str, block: str) -> dict:
     """Everything a training job of method label ``method`` and seed block ``block`` (its name,
     e.g. "0-4") depends on besides its input files: the label, its head's registry name and
     hyper-parameters, training settings and the block's seeds."""
-    spec = config["methods"][method]
     blocks = {b.name: b for b in seed_blocks(config, method)}
     if block not in blocks:
         raise ValueError(f"method '{method}' has no seed block {block}: {', '.join(blocks)}")
-    training = method_training(config, method)
+    return {**method_slice(config, method), "seeds": list(blocks[block].seeds)}
+
+
+def method_slice(config: dict, method: str) -> dict:
+    """A method label's head, hyper-parameters, training settings and input handling: what any
+    job that trains it depends on besides its seeds and files."""
+    spec = config["methods"][method]
     return {
         "method": method,
         "head": spec["head"],
         "hparams": {k: v for k, v in spec.items() if k not in METHOD_SETTINGS},
-        "training": {k: v for k, v in training.items() if k not in JOB_LAYOUT},
-        "seeds": list(blocks[block].seeds),
+        "training": job_training(method_training(config, method), method in tuned_methods(config)),
         "resample": config["pairs"]["resample"],
         "scaling": spec.get("scaling", config["features"]["scaling"]),
+    }
+
+
+def tuning_grid(config: dict, method: str) -> dict | None:
+    """The values to try of each training setting for ``method`` (its own grid under
+    ``tuning.methods``, else the ``all`` grid), or None if the method is not tuned."""
+    grids = config.get("tuning", {}).get("methods", {})
+    return grids.get(method, grids.get("all"))
+
+
+def tuned_methods(config: dict) -> list[str]:
+    """The method labels whose training settings are chosen on dev before the study trains them."""
+    return [m for m in config["methods"] if tuning_grid(config, m)]
+
+
+def tuning_target(config: dict) -> dict:
+    """Where tuning trains: ``tuning``'s backbone (default: the study's first), alignment
+    (default raw), scale (default: the study's largest), seeds and the metric it selects on."""
+    tuning = config.get("tuning", {})
+    return {
+        "backbone": tuning.get("backbone", next(iter(config["backbones"]))),
+        "alignment": tuning.get("alignment", "raw"),
+        "scale": tuning.get("scale", max(c.n for c in conditions(config))),
+        "seeds": list(tuning.get("seeds", [0])),
+        "metric": tuning.get("metric", "dev_accuracy"),
+    }
+
+
+def tune_slice(config: dict, method: str) -> dict:
+    """Everything the tuning job of ``method`` depends on besides its input files: the method's
+    slice, its grid, and where and on what it selects (:func:`tuning_target`)."""
+    return {
+        **method_slice(config, method),
+        **tuning_target(config),
+        "grid": tuning_grid(config, method),
     }
 
 

@@ -128,6 +128,38 @@ def train_code(wildcards):
     return f"{code_hash('train.condition', method_module(head))}:{FUSION_METHODS[head]}"
 
 
+def tuning_features(wildcards):
+    """The feature files a method's tuning trains on: ``tuning``'s feature set, as
+    :func:`features_for` gives them (token sequences for an encoder-token head)."""
+    target = grid.tuning_target(config)
+    tokens = config["methods"][wildcards.method].get("token_source") == "encoder"
+    return feature_files(
+        wildcards.dataset,
+        target["backbone"],
+        target["alignment"],
+        "_tokens" if tokens else "",
+    )
+
+
+def tuned_values(wildcards):
+    """A tuned method's chosen values, as an input of its training jobs (none if untuned)."""
+    if wildcards.method not in grid.tuned_methods(config):
+        return {}
+    return {"tuned": f"results/{STUDY}/tuning/{wildcards.dataset}/{wildcards.method}.json"}
+
+
+def tuned_arg(wildcards):
+    """The training command's ``--tuned`` argument for a tuned method (empty if untuned)."""
+    chosen = tuned_values(wildcards)
+    return f"--tuned {shlex.quote(chosen['tuned'])}" if chosen else ""
+
+
+def tune_code(wildcards):
+    """Hash of the tuning and training code and of the head's module (see :func:`train_code`)."""
+    head = head_of(wildcards)
+    return f"{code_hash('train.tuning', method_module(head))}:{FUSION_METHODS[head]}"
+
+
 def run_files(suffix=""):
     """Every condition's run files, one per seed block (or, with a suffix such as
     ".predictions", their siblings)."""

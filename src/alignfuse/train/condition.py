@@ -30,6 +30,7 @@ from alignfuse.train.ensemble import SeedEnsemble
 from alignfuse.train.metrics import metrics
 from alignfuse.train.optim import SeedAdamW, adamw, keep_optimizer_seeds
 from alignfuse.train.represent import modality_ablation, representations
+from alignfuse.train.schedule import learning_rate, total_steps
 from alignfuse.train.splits import Split, load_splits
 from alignfuse.train.stopping import EarlyStopping
 
@@ -71,7 +72,8 @@ def fit(
     The loss is the sum over seeds of each seed's mean cross-entropy, so the gradient of seed s's
     parameter slice is exactly that of seed s's own loss, and one AdamW step over the stack
     (``optimizer``, from :func:`adamw`) is S independent AdamWs, each exactly as if its seed
-    trained alone. Each seed draws its data order from its own generator.
+    trained alone. Each seed draws its data order from its own generator. The rate of each step
+    comes from the schedule (:mod:`alignfuse.train.schedule`), the same for every seed.
     """
     n, device = train.subsets.shape[1], train.label.device
     batch_size = min(cfg["batch_size"], n)
@@ -83,6 +85,7 @@ def fit(
     active = torch.arange(len(seeds))  # positions in `seeds` of the seeds still training
     train_loss, seen = torch.zeros(len(seeds), device=device), 0
     score_grad, steps = torch.zeros(len(seeds), device=device), 0
+    step, schedule_steps = 0, total_steps(cfg, n)
 
     bar = tqdm(range(1, max_epochs + 1), desc=desc, file=sys.stderr)
     stopping = result.stopping
@@ -103,7 +106,9 @@ def fit(
             (loss.sum() / idx.shape[1]).backward()  # the sum over seeds of each seed's mean loss
             score_grad += model.score_grad_norm()
             steps += 1
+            optimizer.set_lr(learning_rate(cfg, step, schedule_steps))
             optimizer.step()
+            step += 1
             train_loss += loss.detach()
         seen += n
         for j in (~torch.isfinite(train_loss)).nonzero().flatten().tolist():
@@ -189,25 +194,9 @@ def train_condition(
     )
     load_s = time.perf_counter() - start
     train = data["train"]
-    model = SeedEnsemble(
-        spec["head"],
-        spec["hparams"],
-        train.image.dim,
-        train.text.dim,
-        seeds,
-        device,
-        spec["method"],
+    model, result, train_s = fit_seeds(
+        spec, data, device, (image_features, text_features), f"{spec['method']} n={n}"
     )
-    check_token_source(spec["method"], model.token_source, train, image_features, text_features)
-    probe = torch.arange(min(cfg["batch_size"], n), device=device).expand(len(seeds), -1)
-    model.adopt_grad_layout(*train.inputs(probe))
-    model.measure_dropout(*train.inputs(train.longest().expand(len(seeds), -1)))
-
-    # A process's first optimiser imports torch._dynamo (about 3 s): not part of train_s.
-    optimizer = adamw(model.params.values(), cfg)
-    train_start = time.perf_counter()
-    result = fit(model, optimizer, train, data["dev"], cfg, seeds, f"{spec['method']} n={n}")
-    train_s = time.perf_counter() - train_start
 
     model.load(result.best)
     stopping = result.stopping
@@ -245,6 +234,7 @@ def train_condition(
             "device": describe(device),
             "token_source": model.token_source,
             **tokens_attended(model, train),
+            **recipe(spec),
             "status": "ok" if stopping.diverged_at[s] is None else "diverged",
             "diverged_epoch": stopping.diverged_at[s],
         }
@@ -258,6 +248,48 @@ def train_condition(
         predictions(test_logits[usable], [seeds[s] for s in usable]),
         representations(model, train, data["test"], seeds, usable),
     )
+
+
+def fit_seeds(
+    spec: dict, data: dict[str, Split], device: torch.device, files: tuple[Path, Path], desc: str
+) -> tuple[SeedEnsemble, Fit, float]:
+    """Build the seed ensemble of ``spec`` on the loaded splits and :func:`fit` it on train with
+    early stopping on dev: (the ensemble, the fit, the seconds the epochs took). ``files`` (image,
+    text) name the features in errors."""
+    cfg, seeds, train = spec["training"], list(spec["seeds"]), data["train"]
+    model = SeedEnsemble(
+        spec["head"],
+        spec["hparams"],
+        train.image.dim,
+        train.text.dim,
+        seeds,
+        device,
+        spec["method"],
+    )
+    check_token_source(spec["method"], model.token_source, train, *files)
+    n = train.subsets.shape[1]
+    probe = torch.arange(min(cfg["batch_size"], n), device=device).expand(len(seeds), -1)
+    model.adopt_grad_layout(*train.inputs(probe))
+    model.measure_dropout(*train.inputs(train.longest().expand(len(seeds), -1)))
+
+    # A process's first optimiser imports torch._dynamo (about 3 s): not part of train_s.
+    optimizer = adamw(model.params.values(), cfg)
+    train_start = time.perf_counter()
+    result = fit(model, optimizer, train, data["dev"], cfg, seeds, desc)
+    return model, result, time.perf_counter() - train_start
+
+
+def recipe(spec: dict) -> dict:
+    """What a run records of how it was trained: the training settings it used (``training``,
+    JSON), whether tuning chose any of them (``tuned``) and which values it chose
+    (``tuned_values``, JSON; ``{}`` when untuned)."""
+    training = {k: v for k, v in spec["training"].items() if k != "device"}
+    chosen = spec.get("tuned")
+    return {
+        "training": json.dumps(training, sort_keys=True),
+        "tuned": chosen is not None,
+        "tuned_values": json.dumps(chosen or {}, sort_keys=True),
+    }
 
 
 def predictions(logits: torch.Tensor, seeds: list[int]) -> pd.DataFrame:

@@ -137,9 +137,11 @@ def load_splits(
     seeds: list[int] = (0,),
     resample: str = "fixed",
     scaling: str = "none",
+    splits: tuple[str, ...] = SPLITS,
 ) -> dict[str, Split]:
-    """Train (each seed's n pairs, see :func:`training_subsets`), dev and test pairs over the
-    feature rows they use, read once, scaled and held on ``device``.
+    """Train (each seed's n pairs, see :func:`training_subsets`) and the other ``splits`` (dev
+    and test by default) over the feature rows they use, read once, scaled and held on
+    ``device``. A split left out is never opened: tuning reads train and dev only.
 
     The train split holds the union of the seeds' subsets; its ``subsets`` give each seed's pairs
     as positions in it. Each modality's ``scaling`` (:mod:`alignfuse.features.scaling`) is fitted
@@ -161,9 +163,9 @@ def load_splits(
     used, subsets = np.unique(subsets, return_inverse=True)
     pairs = {
         "train": train.iloc[used],
-        **{s: read_pairs(pairs_dir / f"{s}.parquet") for s in SPLITS if s != "train"},
+        **{s: read_pairs(pairs_dir / f"{s}.parquet") for s in splits if s != "train"},
     }
-    every = pd.concat(pairs.values(), keys=SPLITS)
+    every = pd.concat(pairs.values(), keys=list(pairs))
     fit = {c: pd.unique(train[c])[:SCALING_ROWS] for c in ("image_id", "caption_id")}
     image, image_row = load_rows(
         Path(image_features), pd.concat([every["image_id"], pd.Series(fit["image_id"])])
@@ -181,10 +183,10 @@ def load_splits(
     image_row, text_row = image_row[: len(every)], text_row[: len(every)]
     image, text = image.to(device), text.to(device)
     image_row, text_row = image_row.to(device), text_row.to(device)
-    splits, start = {}, 0
+    loaded, start = {}, 0
     for name, frame in pairs.items():
         rows = slice(start, start + len(frame))
-        splits[name] = Split(
+        loaded[name] = Split(
             image=image,
             text=text,
             label=torch.tensor(frame["label"].to_numpy(), dtype=torch.long, device=device),
@@ -192,5 +194,5 @@ def load_splits(
             text_row=text_row[rows],
         )
         start += len(frame)
-    splits["train"].subsets = torch.as_tensor(subsets.reshape(len(seeds), -1))  # on the CPU
-    return splits
+    loaded["train"].subsets = torch.as_tensor(subsets.reshape(len(seeds), -1))  # on the CPU
+    return loaded
