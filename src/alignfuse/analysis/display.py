@@ -3,6 +3,7 @@ number means and which sources of variance its interval covers."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from html import escape
@@ -65,6 +66,21 @@ def tokens_label(source: str, image: float, text: float) -> str:
     return f"encoder {image:.0f} / {text:.1f}"
 
 
+def recipe_label(training, tuned, tuned_values) -> str:
+    """How a condition's heads were trained, for people: rate, weight decay and schedule, and
+    which of them (or dropout) tuning chose on dev, e.g. "lr 0.0003 · wd 0.01 · warmup_cosine
+    (tuned: lr, schedule)"; "–" for runs that do not record it."""
+    if not isinstance(training, str):
+        return "–"
+    cfg = json.loads(training)
+    label = f"lr {cfg['lr']:g} · wd {cfg['weight_decay']:g} · {cfg.get('schedule', 'constant')}"
+    if tuned is True or tuned == 1:
+        chosen = json.loads(tuned_values)
+        shown = ", ".join(f"{k} {v:g}" if k == "dropout" else k for k, v in sorted(chosen.items()))
+        label += f" (tuned: {shown})"
+    return label
+
+
 def covers(intervals: pd.Series) -> str:
     """What the tables' intervals cover, for a footnote."""
     kinds = sorted(set(intervals.dropna()))
@@ -90,11 +106,15 @@ def summary_display(summary: pd.DataFrame, settings) -> Display:
     table["params"] = [f"{p:,.0f}" for p in summary["params_mean"]]
     table["scaling"] = text(summary.get("scaling", pd.Series("–", index=summary.index)))
     table["epochs"] = ["–" if np.isnan(e) else f"{e:.1f}" for e in summary["epochs_mean"]]
+    table["training"] = [
+        recipe_label(r.get("training"), r.get("tuned"), r.get("tuned_values"))
+        for _, r in summary.iterrows()
+    ]
     table["tokens"] = [
         tokens_label(r.token_source, r.image_tokens, r.text_tokens) for r in summary.itertuples()
     ]
     names = len(condition) - 1  # the condition's keys but n_train are names: left-aligned
-    align = ["left"] * names + ["right"] * (table.shape[1] - names - 1) + ["left"]
+    align = ["left"] * names + ["right"] * (table.shape[1] - names - 2) + ["left", "left"]
     level = f"{settings.confidence:.0%}"
     note = (
         f"Mean [{level} interval over {covers(summary.get('interval', pd.Series(dtype=str)))}] "
@@ -103,7 +123,9 @@ def summary_display(summary: pd.DataFrame, settings) -> Display:
         "whose half-width alone is shown as '± seeds only'. Diverged seeds are left out; a "
         "condition whose seeds all diverged shows 0 seeds and no estimate. "
         "tokens: what the head attends over: pooled vectors, k pseudo-tokens cut from them, or "
-        "the encoders' own sequences (mean tokens per image / per caption)."
+        "the encoders' own sequences (mean tokens per image / per caption). "
+        "training: the learning rate, weight decay and schedule the heads trained with; "
+        "'tuned' names the settings chosen on dev by the tuning stage (the rest are as set)."
     )
     return Display("Test accuracy and AUROC per condition", table, align, note)
 
@@ -140,7 +162,13 @@ def paired_display(paired: pd.DataFrame, settings) -> Display:
         f"percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples) in the Parquet and "
         "CSV files is too narrow with few seeds and is not used for verdicts."
     )
-    return Display(f"Paired differences: {settings.reference} − each method", table, align, note)
+    references = ", ".join(settings.references)
+    if len(settings.references) > 1:
+        note += (
+            f" References: {references} (the analysis reference, then those claims are judged "
+            "against); each reference's comparisons are their own Holm family."
+        )
+    return Display(f"Paired differences: {references} − each method", table, align, note)
 
 
 def claims_display(table: pd.DataFrame, settings) -> Display:

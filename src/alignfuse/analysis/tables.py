@@ -64,6 +64,12 @@ class Settings:
     seed: int = 0
     claims: tuple[Claim, ...] = field(default=())
 
+    @property
+    def references(self) -> list[str]:
+        """The methods the paired table compares every other method with: the analysis
+        reference, then each other one a claim is judged against (e.g. a tuned concat)."""
+        return list(dict.fromkeys([self.reference, *(c.reference for c in self.claims)]))
+
     @classmethod
     def from_config(cls, analysis: dict, claims: list[dict]) -> Settings:
         return cls(
@@ -214,7 +220,8 @@ def summarize(
             summary[f"{metric}_{part}"] = intervals[f"{part}"] if len(intervals) else np.nan
         summary["interval"] = intervals["interval"] if len(intervals) else ""
     summary["head"] = every["head"].first()
-    for recorded in ("scaling", "hparams"):  # what the head saw and was built with
+    # what the head saw, was built with, and how it was trained (chosen on dev or set)
+    for recorded in ("scaling", "hparams", "training", "tuned", "tuned_values"):
         if recorded in runs:
             summary[recorded] = every[recorded].first()
     summary["params_mean"] = every["params"].mean()
@@ -248,9 +255,12 @@ def build_tables(
     bootstrap = None
     if predictions is not None and test_pairs is not None:
         bootstrap = ImageBootstrap.draw(test_pairs, settings.bootstrap_resamples, settings.seed)
-    paired = paired_differences(
-        runs, settings.reference, METRICS, predictions, bootstrap, settings.confidence
-    )
+    # one family per reference: Holm's correction of one reference's rows ignores the others
+    families = [
+        paired_differences(runs, reference, METRICS, predictions, bootstrap, settings.confidence)
+        for reference in settings.references
+    ]
+    paired = pd.concat([f for f in families if len(f)] or families[:1], ignore_index=True)
     summary = summarize(runs, predictions, bootstrap, settings.confidence)
     study = alignment_study(
         runs,
