@@ -348,8 +348,8 @@ def check_training(config: dict) -> None:
 
 
 def check_tuning(config: dict) -> None:
-    """Tuning grids name methods the study defines, and tuning trains on a feature set the study
-    trains on (so its files exist, and candidates see what the study's heads see)."""
+    """Tuning grids name methods the study defines, and tuning trains on raw features or on a
+    feature set the study trains on (the stages that make the others run for those only)."""
     tuning = config["tuning"]
     for label in tuning["methods"]:
         if label != "all" and label not in config["methods"]:
@@ -368,11 +368,11 @@ def check_tuning(config: dict) -> None:
         )
     parse_alignment(alignment, "tuning.alignment")
     trained = feature_sets(config)
-    if (backbone, alignment) not in trained:
+    if alignment != "raw" and (backbone, alignment) not in trained:
         raise AlignfuseError(
             f"config key 'tuning.alignment': the study trains on no {backbone}@{alignment} "
-            f"features (it trains on {', '.join(f'{b}@{a}' for b, a in trained)}); tune on one "
-            "of those"
+            f"features (it trains on {', '.join(f'{b}@{a}' for b, a in trained)}); tune on "
+            "raw features or one of those"
         )
     for label in tuned_methods(config):
         if config["methods"][label].get("token_source") == "encoder" and alignment != "raw":

@@ -145,7 +145,9 @@ def tuned_values(wildcards):
     """A tuned method's chosen values, as an input of its training jobs (none if untuned)."""
     if wildcards.method not in grid.tuned_methods(config):
         return {}
-    return {"tuned": f"results/{STUDY}/tuning/{wildcards.dataset}/{wildcards.method}.json"}
+    return {
+        "tuned": f"results/{STUDY}/tuning/{wildcards.dataset}/{wildcards.method}.json"
+    }
 
 
 def tuned_arg(wildcards):

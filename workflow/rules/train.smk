@@ -38,7 +38,9 @@ rule tune:
     """Train one method's grid of training settings on the train split; choose on dev."""
     input:
         unpack(tuning_features),
-        pairs=expand("results/pairs/{{dataset}}/{split}.parquet", split=["train", "dev"]),
+        pairs=expand(
+            "results/pairs/{{dataset}}/{split}.parquet", split=["train", "dev"]
+        ),
     output:
         candidates="results/{study}/tuning/{dataset}/{method}.parquet",
         chosen="results/{study}/tuning/{dataset}/{method}.json",
