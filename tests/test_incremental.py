@@ -72,8 +72,10 @@ def imported_modules(path: Path) -> set[str]:
 
 def method_of(job: PlannedJob) -> str:
     """Method of a training job from its output:
-    results/{study}/runs/{dataset}/{b}@{a}/{method}/n{n}/seeds{block}..."""
-    return Path(job.outputs[0]).parents[1].name
+    results/{study}/runs/{dataset}/{b}@{a}/{method}/n{n}/seeds{block}..., or of a tuning job:
+    results/{study}/tuning/{dataset}/{method}.parquet."""
+    output = Path(job.outputs[0])
+    return output.stem if job.rule == "tune" else output.parents[1].name
 
 
 def block_of(job: PlannedJob) -> str:
@@ -148,8 +150,17 @@ class Study:
         return self.plan(clone)
 
 
+# The rules that train heads: a method's tuning trains its candidates with the training code.
+TRAINING_RULES = ("train", "tune")
+
+
 def retrains(methods: set[str]) -> Callable[[PlannedJob], bool]:
-    return lambda job: job.rule == "train" and method_of(job) in methods
+    """Selects the tuning and training jobs of ``methods``."""
+    return lambda job: job.rule in TRAINING_RULES and method_of(job) in methods
+
+
+def trains(job: PlannedJob) -> bool:
+    return job.rule in TRAINING_RULES
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +208,16 @@ def test_editing_one_fusion_method_retrains_only_its_conditions(study, tmp_path,
 
 def test_editing_the_training_loop_retrains_every_condition(study, tmp_path):
     plan = study.plan_after_editing(tmp_path, "train.condition")
-    assert plan == study.rerun(lambda job: job.rule == "train")
+    assert plan == study.rerun(trains)
     assert plan["train"] == as_plan(study.dag)["train"]
+    assert plan["tune"] == as_plan(study.dag)["tune"]
+
+
+def test_editing_the_tuning_module_retunes_and_retrains_only_the_tuned_methods(study, tmp_path):
+    tuned = set(load_preset("smoke")["tuning"]["methods"])
+    plan = study.plan_after_editing(tmp_path, "train.tuning")
+    assert plan == study.rerun(lambda job: job.rule == "tune")
+    assert plan["train"] == study.training(tuned)
 
 
 def test_editing_the_figure_style_redraws_every_figure(study, tmp_path):
@@ -223,7 +242,7 @@ def test_editing_head_building_or_parameter_matching_retrains_every_condition(st
     of ``param_match``: the hash follows imports, so both count as shared training code."""
     for module in ("fusion.build", "fusion.sizing"):
         plan = study.plan_after_editing(tmp_path / module, module)
-        assert plan == study.rerun(lambda job: job.rule == "train")
+        assert plan == study.rerun(trains)
 
 
 # The alignment jobs that run each module of the align stage: a job's hash covers its own module
@@ -305,6 +324,31 @@ def test_a_fresh_clone_with_new_file_dates_has_nothing_to_do(study, tmp_path):
     for path in clone.rglob("*"):
         os.utime(path, (later, later))
     assert study.plan(clone) == {}
+
+
+# --- tuning: a method's grid reruns its tuning and what it feeds ---------------------------------
+
+
+def test_changing_one_methods_tuning_grid_plans_that_methods_tuning_and_training_only(study):
+    """The smoke study tunes xattn_txt2img's learning rate; another grid for it plans its tuning
+    job, its training jobs (which read the chosen values) and the jobs that read every run."""
+    config = load_preset("smoke")
+    (method,) = config["tuning"]["methods"]
+    config["tuning"]["methods"][method] = {"lr": [0.001, 0.01]}
+    configfile = write_config(study.workdir / "tuning_grid.yaml", config)
+    plan = as_plan(study.jobs(clone=study.clone, configfile=configfile))
+    assert plan == study.rerun(lambda job: job.rule == "tune" and method_of(job) == method)
+    assert len(plan["tune"]) == 1 and plan["train"] == study.training({method})
+    assert {"aggregate", "all"} <= set(plan)
+
+
+def test_tuning_another_method_plans_its_tuning_and_training_and_leaves_the_others(study):
+    config = load_preset("smoke")
+    config["tuning"]["methods"]["concat"] = {"lr": [0.001, 0.003]}
+    configfile = write_config(study.workdir / "tuning_concat.yaml", config)
+    jobs = study.jobs(clone=study.clone, configfile=configfile)
+    assert {method_of(job) for job in jobs if job.rule in TRAINING_RULES} == {"concat"}
+    assert as_plan(jobs)["train"] == study.training({"concat"})
 
 
 # --- seeds: adding seeds trains only the seed blocks they fall in ---------------------------------

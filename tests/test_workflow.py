@@ -45,6 +45,25 @@ def test_smoke_study_writes_tables_and_figures(smoke):
             assert (workdir / f"results/smoke/figures/{name}.{ext}").stat().st_size > 1000
 
 
+def test_smoke_study_tunes_one_method_and_the_summary_shows_the_chosen_values(smoke):
+    """The smoke preset tunes xattn_txt2img over two learning rates on dev; its training jobs
+    use the chosen one, and the runs, the summary and its Markdown say so."""
+    workdir, _ = smoke
+    tuning = workdir / "results/smoke/tuning/smoke"
+    candidates = pd.read_parquet(tuning / "xattn_txt2img.parquet")
+    assert sorted(candidates["lr"]) == [0.001, 0.003] and candidates["chosen"].sum() == 1
+    chosen = json.loads((tuning / "xattn_txt2img.json").read_text())
+    assert chosen["values"] == {"lr": candidates.loc[candidates["chosen"], "lr"].item()}
+    summary = pd.read_parquet(workdir / "results/smoke/tables/summary.parquet")
+    tuned = summary["method"] == "xattn_txt2img"
+    assert summary.loc[tuned, "tuned"].all() and not summary.loc[~tuned, "tuned"].any()
+    assert set(summary.loc[tuned, "tuned_values"]) == {json.dumps(chosen["values"])}
+    recipes = summary.loc[tuned, "training"].map(json.loads)
+    assert (recipes.map(lambda t: t["lr"]) == chosen["values"]["lr"]).all()
+    table = (workdir / "results/smoke/tables/summary.md").read_text()
+    assert f"lr {chosen['values']['lr']:g} · wd 0.01 · constant (tuned: lr)" in table
+
+
 def test_second_run_has_nothing_to_do(smoke):
     workdir, configfile = smoke
     result = snakemake(workdir, "-n", "--configfile", str(configfile))
@@ -106,11 +125,20 @@ def test_default_study_plans_download_features_pairs_training_and_figures(tmp_pa
     ]
     assert len(jobs["pairs"]) == 1
     paper = yaml.safe_load((ROOT / "config.yaml").read_text())
-    methods, scales = len(paper["methods"]), len(paper["scales"])
-    degradation = paper["grids"]["degradation"]
+    methods, scales = len(paper["grids"]["paper"]["methods"]), len(paper["scales"])
+    degradation, tuned = paper["grids"]["degradation"], paper["grids"]["tuned"]
     degraded = len(degradation["alignments"]) - 1
-    # the paper grid, its contrastive copy on resnet18, and the degradation sub-grid (not a product)
-    assert len(jobs["train"]) == 3 * methods * scales + degraded * len(degradation["methods"])
+    # the paper grid, its contrastive copy on resnet18, the degradation sub-grid (not a product)
+    # and the tuned heads on clip at the paper's scales, each tuned once
+    assert len(jobs["train"]) == (
+        3 * methods * scales
+        + degraded * len(degradation["methods"])
+        + len(tuned["methods"]) * len(tuned["scales"])
+    )
+    assert sorted(jobs["tune"]) == sorted(
+        f"results/paper/tuning/flickr8k/{m}.parquet, results/paper/tuning/flickr8k/{m}.json"
+        for m in tuned["methods"]
+    )
     assert len(jobs["align_degrade"]) == degraded and len(jobs["align_contrastive"]) == 1
     assert {"captions", "aggregate", "alignment_metrics", "figure_alignment_gap", "all"} <= set(
         jobs
