@@ -94,9 +94,11 @@ def test_site_values_and_the_training_gpu_switch_come_from_the_environment(site_
 
 
 def test_training_asks_for_a_gpu_only_when_switched_on(site_env):
-    assert not any("train:gpu" in r for r in read_profile(PROFILE)["set-resources"])
+    for rule in ("train", "tune"):
+        assert not any(f"{rule}:gpu" in r for r in read_profile(PROFILE)["set-resources"])
     site_env.setenv("ALIGNFUSE_TRAIN_GPU", "1")
-    assert "train:gpu=1" in read_profile(PROFILE)["set-resources"]
+    for rule in ("train", "tune"):
+        assert f"{rule}:gpu=1" in read_profile(PROFILE)["set-resources"]
 
 
 def job_resources(output: str) -> dict[str, list[dict[str, str]]]:
