@@ -88,11 +88,18 @@ def test_listing_the_registry_does_not_import_torch():
 
 
 def test_paper_config_has_every_family_with_its_documented_size():
+    """Every family once under its own name, and the tuned labels exact copies of their heads."""
     methods = methods_of("config.yaml")
-    assert set(methods) == set(FUSION_METHODS)
-    for name, config in methods.items():
+    shared = {label: config for label, config in methods.items() if "head" not in config}
+    assert set(shared) == set(FUSION_METHODS)
+    for name, config in shared.items():
         count = sum(p.numel() for p in build_head(name, 512, 512, config).parameters())
         assert count == PAPER_COUNTS[name], name
+    for label, config in methods.items():
+        if label not in shared:
+            head = config["head"]
+            assert label == f"{head}_tuned"
+            assert {k: v for k, v in config.items() if k != "head"} == shared[head]
     for name in ("xattn_txt2img", "xattn_img2txt"):  # the paper's ~757K
         assert abs(PAPER_COUNTS[name] - 757_000) < 0.002 * 757_000
 

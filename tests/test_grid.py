@@ -25,9 +25,10 @@ def test_without_grids_the_study_is_the_product_of_its_lists():
 def test_the_paper_study_adds_its_sub_grids_without_multiplying_the_paper_grid():
     config = paper_config()
     conditions = grid.conditions(config)
-    methods, scales = len(config["methods"]), len(config["scales"])
-    degradation = config["grids"]["degradation"]
+    methods, scales = len(config["grids"]["paper"]["methods"]), len(config["scales"])
+    degradation, tuned = config["grids"]["degradation"], config["grids"]["tuned"]
     extra = (len(degradation["alignments"]) - 1) * len(degradation["methods"])
+    extra += len(tuned["methods"]) * len(tuned["scales"])
     assert len(conditions) == 2 * methods * scales + methods * scales + extra
     assert grid.Condition("clip", "rotation-0.5", "xattn_bidir", 4096) in conditions
     assert grid.Condition("clip", "rotation-0.5", "xattn_bidir", 2048) not in conditions

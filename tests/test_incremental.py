@@ -457,6 +457,7 @@ def plugin_study(tmp_path_factory):
         "methods": {"concat": {"hidden": [8]}},
         "claims": [],
         "grids": {},
+        "tuning": {},
         "threads": {"train": 1, "features": 1},
     }
     config["dataset"] = {
