@@ -509,6 +509,7 @@ def test_method_defaults_are_filled(synthetic):
     synthetic["grids"] = {}
     synthetic["analysis"] = {"reference": "late"}
     synthetic["claims"] = []  # its claims compare concat and cross-attention
+    synthetic["tuning"] = {}  # it tunes copies of concat and cross-attention
     methods = validate_config(synthetic, SCHEMA)["methods"]
     assert methods["late"] == {
         "head": "late",
@@ -521,7 +522,8 @@ def test_method_defaults_are_filled(synthetic):
 
 
 def test_without_methods_the_paper_pair_is_trained(synthetic):
-    del synthetic["methods"]
+    del synthetic["methods"], synthetic["tuning"], synthetic["pid"]
+    synthetic["grids"] = {"main": {"alignments": ["raw"]}}  # the preset's grids name its methods
     synthetic["claims"] = [c for c in synthetic["claims"] if c["methods"] == ["xattn_txt2img"]]
     assert set(validate_config(synthetic, SCHEMA)["methods"]) == {"concat", "xattn_txt2img"}
 
