@@ -7,17 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from workflow_runner import ROOT, load_preset, snakemake, write_config
 
 from alignfuse import grid
 from alignfuse.config import validate_config
 from alignfuse.cost.calibration import HeadSpeed, measure_heads, speed_key
-from alignfuse.cost.estimate import job_cost, wall_s
+from alignfuse.cost.estimate import cost_text, job_cost, summary, wall_s
 from alignfuse.cost.plan import (
     FLICKR8K_IMAGES,
     SplitSize,
@@ -76,23 +76,21 @@ def test_contrastive_features_take_the_projections_width(in_tmp):
     assert contrastive and all((j.d_image, j.d_text) == (dim, dim) for j in contrastive)
 
 
-def test_flickr8k_splits_come_from_its_split_files_before_the_data_stage(in_tmp):
-    config = validated(load_preset("param_matched"))
-    sizes = split_sizes(config)
+@pytest.fixture(scope="module")
+def paper(in_tmp) -> dict:
+    return validated(yaml.safe_load((ROOT / "config.yaml").read_text()))
+
+
+def test_flickr8k_splits_come_from_its_split_files_before_the_data_stage(paper):
+    sizes = split_sizes(paper)
     assert sizes["dev"] == SplitSize(FLICKR8K_IMAGES["dev"], 5 * FLICKR8K_IMAGES["dev"])
     assert sizes["dev"].pairs == 10_000
 
 
-def test_paper_study_plans_228_jobs_of_five_seeds(in_tmp):
-    jobs = training_jobs(validated(yaml_config(ROOT / "config.yaml")))
+def test_paper_study_plans_228_jobs_of_five_seeds(paper):
+    jobs = training_jobs(paper)
     assert len(jobs) == 228 and {j.seeds for j in jobs} == {5}
     assert {(j.d_image, j.d_text) for j in jobs} == {(512, 512), (256, 256)}
-
-
-def yaml_config(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 def test_typical_epochs_wait_patience_evaluations_after_the_best(in_tmp):
@@ -119,6 +117,29 @@ def test_job_cost_counts_steps_evaluations_and_the_start(in_tmp):
     assert cost.flops["max"] == pytest.approx(steps * 1e6 + evaluated * 1e3)
     seconds = 3.0 + steps * 0.01 + evaluated * 1e-4 + 5 * min(ENTROPY_PAIRS, 150) * 1e-5
     assert cost.seconds["max"] == pytest.approx(seconds)
+
+
+def test_totals_per_grid_on_cores_and_one_gpu_job_at_a_time(in_tmp):
+    jobs = training_jobs(smoke())
+    speed = HeadSpeed(
+        step_s=0.01, step_flops=1e6, eval_pair_s=1e-4, eval_pair_flops=1e3, entropy_pair_s=0.0
+    )
+    splits = {"dev": SplitSize(25, 75), "test": SplitSize(25, 75)}
+    cpu = [job_cost(j, speed, splits, 25, start_s=3.0) for j in jobs]
+    gpu = [job_cost(j, speed, splits, 25, start_s=1.0) for j in jobs]
+    rows = summary(cpu, cores=[2, 32], threads=1, gpu=gpu)
+    assert [r["grid"] for r in rows] == ["main", "contrastive", "degradation", "total"]
+    total = rows[-1]
+    assert total["jobs"] == len(jobs) == sum(r["jobs"] for r in rows[:-1])
+    seconds = [c.seconds["max"] for c in cpu]
+    assert total["core-hours max"] * 3600 == pytest.approx(sum(seconds))
+    assert total["wall hours on 32 cores max"] * 3600 == pytest.approx(max(seconds))
+    assert total["wall hours on the GPU max"] * 3600 == pytest.approx(
+        sum(c.seconds["max"] for c in gpu)
+    )
+    text = cost_text(rows, [2, 32], "NVIDIA H200", ["a note"])
+    assert text.splitlines()[0].split("  ")[-1].strip() == "wall, 1 GPU"
+    assert text.endswith("a note")
 
 
 def test_wall_time_gives_the_longest_jobs_out_first():

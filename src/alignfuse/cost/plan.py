@@ -129,7 +129,8 @@ def feature_widths(config: dict, backbone: str, alignment: str) -> tuple[int, in
 
 def training_jobs(config: dict) -> list[TrainJob]:
     """Every training job of the study (a condition's seed blocks), each under the first grid
-    that holds its condition (grids may share conditions; each trains once)."""
+    that holds its condition (grids may share conditions; each trains once), grid by grid in
+    the study's order."""
     grids = grid.study_grids(config)
     widths = {fs: feature_widths(config, *fs) for fs in grid.feature_sets(config)}
     jobs = []
@@ -156,7 +157,8 @@ def training_jobs(config: dict) -> list[TrainJob]:
                     dict(ENCODER_TOKENS) if encoder_tokens else None,
                 )
             )
-    return jobs
+    order = list(grids)
+    return sorted(jobs, key=lambda job: order.index(job.grid))
 
 
 def untimed_jobs(config: dict) -> dict[str, int]:
