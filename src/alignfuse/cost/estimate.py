@@ -188,7 +188,13 @@ def study_cost(config: dict, cores: list[int], best_epoch: int) -> StudyCost:
         f"through the training loop on random features of the job's shapes, {threads} thread(s) "
         "per job, and a job's start (interpreter, imports, first optimiser); wall times for "
         "other core counts assume this machine's per-core speed.",
-        "GPU: " + (f"{gpu_name}, one training job at a time." if gpu_name else "none visible."),
+        "GPU: "
+        + (
+            f"{gpu_name}, every training job on it, one at a time (as profiles/local-gpu "
+            "runs them with ALIGNFUSE_TRAIN_GPU=1 and training.device: auto)."
+            if gpu_name
+            else "none visible."
+        ),
         f"Not timed: data, features, tables and figures{'; jobs of ' + others if others else ''}.",
     ]
     return StudyCost(rows, cost_text(rows, cores, gpu_name, notes))
