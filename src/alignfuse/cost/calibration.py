@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import math
+import resource
 import subprocess
 import sys
 import time
@@ -138,11 +139,13 @@ def measure_head(job: TrainJob, dev: SplitSize, device: torch.device) -> HeadSpe
     train.subsets = torch.arange(steps * batch).expand(len(seeds), -1)
     # the loop's own evaluation, on two pairs, is taken out of its time
     tiny = random_split(2, 2, dims, job.tokens, device)
+    start = time.perf_counter()
     loop_s, result = timed(device, fit, model, optimizer, train, tiny, cfg, seeds, "calibration")
+    evaluating = result.eval_s / (time.perf_counter() - start)  # the loop's share (by the clock)
     predict_s, _ = timed(device, model.predict, evaluated)
     entropy_s, _ = timed(device, model.attention_entropy, evaluated)
     return HeadSpeed(
-        step_s=max(loop_s - result.eval_s, 1e-9) / steps,
+        step_s=max(loop_s * (1 - evaluating), 1e-9) / steps,
         step_flops=step_flops,
         eval_pair_s=predict_s / dev_pairs,
         eval_pair_flops=eval_flops,
@@ -151,12 +154,22 @@ def measure_head(job: TrainJob, dev: SplitSize, device: torch.device) -> HeadSpe
 
 
 def timed(device: torch.device, function, *args):
-    """(seconds, result) of ``function(*args)``, waiting for the device's queued work."""
+    """(seconds, result) of ``function(*args)``, waiting for the device's queued work.
+
+    On the CPU the seconds are the fewer of the clock's and the process's CPU time: a one-thread
+    job's CPU time is what it takes on a free core, which other work on a shared machine does
+    not inflate; with more threads the clock is the fewer, and counts. On a GPU, the clock.
+    """
     synchronize(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = function(*args)
     synchronize(device)
-    return time.perf_counter() - start, result
+    return elapsed(device, time.perf_counter() - start, time.process_time() - cpu), result
+
+
+def elapsed(device: torch.device, wall_s: float, cpu_s: float) -> float:
+    """What :func:`timed` counts: the fewer of wall and CPU seconds on the CPU, else wall."""
+    return min(wall_s, cpu_s) if device.type == "cpu" else wall_s
 
 
 def synchronize(device: torch.device) -> None:
@@ -186,12 +199,17 @@ def measure_heads(
 def job_start_s(device: torch.device) -> float:
     """Seconds a training job spends before its loop that a study pays per job: a fresh
     interpreter importing the training code and building its first optimiser (which imports
-    ``torch._dynamo``), and, on a GPU, starting CUDA. Measured in a subprocess."""
+    ``torch._dynamo``), and, on a GPU, starting CUDA. Measured in a subprocess (seconds as
+    :func:`timed` counts them)."""
     code = (
         "import torch, alignfuse.train.condition;"
         f"p = torch.zeros(1, device='{device.type}', requires_grad=True);"
         "torch.optim.AdamW([p])"
     )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall_s = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return elapsed(device, wall_s, cpu_s)
