@@ -241,6 +241,39 @@ def summary(args) -> None:
     write_answer(answer, args.markdown_out, args.html_out)
 
 
+def schema_path() -> Path:
+    """The workflow's config schema: under the working directory (a checkout's root), else
+    beside this package's checkout (an editable install run from anywhere)."""
+    from alignfuse.config import SCHEMA_NAME
+
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / SCHEMA_NAME).is_file():
+            return root / SCHEMA_NAME
+    raise AlignfuseError(f"{SCHEMA_NAME}: not found; run from the repository root or pass --schema")
+
+
+def cost(args) -> None:
+    import yaml
+
+    from alignfuse.config import validate_config
+    from alignfuse.cost.estimate import machine_cores, study_cost
+
+    if not args.configfile.is_file():
+        raise AlignfuseError(f"{args.configfile}: config file not found; pass a study's YAML file")
+    schema = args.schema or schema_path()
+    config = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
+    try:
+        validate_config(config, schema)
+    except AlignfuseError as exc:
+        raise AlignfuseError(f"{args.configfile}: invalid configuration: {exc}") from None
+    cores = [machine_cores()] + [n for n in args.cores if n != machine_cores()]
+    estimate = study_cost(config, cores, args.best_epoch)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(estimate.rows, indent=2) + "\n")
+    print(estimate.text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alignfuse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -457,6 +490,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown-out", type=Path, required=True, help="results/<study>/SUMMARY.md")
     p.add_argument("--html-out", type=Path, required=True, help="the report's landing fragment")
     p.set_defaults(func=summary)
+
+    p = sub.add_parser(
+        "cost", help="a study's training cost before it runs: jobs, seed-epochs, FLOPs, wall time"
+    )
+    p.add_argument("--configfile", type=Path, default=Path("config.yaml"), help="the study")
+    p.add_argument("--schema", type=Path, help="the config schema (default: the workflow's)")
+    p.add_argument(
+        "--cores",
+        type=int,
+        action="append",
+        default=[],
+        help="also the wall time on this many cores of this machine's speed (repeatable)",
+    )
+    p.add_argument(
+        "--best-epoch",
+        type=int,
+        default=25,
+        help="epoch at which a typical seed's dev accuracy peaks (default 25: the paper grid's "
+        "concat jobs stopped after 22-35 epochs with patience 10)",
+    )
+    p.add_argument("--json", type=Path, help="also write the table's rows here as JSON")
+    p.set_defaults(func=cost)
     return parser
 
 

@@ -1,11 +1,15 @@
 """Validation, the condition grid, wildcard constraints and the functions that compute targets."""
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from alignfuse import grid
 from alignfuse.align.names import parse_alignment
@@ -291,3 +295,35 @@ def feature_inputs(wildcards):
     if wildcards.modality == "image":
         inputs["images"] = f"results/data/{wildcards.dataset}/archives/images.zip"
     return inputs
+
+
+def print_cost():
+    """At the start of a run that trains: the study's training cost (``alignfuse cost``: jobs,
+    seed-epochs and wall time measured on this machine). ALIGNFUSE_COST_ON_START=0 skips it;
+    if it fails, the run goes on with a warning."""
+    if os.environ.get("ALIGNFUSE_COST_ON_START", "1").strip() == "0":
+        return
+    if not any(job.rule.name == "train" for job in workflow.dag.needrun_jobs()):
+        return
+    study = Path(".snakemake/alignfuse/cost-config.json")
+    study.parent.mkdir(parents=True, exist_ok=True)
+    study.write_text(as_json(config))
+    schema = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    command = [
+        sys.executable,
+        "-m",
+        "alignfuse.cli",
+        "cost",
+        "--configfile",
+        str(study),
+    ]
+    done = subprocess.run(
+        [*command, "--schema", str(schema)], capture_output=True, text=True
+    )
+    if done.returncode == 0:
+        logger.info(
+            f"Expected cost of the study's training (alignfuse cost):\n{done.stdout}"
+        )
+    else:
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        logger.warning(f"alignfuse cost failed, the run goes on: {lines[-1]}")
