@@ -118,6 +118,11 @@ MALFORMED = [
         r"captions\.csv: 1 duplicate row\(s\), e\.g\. lines 6, 122 repeat image",
     ),
     (
+        "duplicate row spelled differently",
+        lambda f: pd.concat([f, f.iloc[[4]].assign(image="./" + f["image"].iloc[4])]),
+        r"captions\.csv: 1 duplicate row\(s\), e\.g\. lines 6, 122 repeat image",
+    ),
+    (
         "empty caption",
         lambda f: f.assign(caption=f["caption"].where(f.index != 9, " ")),
         r"captions\.csv: empty 'caption' on line\(s\) 11",

@@ -16,10 +16,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from alignfuse.data.datasets import SPLITS, synthetic_split_images
-from alignfuse.data.images import ImageSource, escape_reason
+from alignfuse.data.images import ImageSource, escape_reason, undecodable
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
 
@@ -104,8 +103,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def check_rows(frame: pd.DataFrame, path: Path) -> None:
-    """Empty cells, unsafe image paths, duplicate rows and unknown split names, by line."""
+def check_rows(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Refuse empty cells, unsafe image paths, duplicate rows and unknown or shared splits, by
+    line; return the rows with image paths normalised (``./a.jpg`` is ``a.jpg``)."""
     for column in frame.columns.drop("line"):
         empty = frame.loc[frame[column] == "", "line"].tolist()
         if empty:
@@ -123,6 +123,7 @@ def check_rows(frame: pd.DataFrame, path: Path) -> None:
             f"{path}: image path(s) that would leave the images root: {listed(unsafe)}; "
             "write each image as a path relative to dataset.folder.images, with '/' separators"
         )
+    frame = frame.assign(image=[str(PurePosixPath(image)) for image in frame["image"]])
     duplicated = frame[frame.duplicated(["image", "caption"], keep=False)]
     if len(duplicated):
         first = duplicated.groupby(["image", "caption"], sort=False)["line"].apply(list)
@@ -152,6 +153,7 @@ def check_rows(frame: pd.DataFrame, path: Path) -> None:
                 f"{path}: image '{image}' is in more than one split ({where}); every image's "
                 "captions must be in one split, or the test set would share images with training"
             )
+    return frame
 
 
 def seeded_splits(images: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
@@ -166,12 +168,9 @@ def seeded_splits(images: list[str], fractions: dict[str, float], seed: int) -> 
 
 def split_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     """The checked captions file (line, image, caption, split), with seeded splits where it has
-    no split column (the flag says whether it had one); image paths normalised (``./a.jpg`` is
-    ``a.jpg``)."""
+    no split column (the flag says whether it had one)."""
     path = Path(cfg["captions"])
-    frame = read_table(path)
-    check_rows(frame, path)
-    frame["image"] = [str(PurePosixPath(image)) for image in frame["image"]]
+    frame = check_rows(read_table(path), path)
     given = "split" in frame.columns
     if not given:
         split_of = seeded_splits(frame["image"].unique().tolist(), cfg["split"], cfg["seed"])
@@ -209,19 +208,6 @@ def split_captions(cfg: dict) -> dict[str, int]:
     return {split: int((frame["split"] == split).sum()) for split in SPLITS}
 
 
-def image_problems(source: ImageSource, images: list[str]) -> tuple[dict, dict, dict]:
-    """(id -> location) of the images found, and (id -> why) of those missing or undecodable."""
-    found, missing = source.locate(images)
-    undecodable = {}
-    try:
-        for image in tqdm(found, desc="checking images", file=sys.stderr, mininterval=5):
-            if reason := source.decode_problem(found[image]):
-                undecodable[image] = reason
-    finally:
-        source.close()
-    return found, missing, undecodable
-
-
 def read_captions(cfg: dict) -> tuple[pd.DataFrame, dict]:
     """The captions table (image_id, caption_id, caption, split) and a report of what was dropped.
 
@@ -232,7 +218,8 @@ def read_captions(cfg: dict) -> tuple[pd.DataFrame, dict]:
     path, images_root = Path(cfg["captions"]), Path(cfg["images"])
     frame, given = split_table(cfg)
     source = ImageSource(images_root, key="path")
-    _, missing, undecodable = image_problems(source, sorted(frame["image"].unique()))
+    found, missing = source.locate(sorted(frame["image"].unique()))
+    bad = undecodable(source, found)
     first_line = frame.groupby("image")["line"].min()
     if missing:
         shown = [f"'{image}' (line {first_line[image]}) {why}" for image, why in missing.items()]
@@ -240,15 +227,13 @@ def read_captions(cfg: dict) -> tuple[pd.DataFrame, dict]:
             f"{path}: {len(missing)} image path(s) not found under {images_root}: "
             f"{listed(shown)}; fix the paths (relative to '{KEY}.images') or add the images"
         )
-    if undecodable and cfg["on_bad_image"] == "error":
-        shown = [
-            f"'{image}' (line {first_line[image]}) {why}" for image, why in undecodable.items()
-        ]
+    if bad and cfg["on_bad_image"] == "error":
+        shown = [f"'{image}' (line {first_line[image]}) {why}" for image, why in bad.items()]
         raise AlignfuseError(
-            f"{images_root}: {len(undecodable)} image(s) cannot be decoded: {listed(shown)}; "
+            f"{images_root}: {len(bad)} image(s) cannot be decoded: {listed(shown)}; "
             f"replace them, or set '{KEY}.on_bad_image: skip' to leave them out with their captions"
         )
-    frame = frame[~frame["image"].isin(undecodable)]
+    frame = frame[~frame["image"].isin(bad)]
     check_split_sizes(frame, path, given)
 
     frame = frame.assign(k=frame.groupby("image").cumcount(), rank=frame["split"].map(SPLITS.index))
@@ -272,7 +257,7 @@ def read_captions(cfg: dict) -> tuple[pd.DataFrame, dict]:
             str(n): int(count)
             for n, count in table["image_id"].value_counts().value_counts().sort_index().items()
         },
-        "bad_images_dropped": undecodable,
+        "bad_images_dropped": bad,
     }
     return table, report
 

@@ -10,10 +10,12 @@ folder names each image by its path relative to the images root (two folders may
 from __future__ import annotations
 
 import io
+import sys
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from PIL import Image
+from tqdm import tqdm
 
 from alignfuse.data.archives import (
     DECODE_ERRORS,
@@ -128,8 +130,14 @@ class ImageSource:
             self.archive.close()
             self.archive = None
 
-    def describe(self, image: str) -> str:
-        """Where an image id points, for messages: the archive or the file under the root."""
-        if self.is_zip:
-            return f"{self.path}: image '{image}'"
-        return f"{self.path / PurePosixPath(image)}"
+
+def undecodable(source: ImageSource, locations: dict[str, str]) -> dict[str, str]:
+    """The images (id -> location) that cannot be decoded, with the reason: decodes each fully."""
+    problems = {}
+    try:
+        for image in tqdm(locations, desc="checking images", file=sys.stderr, mininterval=5):
+            if reason := source.decode_problem(locations[image]):
+                problems[image] = reason
+    finally:
+        source.close()
+    return problems
