@@ -210,3 +210,19 @@ def test_folder_captions_file_of_another_format_names_the_key(example, tmp_path)
     other.write_bytes(b"")
     with pytest.raises(AlignfuseError, match=r"'dataset\.folder\.captions'.*neither \.csv nor"):
         split_captions(folder_config(example[0], other))
+
+
+def test_example_folder_command_writes_what_the_folder_example_preset_reads(tmp_path):
+    """The README's first command: images under <dir>/images, one CSV row per caption."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "alignfuse.cli", "example-folder", str(tmp_path / "ex")]
+        + ["--images", "12", "--captions-per-image", "2"],
+        check=True,
+        capture_output=True,
+    )
+    frame = pd.read_csv(tmp_path / "ex/captions.csv")
+    assert list(frame.columns) == ["image", "caption"] and len(frame) == 24
+    assert all((tmp_path / "ex/images" / image).is_file() for image in frame["image"])

@@ -222,7 +222,8 @@ def check_semantics(config: dict) -> None:
 
 
 def check_folder(folder: dict) -> None:
-    """A folder dataset names its images and captions; the split fractions leave room for all three."""
+    """A folder dataset names its images (a directory or a zip) and captions; its split fractions
+    sum to 1 (the captions file itself is checked with the split sizes)."""
     for which in ("images", "captions"):
         if not folder[which]:
             raise AlignfuseError(
