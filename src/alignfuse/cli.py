@@ -59,6 +59,21 @@ def captions(args) -> None:
     )
 
 
+def folder_captions(args) -> None:
+    from alignfuse.data.folder import write_captions
+
+    write_captions(args.config, args.out)
+
+
+def example_folder(args) -> None:
+    from alignfuse.data.example_folder import make_example_folder
+
+    images, captions = make_example_folder(
+        args.out, args.images, args.captions_per_image, args.seed
+    )
+    print(f"images under {images}, captions in {captions}")
+
+
 def pairs(args) -> None:
     from alignfuse.data.pairs import write_pairs
 
@@ -94,11 +109,12 @@ def features(args) -> None:
         args.modality,
         args.captions,
         args.out,
-        images_zip=args.images_zip,
+        images=args.images,
         device=args.device,
         workers=args.workers,
         on_bad_image=args.on_bad_image,
         tokens_out=args.tokens_out,
+        image_key=args.image_key,
     )
 
 
@@ -314,6 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=captions)
 
+    p = sub.add_parser(
+        "folder-captions", help="check your captions file against your images; draw its splits"
+    )
+    p.add_argument("--config", type=json_arg, required=True, help="dataset.folder as JSON")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=folder_captions)
+
+    p = sub.add_parser(
+        "example-folder", help="write a small folder dataset (JPEGs of shapes and a captions CSV)"
+    )
+    p.add_argument("out", type=Path, help="directory to write images/ and captions.csv into")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--captions-per-image", type=int, choices=range(1, 6), default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=example_folder)
+
     p = sub.add_parser("pairs", help="balanced matching pairs per split (nested training prefixes)")
     p.add_argument("--captions", type=Path, required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -342,7 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")
     p.add_argument("--modality", choices=["image", "text"], required=True)
     p.add_argument("--captions", type=Path, required=True)
-    p.add_argument("--images-zip", type=Path)
+    p.add_argument("--images", type=Path, help="the images: a zip or a directory")
+    p.add_argument(
+        "--image-key",
+        choices=["name", "path"],
+        default="name",
+        help="image ids are file names, or paths relative to the zip's or directory's root",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images")
     p.add_argument("--threads", type=int, default=1, help="threads of the forward pass on CPU")

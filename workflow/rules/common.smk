@@ -41,6 +41,14 @@ ANSWER_FIGURES = ["gap", "alignment_gap"]
 SEED_BLOCKS = sorted(
     {b.name for m in config["methods"] for b in grid.seed_blocks(config, m)}
 )
+# Where the features stage reads images: a folder dataset's own directory or zip (ids are paths
+# relative to it), else the downloaded or linked archive (ids are file names).
+if config["dataset"]["kind"] == "folder":
+    IMAGES, IMAGE_KEY = config["dataset"]["folder"]["images"], "path"
+    ON_BAD_IMAGE = config["dataset"]["folder"]["on_bad_image"]
+else:
+    IMAGES, IMAGE_KEY = f"results/data/{DATASET}/archives/images.zip", "name"
+    ON_BAD_IMAGE = config["dataset"]["flickr8k"]["on_bad_image"]
 # The jobs' environment for --sdm conda (relative to the rule files).
 CONDA_ENV = "../../envs/alignfuse.yaml"
 
@@ -293,7 +301,7 @@ def feature_inputs(wildcards):
         **weights_file_input(wildcards),
     }
     if wildcards.modality == "image":
-        inputs["images"] = f"results/data/{wildcards.dataset}/archives/images.zip"
+        inputs["images"] = IMAGES
     return inputs
 
 
