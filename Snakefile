@@ -26,6 +26,10 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    print_cost()
+
+
 rule all:
     """The study's tables and figures."""
     default_target: True

@@ -221,10 +221,19 @@ def run_job(
 
 
 def per_run_loop(
-    method: str, n: int, seed: int, image: Path, text: Path, pairs: Path, args
+    method: str,
+    n: int,
+    seed: int,
+    image: Path,
+    text: Path,
+    pairs: Path,
+    args,
+    device: str = "cpu",
+    heads: dict | None = None,
 ) -> dict:
     """One seed trained as a user would write it: per-pair tensors, a DataLoader, the head's own
-    forward, AdamW, dev accuracy every epoch with early stopping; the baseline of the ratios."""
+    forward, AdamW, dev accuracy every epoch with early stopping; the baseline of the ratios.
+    Tensors and head live on ``device``; ``heads`` replaces the study's hyper-parameters."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from alignfuse.features.scaling import fit_scaler
@@ -248,13 +257,14 @@ def per_run_loop(
     image_scaler, text_scaler = (fit_scaler(args.scaling, x) for x in train[:2])
 
     def scaled(data):
-        return image_scaler(data[0]), text_scaler(data[1]), data[2]
+        return tuple(x.to(device) for x in (image_scaler(data[0]), text_scaler(data[1]), data[2]))
 
     train = scaled(train)
     dev = scaled(tensors(pd.read_parquet(pairs / "dev.parquet")))
     test = scaled(tensors(pd.read_parquet(pairs / "test.parquet")))
     torch.manual_seed(seed)
-    head = build_head(method, v.shape[1], t.shape[1], HEADS.get(method, {}))
+    head = build_head(method, v.shape[1], t.shape[1], (heads or HEADS).get(method, {}))
+    head = head.to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
     loader = DataLoader(
         TensorDataset(*train),

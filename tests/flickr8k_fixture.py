@@ -9,21 +9,14 @@ five captions per image, plus the known stray entry whose name ends in ``.jpg.1`
 from __future__ import annotations
 
 import hashlib
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-COLOURS = {
-    "red": (200, 30, 30),
-    "green": (30, 170, 60),
-    "blue": (30, 60, 200),
-    "yellow": (220, 200, 40),
-}
-SHAPES = ("square", "circle", "stripe")
+from alignfuse.data.example_folder import COLOURS, SHAPES, captions_for, draw
+
 STRAY = "2258277193_586949ec62.jpg.1"
 
 
@@ -48,33 +41,6 @@ class Flickr8kArchives:
 
 def image_name(i: int) -> str:
     return f"{1000268201 + 7919 * i}_{i:010x}.jpg"
-
-
-def draw(colour: str, shape: str, rng: np.random.Generator, size: int = 48) -> bytes:
-    """A JPEG of one coloured shape on a noisy grey background."""
-    pixels = rng.integers(90, 140, size=(size, size, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[:size, :size]
-    c = size // 2
-    mask = {
-        "square": (abs(yy - c) < size // 4) & (abs(xx - c) < size // 4),
-        "circle": (yy - c) ** 2 + (xx - c) ** 2 < (size // 3) ** 2,
-        "stripe": abs(yy - c) < size // 8,
-    }[shape]
-    pixels[mask] = COLOURS[colour]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def captions_for(colour: str, shape: str, rng: np.random.Generator) -> list[str]:
-    templates = [
-        "A {c} {s} on a grey background .",
-        "There is a {c} {s} in the middle .",
-        "A picture of a {s} coloured {c} .",
-        "The {s} is {c} .",
-        "Someone drew a {c} {s} .",
-    ]
-    return [t.format(c=colour, s=shape) for t in rng.permutation(templates)]
 
 
 def digest(path: Path, algorithm: str) -> str:

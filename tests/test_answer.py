@@ -12,6 +12,7 @@ from alignfuse.analysis.answer import (
     landing_html,
     read_answer,
     summary_markdown,
+    verdict_rows,
 )
 from alignfuse.analysis.claims import IMPRECISE, NOT_IN_STUDY, REPRODUCED, REVERSED
 from alignfuse.cli import main
@@ -40,7 +41,8 @@ def claim_row(**values) -> dict:
         "interval": "seeds + test images",
         "verdict": REPRODUCED,
     }
-    return {**row, **values}
+    row = {**row, **values}
+    return {"shown_scale": int(row["scales"].split(",")[0]), **row}
 
 
 CLAIMS = pd.DataFrame(
@@ -235,3 +237,9 @@ def test_the_summary_command_writes_both_files(study):
     assert "![gap](figures/gap.png)" in (study / "SUMMARY.md").read_text(encoding="utf-8")
     assert 'id="study-answer"' in (study / "answer.html").read_text(encoding="utf-8")
     assert not list(study.glob(".*.part"))
+
+
+def test_a_row_for_every_scale_says_which_scales_estimate_it_shows():
+    every = claim_row(scales="2048, 4096", shown_scale=4096, ours_mean_pts=-3.0)
+    rows = verdict_rows(pd.DataFrame([claim_row(), every]))
+    assert rows["pairs"].tolist() == ["2048", "2048, 4096 (4096 shown)"]

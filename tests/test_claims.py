@@ -130,6 +130,8 @@ def test_one_rejecting_scale_rejects_the_claim_at_every_scale_and_is_shown():
     every = rows.loc["2048, 4096, 8192, 16384"]
     assert every["verdict"] == NOT_REPRODUCED
     assert "weakest scale 8192" in every["note"]
+    assert every["shown_scale"] == 8192
+    assert every["ours_mean_pts"] == rows.loc["8192", "ours_mean_pts"]
 
 
 def test_a_precise_gap_outside_the_widened_band_is_smaller_or_larger():

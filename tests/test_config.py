@@ -603,3 +603,64 @@ def test_the_documented_seed_override_plans_the_study(tmp_path):
     )
     assert "rule train:" in result.stdout
     assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def folder_example(tmp_path, monkeypatch):
+    """The folder_example preset in a working directory holding its example folder."""
+    from alignfuse.data.example_folder import make_example_folder
+
+    monkeypatch.chdir(tmp_path)
+    make_example_folder(tmp_path / "data/folder_example", 200, 1)
+    return load("workflow/presets/folder_example.yaml")
+
+
+def test_folder_example_preset_is_valid_on_the_example_folder(folder_example):
+    config = validate_config(folder_example, SCHEMA)
+    assert config["dataset"]["folder"]["on_bad_image"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: set_key(c, "dataset.folder.images", None),
+            ["dataset.folder.images' is required for kind folder"],
+        ),
+        (
+            lambda c: set_key(c, "dataset.folder.images", "data/folder_example/captions.csv"),
+            ["dataset.folder.images", "neither a directory nor a zip"],
+        ),
+        (
+            lambda c: set_key(c, "dataset.folder.captions", "nowhere.csv"),
+            ["dataset.folder.captions", "nowhere.csv is not a file"],
+        ),
+        (
+            lambda c: set_key(c, "dataset.folder.split", {"train": 0.8, "dev": 0.1, "test": 0.3}),
+            ["dataset.folder.split", "must sum to 1"],
+        ),
+        (
+            lambda c: set_key(c, "scales", [128, 512]),
+            ["config key 'scales': [512] exceed the 320 training pairs", "dataset.folder.split"],
+        ),
+        (
+            lambda c: set_key(
+                c, "dataset.folder.split", {"train": 0.99, "dev": 0.005, "test": 0.005}
+            ),
+            ["captions.csv: the dev split gets 1 image(s)", "raise 'dataset.folder.split.dev'"],
+        ),
+    ],
+    ids=[
+        "no images",
+        "images neither folder nor zip",
+        "no captions file",
+        "fractions not summing to 1",
+        "scale above the folder's training pairs",
+        "split too small to pair",
+    ],
+)
+def test_bad_folder_configs_are_refused_naming_the_key_or_file(folder_example, edit, expected):
+    with pytest.raises(AlignfuseError) as err:
+        validate_config(edit(folder_example), SCHEMA)
+    for part in expected:
+        assert part in str(err.value)

@@ -213,13 +213,13 @@ def test_image_missing_from_the_zip_is_an_error_or_skipped(broken, tmp_path):
     [
         ({"modality": "audio"}, "modality 'audio'"),
         ({"on_bad_image": "ignore"}, "on_bad_image 'ignore'"),
-        ({"images_zip": None}, "pass images_zip"),
+        ({"images": None}, "pass images"),
         ({"device": "tpu"}, "device 'tpu'"),
         ({"tokens_out": "tokens.parquet"}, r"encoders\.tiny\.tokens"),
     ],
 )
 def test_bad_arguments_are_clear_errors(flickr, tmp_path, kwargs, message):
-    args = {"modality": "image", "images_zip": flickr["zip"], "workers": 0} | kwargs
+    args = {"modality": "image", "images": flickr["zip"], "workers": 0} | kwargs
     with pytest.raises(AlignfuseError, match=message):
         extract_features(PLUGIN, captions=flickr["small_path"], out=tmp_path / "x.parquet", **args)
     assert list(tmp_path.iterdir()) == []
@@ -242,3 +242,36 @@ def test_tokens_alone_are_written_without_the_pooled_features(flickr, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["tokens.parquet"]
     with pytest.raises(AlignfuseError, match="nothing to write"):
         extract_features(spec, "text", flickr["captions_path"], None)
+
+
+def test_images_of_a_folder_are_read_by_relative_path_from_the_directory_or_its_zip(tmp_path):
+    """A folder dataset's image ids are paths under its root: the directory and a zip of it give
+    the same features, and an id that is not there is named with the folder."""
+    import zipfile
+
+    from alignfuse.data.example_folder import make_example_folder
+    from alignfuse.data.folder import write_captions
+
+    images, captions_csv = make_example_folder(tmp_path / "mine", 12, 1)
+    captions = tmp_path / "captions.parquet"
+    cfg = {"images": str(images), "captions": str(captions_csv), "seed": 0}
+    split = {"train": 0.5, "dev": 0.25, "test": 0.25}
+    write_captions(cfg | {"split": split, "on_bad_image": "error"}, captions)
+    zipped = tmp_path / "images.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for path in sorted(images.rglob("*.jpg")):
+            zf.write(path, path.relative_to(images).as_posix())
+    for source, out in ((images, "dir.parquet"), (zipped, "zip.parquet")):
+        extract_features(
+            PLUGIN, "image", captions, tmp_path / out, source, workers=0, image_key="path"
+        )
+    ids, from_dir = read_embeddings(tmp_path / "dir.parquet")
+    assert sorted(ids) == sorted(pd.read_parquet(captions)["image_id"])
+    assert "/" in ids[0]
+    np.testing.assert_array_equal(from_dir, read_embeddings(tmp_path / "zip.parquet")[1])
+    next(images.rglob("*.jpg")).unlink()
+    with pytest.raises(AlignfuseError, match=rf"{images}: image '.*' is missing from the folder"):
+        extract_features(
+            PLUGIN, "image", captions, tmp_path / "x.parquet", images, workers=0, image_key="path"
+        )
+    assert not (tmp_path / "x.parquet").exists()

@@ -241,3 +241,34 @@ def test_every_figure_keeps_its_legends_texts_and_panels_on_the_canvas(name, lay
     titles = [ax.title.get_window_extent(renderer) for ax in panels if ax.get_title()]
     for left, right in itertools.pairwise(titles):
         assert not overlaps(left, right), (name, layout)
+
+
+def comparable(rc) -> dict:
+    """rc settings with the colour cycle as RGBA (the sheet spells colours in hex)."""
+    from matplotlib.colors import to_rgba
+
+    settings = {k: v for k, v in rc.items() if k not in ("image.cmap", "axes.prop_cycle")}
+    settings["colours"] = [to_rgba(c) for c in rc["axes.prop_cycle"].by_key()["color"]]
+    return settings
+
+
+def test_the_style_sheet_is_seaborns_paper_theme(monkeypatch):
+    """apply_style's sheet sets what seaborn's set_theme sets, so figures look as they did when
+    they imported seaborn (image.cmap aside: seaborn's own colormap, which no figure draws)."""
+    import seaborn as sns
+
+    from alignfuse.figures.style import apply_style
+
+    monkeypatch.setattr(matplotlib, "rcParams", matplotlib.rcParams.copy())
+    matplotlib.rcdefaults()
+    sns.set_theme(
+        context="paper",
+        style="whitegrid",
+        palette=PALETTE,
+        rc={"pdf.fonttype": 42, "ps.fonttype": 42},
+    )
+    seaborns = comparable(matplotlib.rcParams)
+    matplotlib.rcdefaults()
+    apply_style()
+    assert comparable(matplotlib.rcParams) == seaborns
+    assert matplotlib.rcParams["image.cmap"] == matplotlib.rcParamsDefault["image.cmap"]

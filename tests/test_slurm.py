@@ -158,6 +158,7 @@ def slurm_env(cluster) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     # the site value under test: without it jobs would go to the cluster's default partition
     env["ALIGNFUSE_SLURM_PARTITION"] = cluster.partition
+    env["ALIGNFUSE_COST_ON_START"] = "0"  # as in workflow_runner.run_env
     return env
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -357,6 +359,42 @@ def test_stacked_fused_adamw_with_seeds_leaving_equals_adamw_per_seed():
             alone.step()
         for name, p in head.named_parameters():
             torch.testing.assert_close(ensemble.weights()[name][row], p)
+
+
+def test_seed_adamw_steps_each_seed_bit_for_bit_as_torchs_fused_adamw():
+    """The kernel called directly, as torch.optim calls it: parameters and both moments equal."""
+    torch.manual_seed(0)
+    stack = torch.randn(3, 5, 4, requires_grad=True)
+    alone = [stack.detach()[s].clone().requires_grad_() for s in range(3)]
+    cfg = {"lr": 3e-2, "weight_decay": 0.1}
+    ours = adamw([stack], cfg)
+    theirs = torch.optim.AdamW(alone, fused=True, **cfg)
+    for _ in range(7):
+        grad = torch.randn(3, 5, 4)
+        stack.grad = grad.clone()
+        for s, p in enumerate(alone):
+            p.grad = grad[s].clone()
+        ours.step()
+        theirs.step()
+    for s, p in enumerate(alone):
+        torch.testing.assert_close(stack.detach()[s], p.detach(), rtol=0, atol=0)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(
+                ours.seed_state(0, s)[key], theirs.state[p][key], rtol=0, atol=0
+            )
+
+
+def test_training_does_not_import_torchdynamo(tmp_path):
+    """Building a torch.optim optimiser imports TorchDynamo (seconds of every job's start-up)."""
+    script = (
+        "import sys, torch\n"
+        "from alignfuse.train.optim import adamw\n"
+        "p = torch.zeros(2, 3, requires_grad=True)\n"
+        "opt = adamw([p], {'lr': 1e-3, 'weight_decay': 0.0})\n"
+        "p.sum().backward(); opt.step()\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
 
 
 def test_best_checkpoints_survive_seeds_leaving_the_stack():

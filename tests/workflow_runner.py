@@ -42,6 +42,8 @@ def run_env(clone: Path | None = None) -> dict[str, str]:
     install) append, so ``import alignfuse`` resolves to the clone's package.
     """
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # the cost estimate at the start of a run calibrates for seconds; tests/test_cost.py runs it
+    env.setdefault("ALIGNFUSE_COST_ON_START", "0")
     if clone is not None:
         paths = [str(clone / "src"), os.environ.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)

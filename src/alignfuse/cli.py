@@ -59,6 +59,21 @@ def captions(args) -> None:
     )
 
 
+def folder_captions(args) -> None:
+    from alignfuse.data.folder import write_captions
+
+    write_captions(args.config, args.out)
+
+
+def example_folder(args) -> None:
+    from alignfuse.data.example_folder import make_example_folder
+
+    images, captions = make_example_folder(
+        args.out, args.images, args.captions_per_image, args.seed
+    )
+    print(f"images under {images}, captions in {captions}")
+
+
 def pairs(args) -> None:
     from alignfuse.data.pairs import write_pairs
 
@@ -94,11 +109,12 @@ def features(args) -> None:
         args.modality,
         args.captions,
         args.out,
-        images_zip=args.images_zip,
+        images=args.images,
         device=args.device,
         workers=args.workers,
         on_bad_image=args.on_bad_image,
         tokens_out=args.tokens_out,
+        image_key=args.image_key,
     )
 
 
@@ -257,6 +273,39 @@ def summary(args) -> None:
     write_answer(answer, args.markdown_out, args.html_out)
 
 
+def schema_path() -> Path:
+    """The workflow's config schema: under the working directory (a checkout's root), else
+    beside this package's checkout (an editable install run from anywhere)."""
+    from alignfuse.config import SCHEMA_NAME
+
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / SCHEMA_NAME).is_file():
+            return root / SCHEMA_NAME
+    raise AlignfuseError(f"{SCHEMA_NAME}: not found; run from the repository root or pass --schema")
+
+
+def cost(args) -> None:
+    import yaml
+
+    from alignfuse.config import validate_config
+    from alignfuse.cost.estimate import machine_cores, study_cost
+
+    if not args.configfile.is_file():
+        raise AlignfuseError(f"{args.configfile}: config file not found; pass a study's YAML file")
+    schema = args.schema or schema_path()
+    config = yaml.safe_load(args.configfile.read_text(encoding="utf-8"))
+    try:
+        validate_config(config, schema)
+    except AlignfuseError as exc:
+        raise AlignfuseError(f"{args.configfile}: invalid configuration: {exc}") from None
+    cores = [machine_cores()] + [n for n in args.cores if n != machine_cores()]
+    estimate = study_cost(config, cores, args.best_epoch)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(estimate.rows, indent=2) + "\n")
+    print(estimate.text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alignfuse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -297,6 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=captions)
 
+    p = sub.add_parser(
+        "folder-captions", help="check your captions file against your images; draw its splits"
+    )
+    p.add_argument("--config", type=json_arg, required=True, help="dataset.folder as JSON")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=folder_captions)
+
+    p = sub.add_parser(
+        "example-folder", help="write a small folder dataset (JPEGs of shapes and a captions CSV)"
+    )
+    p.add_argument("out", type=Path, help="directory to write images/ and captions.csv into")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--captions-per-image", type=int, choices=range(1, 6), default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=example_folder)
+
     p = sub.add_parser("pairs", help="balanced matching pairs per split (nested training prefixes)")
     p.add_argument("--captions", type=Path, required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -325,7 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")
     p.add_argument("--modality", choices=["image", "text"], required=True)
     p.add_argument("--captions", type=Path, required=True)
-    p.add_argument("--images-zip", type=Path)
+    p.add_argument("--images", type=Path, help="the images: a zip or a directory")
+    p.add_argument(
+        "--image-key",
+        choices=["name", "path"],
+        default="name",
+        help="image ids are file names, or paths relative to the zip's or directory's root",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding images")
     p.add_argument("--threads", type=int, default=1, help="threads of the forward pass on CPU")
@@ -493,6 +564,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown-out", type=Path, required=True, help="results/<study>/SUMMARY.md")
     p.add_argument("--html-out", type=Path, required=True, help="the report's landing fragment")
     p.set_defaults(func=summary)
+
+    p = sub.add_parser(
+        "cost", help="a study's training cost before it runs: jobs, seed-epochs, FLOPs, wall time"
+    )
+    p.add_argument("--configfile", type=Path, default=Path("config.yaml"), help="the study")
+    p.add_argument("--schema", type=Path, help="the config schema (default: the workflow's)")
+    p.add_argument(
+        "--cores",
+        type=int,
+        action="append",
+        default=[],
+        help="also the wall time on this many cores of this machine's speed (repeatable)",
+    )
+    p.add_argument(
+        "--best-epoch",
+        type=int,
+        default=25,
+        help="epoch at which a typical seed's dev accuracy peaks (default 25: the paper grid's "
+        "concat jobs stopped after 22-35 epochs with patience 10)",
+    )
+    p.add_argument("--json", type=Path, help="also write the table's rows here as JSON")
+    p.set_defaults(func=cost)
     return parser
 
 

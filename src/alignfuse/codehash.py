@@ -38,9 +38,16 @@ def is_module(module: str) -> bool:
 
 def imported_modules(module: str) -> set[str]:
     """The package's modules that ``module`` imports anywhere in its source (lazy imports too)."""
-    tree = ast.parse(module_path(module).read_text())
+    path = module_path(module)
+    return set(imports_in(path, path.stat().st_mtime_ns))
+
+
+@cache
+def imports_in(path: Path, mtime_ns: int) -> frozenset[str]:
+    """Package imports in the source at ``path``, parsed once per version of the file: every rule's
+    hash walks the same shared modules, and parsing dominated the workflow's start-up."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -51,7 +58,7 @@ def imported_modules(module: str) -> set[str]:
         found.update(
             name.removeprefix(f"{PACKAGE}.") for name in names if name.startswith(f"{PACKAGE}.")
         )
-    return found
+    return frozenset(found)
 
 
 def dependencies(*modules: str) -> set[str]:

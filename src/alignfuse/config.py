@@ -12,10 +12,12 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from alignfuse.align.names import parse_alignment
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
+from alignfuse.data.folder import split_captions as folder_split_captions
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
 from alignfuse.grid import (
@@ -189,6 +191,8 @@ def check_semantics(config: dict) -> None:
                 check_synthetic(synthetic_generator(config, name))
             except AlignfuseError as exc:
                 raise AlignfuseError(f"config key 'encoders.{name}.dim': {exc}") from None
+    elif kind == "folder":
+        check_folder(dataset["folder"])
     else:
         for which, path in dataset["flickr8k"]["archives"].items():
             if path is not None and not Path(path).is_file():
@@ -198,13 +202,23 @@ def check_semantics(config: dict) -> None:
                 )
 
     check_grids(config)
-    train_pairs = available_pairs(dataset, "train")
+    train_pairs = (
+        2 * folder_split_captions(dataset["folder"])["train"]
+        if kind == "folder"
+        else available_pairs(dataset, "train")
+    )
     for key, scales in scale_lists(config):
         too_large = [n for n in scales if n > train_pairs]
         if too_large:
             raise AlignfuseError(
                 f"config key '{key}': {too_large} exceed the {train_pairs} training pairs that "
                 f"dataset '{dataset['name']}' provides; use scales of at most {train_pairs}"
+                + (
+                    " (or add images, or raise dataset.folder.split.train: a caption gives two "
+                    "pairs, one positive and one negative)"
+                    if dataset["kind"] == "folder"
+                    else ""
+                )
             )
     check_methods(config["methods"])
     check_claims(config)
@@ -212,6 +226,29 @@ def check_semantics(config: dict) -> None:
     check_tuning(config)
     check_token_sources(config)
     check_param_match(config)
+
+
+def check_folder(folder: dict) -> None:
+    """A folder dataset names its images (a directory or a zip) and captions; its split fractions
+    sum to 1 (the captions file itself is checked with the split sizes)."""
+    for which in ("images", "captions"):
+        if not folder[which]:
+            raise AlignfuseError(
+                f"config key 'dataset.folder.{which}' is required for kind folder: the "
+                + (
+                    "directory (or zip) of your images"
+                    if which == "images"
+                    else "CSV or JSON Lines file of image,caption rows"
+                )
+            )
+    images = Path(folder["images"])
+    if not images.is_dir() and not (images.is_file() and zipfile.is_zipfile(images)):
+        raise AlignfuseError(
+            f"config key 'dataset.folder.images': {images} is neither a directory nor a zip "
+            "archive; give the folder of your images (or a zip of it)"
+        )
+    if abs(sum(folder["split"][s] for s in SPLITS) - 1) > 1e-9:
+        raise AlignfuseError("config key 'dataset.folder.split': train + dev + test must sum to 1")
 
 
 def check_methods(methods: dict) -> None:

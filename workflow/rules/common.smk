@@ -1,11 +1,15 @@
 """Validation, the condition grid, wildcard constraints and the functions that compute targets."""
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from alignfuse import grid
 from alignfuse.align.names import parse_alignment
@@ -37,6 +41,14 @@ ANSWER_FIGURES = ["gap", "alignment_gap"]
 SEED_BLOCKS = sorted(
     {b.name for m in config["methods"] for b in grid.seed_blocks(config, m)}
 )
+# Where the features stage reads images: a folder dataset's own directory or zip (ids are paths
+# relative to it), else the downloaded or linked archive (ids are file names).
+if config["dataset"]["kind"] == "folder":
+    IMAGES, IMAGE_KEY = config["dataset"]["folder"]["images"], "path"
+    ON_BAD_IMAGE = config["dataset"]["folder"]["on_bad_image"]
+else:
+    IMAGES, IMAGE_KEY = f"results/data/{DATASET}/archives/images.zip", "name"
+    ON_BAD_IMAGE = config["dataset"]["flickr8k"]["on_bad_image"]
 # The jobs' environment for --sdm conda (relative to the rule files).
 CONDA_ENV = "../../envs/alignfuse.yaml"
 
@@ -323,5 +335,37 @@ def feature_inputs(wildcards):
         **weights_file_input(wildcards),
     }
     if wildcards.modality == "image":
-        inputs["images"] = f"results/data/{wildcards.dataset}/archives/images.zip"
+        inputs["images"] = IMAGES
     return inputs
+
+
+def print_cost():
+    """At the start of a run that trains: the study's training cost (``alignfuse cost``: jobs,
+    seed-epochs and wall time measured on this machine). ALIGNFUSE_COST_ON_START=0 skips it;
+    if it fails, the run goes on with a warning."""
+    if os.environ.get("ALIGNFUSE_COST_ON_START", "1").strip() == "0":
+        return
+    if not any(job.rule.name == "train" for job in workflow.dag.needrun_jobs()):
+        return
+    study = Path(".snakemake/alignfuse/cost-config.json")
+    study.parent.mkdir(parents=True, exist_ok=True)
+    study.write_text(as_json(config))
+    schema = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    command = [
+        sys.executable,
+        "-m",
+        "alignfuse.cli",
+        "cost",
+        "--configfile",
+        str(study),
+    ]
+    done = subprocess.run(
+        [*command, "--schema", str(schema)], capture_output=True, text=True
+    )
+    if done.returncode == 0:
+        logger.info(
+            f"Expected cost of the study's training (alignfuse cost):\n{done.stdout}"
+        )
+    else:
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        logger.warning(f"alignfuse cost failed, the run goes on: {lines[-1]}")

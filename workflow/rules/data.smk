@@ -1,7 +1,9 @@
-"""Data: the dataset's captions and splits (Flickr8k's checksummed archives, or the synthetic
-dataset's ids), and the matching pairs of every split."""
+"""Data: the dataset's captions and splits (Flickr8k's checksummed archives, your own folder's
+captions file checked against its images, or the synthetic dataset's ids), and the matching pairs
+of every split."""
 
 FLICKR8K = config["dataset"]["flickr8k"]
+FOLDER = config["dataset"]["folder"]
 
 
 if config["dataset"]["kind"] == "synthetic":
@@ -19,6 +21,25 @@ if config["dataset"]["kind"] == "synthetic":
             code=code_hash("data.synthetic"),
         shell:
             "alignfuse synth-captions --config {params.cfg:q} --out {output} > {log} 2>&1"
+
+elif config["dataset"]["kind"] == "folder":
+
+    rule folder_captions:
+        """Your captions file with its splits as one table, every image found and decoded."""
+        input:
+            captions=FOLDER["captions"],
+            images=FOLDER["images"],
+        output:
+            "results/data/{dataset}/captions.parquet",
+        log:
+            "results/logs/data/{dataset}/captions.log",
+        conda:
+            CONDA_ENV
+        params:
+            cfg=as_json(FOLDER),
+            code=code_hash("data.folder"),
+        shell:
+            "alignfuse folder-captions --config {params.cfg:q} --out {output} > {log} 2>&1"
 
 else:
 

@@ -75,14 +75,16 @@ else:
         params:
             encoder=lambda w: as_json(grid.encoder_slice(config, w.encoder)),
             images_arg=lambda w, input: (
-                f"--images-zip {input.images}" if w.modality == "image" else ""
+                f"--images {input.images} --image-key {IMAGE_KEY}"
+                if w.modality == "image"
+                else ""
             ),
             out_arg=lambda w, output: (
                 f"--tokens-out {output[0]}"
                 if output[0].endswith("_tokens.parquet")
                 else f"--out {output[0]}"
             ),
-            on_bad_image=FLICKR8K["on_bad_image"],
+            on_bad_image=ON_BAD_IMAGE,
             plugin=encoder_plugin_hash,
             code=code_hash("features.extraction"),
         shell:

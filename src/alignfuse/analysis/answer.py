@@ -60,6 +60,14 @@ def paper_range(low: float, high: float) -> str:
     return f"{low:g}" if low == high else f"{low:g}–{high:g}"
 
 
+def pairs_shown(scales: str, shown) -> str:
+    """The row's training pairs; for a claim at several scales, which one's estimate is shown
+    (the weakest: the verdict needs every scale)."""
+    if "," not in str(scales) or pd.isna(shown):
+        return str(scales)
+    return f"{scales} ({shown} shown)"
+
+
 def verdict_rows(claims: pd.DataFrame) -> pd.DataFrame:
     """The ``paper_vs_ours`` table reduced to what a reader needs first: each row's claim and
     comparison, the paper's number beside our estimate and interval, and the verdict."""
@@ -70,7 +78,7 @@ def verdict_rows(claims: pd.DataFrame) -> pd.DataFrame:
             "statement": claims["statement"].astype(str),
             "comparison": [f"{r.reference} − {r.method}" for r in rows],
             "feature set": [f"{r.backbone}@{r.alignment}" for r in rows],
-            "pairs": claims["scales"].astype(str),
+            "pairs": [pairs_shown(r.scales, r.shown_scale) for r in rows],
             "paper": [paper_range(r.paper_low_pts, r.paper_high_pts) for r in rows],
             "ours": [
                 with_bounds(r.ours_mean_pts, r.ours_low_pts, r.ours_high_pts, 1, 2) for r in rows

@@ -47,6 +47,7 @@ COLUMNS = [
     "reference",
     "method",
     "scales",
+    "shown_scale",
     "metric",
     "paper_low_pts",
     "paper_high_pts",
@@ -237,7 +238,7 @@ def claims_table(
                 else:
                     rows.extend(method_rows(claim, method, dataset, paired, tolerance, confidence))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("n_seeds", "diverged_seeds"):
+    for column in ("shown_scale", "n_seeds", "diverged_seeds"):
         table[column] = table[column].astype("Int64")
     return table
 
@@ -274,7 +275,7 @@ def method_rows(
     ].set_index("n_train")
     rows, verdicts = [], []
     for n in claim.scales:
-        row = {**base, "scales": str(n)}
+        row = {**base, "scales": str(n), "shown_scale": n}
         if n not in found.index:
             rows.append(
                 {
@@ -348,6 +349,7 @@ def every_scale_row(
         estimated = [n for n in present if found.loc[n, "n_seeds"] > 0] or present
         weakest = min(estimated, key=lambda n: direction(claim.band) * found.loc[n, "mean_diff"])
         row.update(scale_row(found.loc[weakest], claim, tolerance, confidence))
+        row["shown_scale"] = weakest
         needed = [
             scale_row(found.loc[n], claim, tolerance, confidence)["seeds_needed"] for n in estimated
         ]
@@ -395,6 +397,7 @@ def trend_rows(
                 "method": method,
                 "metric": claim.metric,
                 "scales": str(n),
+                "shown_scale": n,
                 "tolerance_pts": tolerance,
             }
             if len(levels) < 2:

@@ -9,7 +9,6 @@ damaged zip becomes one clear error instead of a traceback deep inside a feature
 
 from __future__ import annotations
 
-import io
 import re
 import stat
 import zipfile
@@ -105,13 +104,3 @@ def image_members(zip_path: str | Path, suffix: str = ".jpg") -> dict[str, str]:
                 )
             members[name] = info.filename
     return members
-
-
-def decode_problem(zf: zipfile.ZipFile, member: str) -> str | None:
-    """Why one image member cannot be decoded (None when it can): reads and fully decodes it."""
-    try:
-        with Image.open(io.BytesIO(zf.read(member))) as image:
-            image.convert("RGB")
-    except DECODE_ERRORS as err:
-        return f"cannot be decoded ({err})"
-    return None

@@ -16,16 +16,15 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from tqdm import tqdm
 
 from alignfuse.data.archives import (
-    decode_problem,
     image_members,
     is_ignored,
     open_archive,
     read_member,
 )
 from alignfuse.data.datasets import SPLITS
+from alignfuse.data.images import ImageSource, undecodable
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
 
@@ -192,7 +191,8 @@ def read_captions(
         missing = sorted(set(frame["image_id"]) - in_archive.keys())
         if on_bad_image == "skip":
             bad_images = {name: "is missing from the archive" for name in missing}
-            bad_images |= undecodable(images_zip, in_archive, sorted(set(frame["image_id"])))
+            names = sorted(set(frame["image_id"]) & in_archive.keys())
+            bad_images |= undecodable(ImageSource(images_zip), {n: in_archive[n] for n in names})
             frame = frame[~frame["image_id"].isin(bad_images)].reset_index(drop=True)
             missing = []
     kept = frame[["image_id", "split"]].drop_duplicates()["split"].value_counts()
@@ -222,16 +222,6 @@ def read_captions(
         "bad_images_dropped": bad_images,
     }
     return frame, report
-
-
-def undecodable(images_zip: Path, members: dict[str, str], names: list[str]) -> dict[str, str]:
-    """The images among ``names`` in the archive that cannot be decoded, with the reason."""
-    problems = {}
-    with open_archive(images_zip) as zf:
-        for name in tqdm(names, desc="checking images", file=sys.stderr, mininterval=5):
-            if name in members and (reason := decode_problem(zf, members[name])):
-                problems[name] = reason
-    return problems
 
 
 def summary(report: dict) -> str:

@@ -11,7 +11,6 @@ import contextlib
 import io
 import sys
 import time
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from alignfuse.data.archives import DECODE_ERRORS, image_members
+from alignfuse.data.archives import DECODE_ERRORS
+from alignfuse.data.images import ImageSource
 from alignfuse.devices import describe, pick_device
 from alignfuse.errors import AlignfuseError
 from alignfuse.features.encoders import Encoder, key, load_encoder
@@ -74,28 +74,25 @@ def embed(
         ]
 
 
-class ZipImages(Dataset):
-    """Images read from a zip by member name, decoded and prepared in DataLoader workers.
+class SourceImages(Dataset):
+    """Images read from a zip or a directory, decoded and prepared in DataLoader workers.
 
     Each worker opens its own ZipFile on first use (one handle shared across processes would
     interleave seeks). A bad image yields its reason instead of raising, so the main process can
     name the file or skip it rather than surface a worker traceback.
     """
 
-    def __init__(self, zip_path: Path, members: list[str], prepare):
-        self.zip_path = zip_path
-        self.members = members
+    def __init__(self, source: ImageSource, locations: list[str], prepare):
+        self.source = source
+        self.locations = locations
         self.prepare = prepare
-        self.archive = None
 
     def __len__(self) -> int:
-        return len(self.members)
+        return len(self.locations)
 
     def __getitem__(self, i: int):
-        if self.archive is None:
-            self.archive = zipfile.ZipFile(self.zip_path)
         try:
-            with Image.open(io.BytesIO(self.archive.read(self.members[i]))) as image:
+            with Image.open(io.BytesIO(self.source.read(self.locations[i]))) as image:
                 return i, self.prepare(image.convert("RGB")), None
         except DECODE_ERRORS as err:
             return i, None, f"cannot be decoded ({err})"
@@ -109,10 +106,10 @@ def collate(items):
     return [i for i, _ in good], batch, bad
 
 
-def image_batches(zip_path, names, members, prepare, batch_size, workers, pin_memory):
+def image_batches(source, names, locations, prepare, batch_size, workers, pin_memory):
     """(names, tensor or None, [(name, reason)]) per batch, in the order of ``names``."""
     loader = DataLoader(
-        ZipImages(zip_path, members, prepare),
+        SourceImages(source, locations, prepare),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,
@@ -139,9 +136,9 @@ def read_captions(path: Path, columns: list[str]) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
-def bad_image_error(images_zip, name: str, reason: str) -> AlignfuseError:
+def bad_image_error(images: Path, name: str, reason: str) -> AlignfuseError:
     return AlignfuseError(
-        f"{images_zip}: image '{name}' {reason}; replace the archive with an intact copy, or set "
+        f"{images}: image '{name}' {reason}; replace it with an intact copy, or set "
         "on_bad_image: skip in the dataset's config to leave such images out"
     )
 
@@ -160,18 +157,20 @@ def extract_features(
     modality: str,
     captions: Path,
     out: Path | None,
-    images_zip: Path | None = None,
+    images: Path | None = None,
     device: str = "auto",
     workers: int = 2,
     on_bad_image: str = "error",
     tokens_out: Path | None = None,
+    image_key: str = "name",
 ) -> dict:
     """Encode every image or caption of a captions table; return the run's report.
 
     ``out`` receives the pooled features and ``tokens_out`` the token sequences (encoders that
     have them); either may be None (the workflow writes them in separate jobs, so that turning on
     tokens does not rewrite the pooled features). Images: the table's unique ``image_id`` in
-    sorted order, read from ``images_zip``. Text: every ``caption_id`` in table order. A missing or
+    sorted order, read from ``images`` (a zip or a directory; ids are file names or, with
+    ``image_key="path"``, paths relative to it). Text: every ``caption_id`` in table order. A missing or
     undecodable image raises ``AlignfuseError`` naming it, or with ``on_bad_image="skip"`` is left
     out, logged and listed in the metadata. Nothing is left under ``out`` or ``tokens_out`` unless
     the whole run succeeds.
@@ -182,8 +181,8 @@ def extract_features(
         raise AlignfuseError(f"modality '{modality}': use one of {sorted(ID_COLUMNS)}")
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise AlignfuseError(f"on_bad_image '{on_bad_image}': use one of {BAD_IMAGE_POLICIES}")
-    if modality == "image" and images_zip is None:
-        raise AlignfuseError("image features need the image archive; pass images_zip")
+    if modality == "image" and images is None:
+        raise AlignfuseError("image features need the images (a zip or a directory); pass images")
     chosen = pick_device(device)
     dtype = autocast_dtype(chosen)
     encoder = load_encoder(spec, modality)
@@ -198,18 +197,18 @@ def extract_features(
 
     if modality == "image":
         names = sorted(set(read_captions(captions, ["image_id"]).column(0).to_pylist()))
-        members = image_members(images_zip)
-        for name in names:
-            if name not in members:
-                if on_bad_image == "error":
-                    raise bad_image_error(images_zip, name, "is missing from the archive")
-                skipped[name] = "is missing from the archive"
-        names = [name for name in names if name in members]
+        source = ImageSource(images, image_key)
+        found, missing = source.locate(names)
+        for name, reason in missing.items():
+            if on_bad_image == "error":
+                raise bad_image_error(images, name, reason)
+            skipped[name] = reason
+        names = [name for name in names if name in found]
         total = len(names)
         batches = image_batches(
-            images_zip,
+            source,
             names,
-            [members[name] for name in names],
+            [found[name] for name in names],
             encoder.prepare,
             batch_size,
             workers,
@@ -257,7 +256,7 @@ def extract_features(
         for batch_ids, batch, bad in batches:
             for name, reason in bad:
                 if on_bad_image == "error":
-                    raise bad_image_error(images_zip, name, reason)
+                    raise bad_image_error(images, name, reason)
                 skipped[name] = reason
                 tqdm.write(f"skipping image {name}: {reason}", file=sys.stderr)
             if batch is not None:
