@@ -1,7 +1,15 @@
+import os
+
 import pytest
 from workflow_runner import load_preset, snakemake, write_config
 
 SHARED_SCOPES = {"module", "package", "session"}
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per core and one more. The end-to-end tests wait on Snakemake jobs'
+    start-up, SLURM's polling and subprocesses, so two workers kept two cores 61% busy."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 # first: xdist reads the marks in its own hook of this name

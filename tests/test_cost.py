@@ -4,6 +4,7 @@ here, and the estimate checked against a measured smoke-sized run."""
 import copy
 import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from alignfuse.cost.plan import (
     SplitSize,
     split_sizes,
     training_jobs,
+    tuning_jobs,
 )
 from alignfuse.train.ensemble import EVAL_PAIRS as ENTROPY_PAIRS
 
@@ -88,10 +90,39 @@ def test_flickr8k_splits_come_from_its_split_files_before_the_data_stage(paper):
     assert sizes["dev"].pairs == 10_000
 
 
-def test_paper_study_plans_228_jobs_of_five_seeds(paper):
+def test_paper_study_plans_244_jobs_of_five_seeds(paper):
     jobs = training_jobs(paper)
-    assert len(jobs) == 228 and {j.seeds for j in jobs} == {5}
+    # 228 with the shared recipe, 16 of the tuned heads (four at clip's four paper scales)
+    assert len(jobs) == 244 and {j.seeds for j in jobs} == {5}
+    assert sum(j.grid == "tuned" for j in jobs) == 16
     assert {(j.d_image, j.d_text) for j in jobs} == {(512, 512), (256, 256)}
+
+
+def test_paper_study_tunes_four_heads_over_their_candidates_before_training(paper):
+    jobs = tuning_jobs(paper)
+    assert [j.condition.method for j in jobs] == [
+        "concat_tuned",
+        "xattn_txt2img_tuned",
+        "xattn_img2txt_tuned",
+        "xattn_bidir_tuned",
+    ]
+    # 3 rates x 2 weight decays x 2 dropouts x 2 schedules, 2 seeds, at 8192 pairs of clip
+    assert {(j.runs, j.seeds, j.condition.n, j.d_image) for j in jobs} == {(24, 2, 8192, 512)}
+    assert not any(j.scores_test for j in jobs)
+
+
+def test_a_tuning_job_costs_its_candidates_runs_without_test_pairs(in_tmp):
+    config = smoke()
+    job = tuning_jobs(config)[0]
+    assert job.runs == 2 and job.condition.method == "xattn_txt2img"
+    speed = HeadSpeed(
+        step_s=0.01, step_flops=1e6, eval_pair_s=1e-4, eval_pair_flops=1e3, entropy_pair_s=1e-5
+    )
+    splits = {"dev": SplitSize(25, 75), "test": SplitSize(25, 75)}
+    cost = job_cost(job, speed, splits, best_epoch=25, start_s=3.0)
+    steps = 2 * 5 * math.ceil(job.condition.n / job.batch_size)
+    assert cost.seed_epochs["max"] == 2 * job.seeds * 5
+    assert cost.flops["max"] == pytest.approx(steps * 1e6 + 2 * 5 * 150 * 1e3)
 
 
 def test_typical_epochs_wait_patience_evaluations_after_the_best(in_tmp):
@@ -220,17 +251,23 @@ def test_a_run_that_trains_prints_the_cost_first(trained_cut):
     header = next(line for line in printed.splitlines() if line.startswith("grid")).split()
     shown = output[output.index("Expected cost") :].splitlines()[1].split()
     assert shown == header  # the command's own table (its numbers are measured anew)
-    assert "study 'cost': training only" in output
+    assert "study 'cost': tuning and training only" in output
 
 
 @pytest.mark.slow
 def test_the_estimate_is_within_a_factor_of_the_measured_run(trained_cut):
     _, rows, workdir, _ = trained_cut
     total = rows[-1]
-    assert total["grid"] == "total" and total["jobs"] == 6
-    benchmarks = glob.glob(str(workdir / "results/cost/benchmarks/train/**/*.tsv"), recursive=True)
+    assert total["grid"] == "total" and total["jobs"] == 7  # smoke's one tuning job and 6 trainings
+    benchmarks = [
+        f
+        for stage in ("tune", "train")
+        for f in glob.glob(
+            str(workdir / f"results/cost/benchmarks/{stage}/**/*.tsv"), recursive=True
+        )
+    ]
     measured = sum(float(pd.read_csv(f, sep="\t")["cpu_time"].iloc[0]) for f in benchmarks)
-    assert len(benchmarks) == 6
+    assert len(benchmarks) == 7
     # smoke's 5 epochs are below any early stop: typical and upper bound are the same run
     estimated = total["core-hours max"] * 3600
     assert estimated == total["core-hours typical"] * 3600

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import torch
 
 from alignfuse.cost.calibration import HeadSpeed, job_start_s, measure_heads, speed_key
-from alignfuse.cost.plan import SplitSize, TrainJob, split_sizes, training_jobs, untimed_jobs
+from alignfuse.cost.plan import (
+    SplitSize,
+    TrainJob,
+    split_sizes,
+    training_jobs,
+    tuning_jobs,
+    untimed_jobs,
+)
 from alignfuse.devices import describe
 from alignfuse.train.ensemble import EVAL_PAIRS as ENTROPY_PAIRS
 
@@ -43,16 +50,17 @@ def job_cost(
     """``job``'s cost at ``speed``: its steps, its dev evaluations over the dev split, and after
     training the test split scored three times (predictions and each modality shuffled) and
     the fused representation of every seed's training pairs and the test pairs. Every
-    evaluation also measures attention entropy on the dev split's first pairs."""
+    evaluation also measures attention entropy on the dev split's first pairs. A tuning job
+    does this training ``job.runs`` times (once per candidate) and scores no test pairs."""
     epochs = {"typical": job.typical_epochs(best_epoch), "max": job.max_epochs}
     dev_pairs = splits["dev"].pairs
-    after = 4 * splits["test"].pairs + job.condition.n
+    after = 4 * splits["test"].pairs + job.condition.n if job.scores_test else 0
     entropy_s = min(ENTROPY_PAIRS, dev_pairs) * speed.entropy_pair_s
     seed_epochs, flops, seconds = {}, {}, {}
     for bound, e in epochs.items():
-        steps, evaluations = job.steps_per_epoch * e, job.evaluations(e)
+        steps, evaluations = job.runs * job.steps_per_epoch * e, job.runs * job.evaluations(e)
         evaluated = evaluations * dev_pairs + after
-        seed_epochs[bound] = job.seeds * e
+        seed_epochs[bound] = job.runs * job.seeds * e
         flops[bound] = steps * speed.step_flops + evaluated * speed.eval_pair_flops
         seconds[bound] = (
             start_s + steps * speed.step_s + evaluated * speed.eval_pair_s + evaluations * entropy_s
@@ -164,7 +172,7 @@ class StudyCost:
 def study_cost(config: dict, cores: list[int], best_epoch: int) -> StudyCost:
     """Plan ``config``'s training jobs, measure each head here (and on a visible GPU), and
     total their cost per grid on ``cores`` (this machine's cores first)."""
-    jobs = training_jobs(config)
+    jobs = tuning_jobs(config) + training_jobs(config)
     splits = split_sizes(config)
     threads = config["threads"]["train"]
     started = time.perf_counter()
@@ -181,7 +189,7 @@ def study_cost(config: dict, cores: list[int], best_epoch: int) -> StudyCost:
     rows = summary(costs, cores, threads, gpu_costs)
     others = ", ".join(f"{stage} {n}" for stage, n in untimed_jobs(config).items() if n)
     notes = [
-        f"study '{config['study']}': training only, typical (upper bound: every seed runs "
+        f"study '{config['study']}': tuning and training only, typical (upper bound: every seed runs "
         f"max_epochs); typical = each seed's dev accuracy peaks at epoch {best_epoch}, then "
         "early stopping waits `patience` evaluations.",
         f"Measured here in {calibration_s:.0f} s: each head's training step and dev evaluation "

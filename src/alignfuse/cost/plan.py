@@ -42,6 +42,9 @@ class TrainJob:
     d_image: int
     d_text: int
     tokens: dict[str, int] | None  # tokens per image and caption for encoder-token heads
+    # a tuning job trains its grid's candidates one after another and never scores test pairs
+    runs: int = 1
+    scores_test: bool = True
 
     @property
     def seeds(self) -> int:
@@ -159,6 +162,36 @@ def training_jobs(config: dict) -> list[TrainJob]:
             )
     order = list(grids)
     return sorted(jobs, key=lambda job: order.index(job.grid))
+
+
+def tuning_jobs(config: dict) -> list[TrainJob]:
+    """The tuning job of each tuned method (grid ``tuning``): its candidates' training runs at
+    the tuning target's scale and seeds; a candidate changes rates and dropout, not the
+    arithmetic of a step."""
+    from alignfuse.train.tuning import candidates
+
+    methods = grid.tuned_methods(config)
+    if not methods:
+        return []
+    target = grid.tuning_target(config)
+    d_image, d_text = feature_widths(config, target["backbone"], target["alignment"])
+    jobs = []
+    for method in methods:
+        spec = grid.tune_slice(config, method)
+        encoder_tokens = config["methods"][method].get("token_source") == "encoder"
+        jobs.append(
+            TrainJob(
+                "tuning",
+                grid.Condition(target["backbone"], target["alignment"], method, target["scale"]),
+                spec,
+                d_image,
+                d_text,
+                dict(ENCODER_TOKENS) if encoder_tokens else None,
+                runs=len(candidates(spec["grid"])),
+                scores_test=False,
+            )
+        )
+    return jobs
 
 
 def untimed_jobs(config: dict) -> dict[str, int]:
