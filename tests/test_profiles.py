@@ -30,9 +30,11 @@ def test_by_default_one_job_uses_the_gpu_and_training_stays_on_the_cpu(read_prof
     assert profile["set-resources"] == ["features:gpu=1"]
 
 
-def test_several_training_jobs_share_each_gpu_and_a_feature_job_takes_a_whole_one(read_profile):
+def test_several_training_and_tuning_jobs_share_each_gpu_and_a_feature_job_takes_a_whole_one(
+    read_profile,
+):
     profile = read_profile(
         ALIGNFUSE_TRAIN_GPU="1", ALIGNFUSE_GPUS="2", ALIGNFUSE_TRAIN_JOBS_PER_GPU="4"
     )
     assert profile["resources"] == ["gpu=8"]
-    assert sorted(profile["set-resources"]) == ["features:gpu=4", "train:gpu=1"]
+    assert sorted(profile["set-resources"]) == ["features:gpu=4", "train:gpu=1", "tune:gpu=1"]
