@@ -1,9 +1,14 @@
 import os
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from workflow_runner import load_preset, snakemake, write_config
 
 SHARED_SCOPES = {"module", "package", "session"}
+# Session fixtures that every worker reads from one copy (built once, under a file lock), so the
+# tests using them need not share a worker.
+ACROSS_WORKERS = {"smoke_study"}
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -34,7 +39,10 @@ def pytest_collection_modifyitems(config, items):
         keys = [
             f"{fixtures[-1].baseid}::{name}"
             for name, fixtures in defs
-            if fixtures and fixtures[-1].scope in SHARED_SCOPES and fixtures[-1].baseid
+            if fixtures
+            and fixtures[-1].scope in SHARED_SCOPES
+            and fixtures[-1].baseid
+            and name not in ACROSS_WORKERS
         ]
         shared[item.nodeid] = keys
         for key in keys[1:]:
@@ -45,13 +53,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def smoke_study(tmp_path_factory):
+def smoke_study(tmp_path_factory, worker_id):
     """One finished run of the smoke preset: (working directory, config file).
 
-    Shared by every end-to-end test that only plans from it or reads it, so the suite pays for
-    one real run; tests must not run jobs in it.
+    Shared by every end-to-end test that only plans from it or reads it, on every xdist worker
+    (the first to ask runs it, the others wait on a lock), so the suite pays for one real run;
+    tests must not run jobs in it.
     """
-    workdir = tmp_path_factory.mktemp("smoke")
+    if worker_id == "master":
+        return run_smoke_study(tmp_path_factory.mktemp("smoke"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with FileLock(shared / "smoke.lock"):
+        done = shared / "smoke.done"
+        if not done.exists():
+            run_smoke_study(shared / "smoke")
+            done.touch()
+    return shared / "smoke", shared / "smoke" / "study.yaml"
+
+
+def run_smoke_study(workdir: Path) -> tuple[Path, Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
     configfile = write_config(workdir / "study.yaml", load_preset("smoke"))
     snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
     return workdir, configfile
