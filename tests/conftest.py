@@ -72,7 +72,14 @@ def smoke_study(tmp_path_factory, worker_id):
 
 
 def run_smoke_study(workdir: Path) -> tuple[Path, Path]:
+    """Run the smoke study with the cost printed at its start (tests/test_cost.py reads the
+    output, kept in ``snakemake.log``, and the jobs' benchmarks)."""
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = write_config(workdir / "study.yaml", load_preset("smoke"))
-    snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    os.environ["ALIGNFUSE_COST_ON_START"] = "1"
+    try:
+        run = snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    finally:
+        del os.environ["ALIGNFUSE_COST_ON_START"]
+    (workdir / "snakemake.log").write_text(run.stderr + run.stdout)
     return workdir, configfile

@@ -5,7 +5,6 @@ import copy
 import glob
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from workflow_runner import ROOT, load_preset, snakemake, write_config
+from workflow_runner import ROOT, load_preset, write_config
 
 from alignfuse import grid
 from alignfuse.config import validate_config
@@ -216,22 +215,11 @@ def test_a_bad_key_is_named_before_any_calibration(in_tmp):
 
 
 @pytest.fixture(scope="module")
-def trained_cut(tmp_path_factory):
-    """A smoke-sized study's training jobs run by Snakemake with the cost printed at the start,
-    and the same study's estimate from `alignfuse cost`: (run output, estimate rows, workdir)."""
-    workdir = tmp_path_factory.mktemp("cost")
-    config = load_preset("smoke")
-    config["study"] = "cost"
-    config["grids"] = {"main": {"alignments": ["raw"], "backbones": ["aligned"]}}
-    configfile = write_config(workdir / "study.yaml", config)
-    os.environ["ALIGNFUSE_COST_ON_START"] = "1"
-    try:
-        run = snakemake(
-            workdir, "--cores", "2", "--configfile", str(configfile), "--until", "train"
-        )
-    finally:
-        del os.environ["ALIGNFUSE_COST_ON_START"]
-    out = workdir / "cost.json"
+def trained_cut(smoke_study, tmp_path_factory):
+    """The smoke study, run by Snakemake with the cost printed at the start (conftest), and the
+    same study's estimate from `alignfuse cost`: (run output, estimate rows, workdir, printed)."""
+    workdir, configfile = smoke_study
+    out = tmp_path_factory.mktemp("cost") / "cost.json"
     done = subprocess.run(
         [sys.executable, "-m", "alignfuse.cli", "cost", "--configfile", str(configfile)]
         + ["--json", str(out)],
@@ -240,7 +228,8 @@ def trained_cut(tmp_path_factory):
         cwd=workdir,
         check=True,
     )
-    return run.stderr + run.stdout, json.loads(out.read_text()), workdir, done.stdout
+    run_output = (workdir / "snakemake.log").read_text()
+    return run_output, json.loads(out.read_text()), workdir, done.stdout
 
 
 @pytest.mark.slow
@@ -251,23 +240,23 @@ def test_a_run_that_trains_prints_the_cost_first(trained_cut):
     header = next(line for line in printed.splitlines() if line.startswith("grid")).split()
     shown = output[output.index("Expected cost") :].splitlines()[1].split()
     assert shown == header  # the command's own table (its numbers are measured anew)
-    assert "study 'cost': tuning and training only" in output
+    assert "study 'smoke': tuning and training only" in output
 
 
 @pytest.mark.slow
 def test_the_estimate_is_within_a_factor_of_the_measured_run(trained_cut):
     _, rows, workdir, _ = trained_cut
     total = rows[-1]
-    assert total["grid"] == "total" and total["jobs"] == 7  # smoke's one tuning job and 6 trainings
+    assert total["grid"] == "total" and total["jobs"] == 22  # smoke's tuning job and 21 trainings
     benchmarks = [
         f
         for stage in ("tune", "train")
         for f in glob.glob(
-            str(workdir / f"results/cost/benchmarks/{stage}/**/*.tsv"), recursive=True
+            str(workdir / f"results/smoke/benchmarks/{stage}/**/*.tsv"), recursive=True
         )
     ]
     measured = sum(float(pd.read_csv(f, sep="\t")["cpu_time"].iloc[0]) for f in benchmarks)
-    assert len(benchmarks) == 7
+    assert len(benchmarks) == 22
     # smoke's 5 epochs are below any early stop: typical and upper bound are the same run
     estimated = total["core-hours max"] * 3600
     assert estimated == total["core-hours typical"] * 3600
