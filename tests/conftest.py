@@ -83,3 +83,22 @@ def run_smoke_study(workdir: Path) -> tuple[Path, Path]:
         del os.environ["ALIGNFUSE_COST_ON_START"]
     (workdir / "snakemake.log").write_text(run.stderr + run.stdout)
     return workdir, configfile
+
+
+@pytest.fixture
+def restore_threads():
+    """Training and tuning set torch's global thread count; leave it as other tests expect (use
+    with ``pytestmark = pytest.mark.usefixtures("restore_threads")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    """Items split 400/100/100, each image with its own caption (see :func:`write_matching_task`)."""
+    from matching_files import write_matching_task
+
+    return write_matching_task(tmp_path_factory.mktemp("task"))

@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
-from matching_files import write_matching_task
 from sklearn.metrics import roc_auc_score
 
 from alignfuse.errors import AlignfuseError
@@ -31,6 +30,8 @@ from alignfuse.train.optim import SeedAdamW, adamw, keep_optimizer_seeds
 from alignfuse.train.schedule import learning_rate
 from alignfuse.train.splits import load_splits, training_subsets
 from alignfuse.train.stopping import EarlyStopping
+
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 RUN_COLUMNS = [
     "method",
@@ -82,20 +83,6 @@ HEADS = {
     "concat": {"hidden": [64, 64]},
     "xattn_txt2img": {"tokens": 4, "dim": 32, "heads": 2, "ffn": 64},
 }
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    """train_condition sets torch's global thread count; leave it as other tests expect."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    """Items split 400/100/100, each image with its own caption (see :func:`write_matching_task`)."""
-    return write_matching_task(tmp_path_factory.mktemp("task"))
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from matching_files import write_matching_task
 
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
@@ -23,22 +21,11 @@ from alignfuse.train.tuning import (
     with_values,
 )
 
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
 # A rate at which concat learns the task in a few epochs, between one at which AdamW's steps
 # throw the head about (it never settles above chance) and one at which it barely moves.
 LEARNS, DIVERGES, STALLS = 3e-3, 1.0, 1e-7
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    """tune sets torch's global thread count; leave it as other tests expect."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    return write_matching_task(tmp_path_factory.mktemp("task"))
 
 
 def spec(grid: dict, **training) -> dict:

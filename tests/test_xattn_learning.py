@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from alignfuse.data.pairs import make_pairs
 from alignfuse.data.synthetic import synthetic_captions
@@ -14,6 +13,8 @@ from alignfuse.features.synthetic import synthetic_features
 from alignfuse.fusion import CROSS_ATTENTION_HEADS
 from alignfuse.parquet import write_embeddings, write_frame
 from alignfuse.train.condition import train_condition
+
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 HEAD = {"tokens": 8, "dim": 64, "heads": 4, "ffn": 128, "dropout": 0.1}
 # the synthetic preset's generator, aligned (128-d, unit norm on average, like CLIP's captions)
@@ -30,13 +31,6 @@ GENERATOR = {
     "d_text": 128,
     "seed": 0,
 }
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def spec(head, scaling, epochs, seeds=(0, 1, 2), hparams=HEAD, **training):
