@@ -130,6 +130,13 @@ def feature_widths(config: dict, backbone: str, alignment: str) -> tuple[int, in
     return tuple(encoder_width(config, pair[m], m) for m in ("image", "text"))
 
 
+def token_shapes(config: dict, method: str) -> dict[str, int] | None:
+    """Tokens per image and caption that ``method`` attends over, if it reads encoder tokens."""
+    if config["methods"][method].get("token_source") == "encoder":
+        return dict(ENCODER_TOKENS)
+    return None
+
+
 def training_jobs(config: dict) -> list[TrainJob]:
     """Every training job of the study (a condition's seed blocks), each under the first grid
     that holds its condition (grids may share conditions; each trains once), grid by grid in
@@ -147,7 +154,6 @@ def training_jobs(config: dict) -> list[TrainJob]:
             and condition.n in g["scales"]
         )
         d_image, d_text = widths[condition.backbone, condition.alignment]
-        encoder_tokens = config["methods"][condition.method].get("token_source") == "encoder"
         for block in grid.seed_blocks(config, condition.method):
             spec = grid.train_slice(config, condition.method, block.name)
             jobs.append(
@@ -157,7 +163,7 @@ def training_jobs(config: dict) -> list[TrainJob]:
                     spec,
                     d_image,
                     d_text,
-                    dict(ENCODER_TOKENS) if encoder_tokens else None,
+                    token_shapes(config, condition.method),
                 )
             )
     order = list(grids)
@@ -178,7 +184,6 @@ def tuning_jobs(config: dict) -> list[TrainJob]:
     jobs = []
     for method in methods:
         spec = grid.tune_slice(config, method)
-        encoder_tokens = config["methods"][method].get("token_source") == "encoder"
         jobs.append(
             TrainJob(
                 "tuning",
@@ -186,7 +191,7 @@ def tuning_jobs(config: dict) -> list[TrainJob]:
                 spec,
                 d_image,
                 d_text,
-                dict(ENCODER_TOKENS) if encoder_tokens else None,
+                token_shapes(config, method),
                 runs=len(candidates(spec["grid"])),
                 scores_test=False,
             )
