@@ -1,5 +1,8 @@
 import hashlib
+import json
 import re
+import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from PIL import Image
 
 from alignfuse.config import validate_config
 from alignfuse.errors import AlignfuseError
-from alignfuse.features.encoders import fetch_weights, load_encoder
+from alignfuse.features.encoders import fetch_weights, load_encoder, open_clip_width
 from alignfuse.grid import encoder_slice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,9 +164,17 @@ def test_python_plugin_form_loads_a_user_encoder(tmp_path):
     assert "sha256" in load_encoder({**PLUGIN, "checkpoint": str(path)}, "text").weights_id
 
 
-def test_fetch_weights_loads_every_tower_and_returns_the_weights_id():
-    assert fetch_weights(RESNET) == "torchvision:resnet18:random"
+def test_fetch_weights_loads_a_plugins_towers_and_returns_the_weights_id():
     assert fetch_weights(PLUGIN, ("text",)) == "python:plugin_encoder:build:random"
+
+
+def test_random_library_weights_have_nothing_to_fetch(monkeypatch):
+    """A random initialisation is built where it encodes: fetching it would only cost time."""
+    monkeypatch.setattr(torchvision.models, "get_model", pytest.fail)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", pytest.fail)
+    monkeypatch.setattr(open_clip, "create_model", pytest.fail)
+    assert fetch_weights(RESNET) == "torchvision:resnet18:random"
+    assert fetch_weights(CLIP) == "open_clip:ViT-B-32:random"
 
 
 def documented_plugin_spec() -> tuple[str, dict]:
@@ -188,3 +199,27 @@ def test_the_documented_plugin_example_needs_no_pretrained_tag():
     encoder = load_encoder(encoder_slice(config, name), "text")
     assert encoder.model(encoder.prepare(["a dog", "two people"])).shape == (2, 8)
     assert encoder.weights_id == "python:plugin_encoder:build"
+
+
+def test_open_clip_widths_read_from_its_config_files_are_its_own():
+    for name in open_clip.list_models():
+        assert open_clip_width(name) == open_clip.get_model_config(name)["embed_dim"], name
+
+
+def test_checking_sizes_at_known_widths_imports_no_encoder_library():
+    """The config check of a synthetic study sizes heads at numeric widths: no open_clip or
+    torchvision import (seconds at every Snakemake start)."""
+    request = {
+        "backbones": {"b": {"image": 32, "text": 32}},
+        "methods": {
+            "g": {"head": "gated_sum", "hidden": [16], "gate_hidden": 8, "param_match": 2642}
+        },
+    }
+    code = (
+        "import json, sys; from alignfuse.config import check_sizes; "
+        f"assert check_sizes({request!r})['error'] is None; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('open_clip', 'torchvision'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []

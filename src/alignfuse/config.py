@@ -494,15 +494,22 @@ def check_param_match(config: dict) -> None:
         raise AlignfuseError(outcome["error"])
 
 
+def encoder_width(spec: dict, modality: str) -> int | None:
+    """The pooled width of an encoder's features (imported only for encoders: it brings in
+    torchvision, which synthetic widths do not need)."""
+    from alignfuse.features.encoders import feature_width
+
+    return feature_width(spec, modality)
+
+
 def check_sizes(request: dict) -> dict:
     """Resolve every param_match target of ``request`` (see :func:`size_request`); the first
     unreachable one is the error. Imports torch: run it through ``alignfuse check-sizes``."""
-    from alignfuse.features.encoders import feature_width
     from alignfuse.fusion.build import resolve_config
 
     checked, unknown = [], []
     for backbone, widths in request["backbones"].items():
-        dims = {m: w if isinstance(w, int) else feature_width(w, m) for m, w in widths.items()}
+        dims = {m: w if isinstance(w, int) else encoder_width(w, m) for m, w in widths.items()}
         if None in dims.values():
             unknown.append(backbone)
             continue

@@ -4,20 +4,23 @@ A spec is the config's ``encoders.<name>`` entry plus its ``name``. Every loader
 :class:`Encoder` whose ``model(batch)`` is the pooled embedding, so feature extraction is one code
 path for all libraries, and the ``python`` form plugs in any other library without touching the
 package. Weights come from the library's cache, a local ``checkpoint`` file, or (``pretrained:
-false``) a seeded random initialisation; ``weights_id`` records which.
+false``) a seeded random initialisation; ``weights_id`` records which. open_clip is imported
+where a CLIP tower is built: it takes seconds that other encoders' jobs and the config checks
+would spend for nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import open_clip
 import torch
 import torchvision
 from torch import nn
@@ -232,6 +235,8 @@ def clip_tokens(clip: nn.Module, modality: str) -> Callable | None:
     from start to end-of-text after ``ln_final``, so the last one equals the pooled embedding.
     Only the standard CLIP architecture (ViT image tower, built-in text tower) has them.
     """
+    import open_clip
+
     if not isinstance(clip, open_clip.CLIP):
         return None
     if modality == "image":
@@ -270,6 +275,8 @@ def load_open_clip(spec: dict, modality: str) -> Encoder:
     or from ``checkpoint`` (OpenAI's ViT-B-32 needs quick GELU: a plain ``ViT-B-32`` with
     ``openai`` weights would otherwise run with the wrong activation).
     """
+    import open_clip
+
     name, tag, checkpoint = spec["model"], spec.get("pretrained") or None, spec.get("checkpoint")
     if name not in open_clip.list_models():
         raise AlignfuseError(
@@ -311,7 +318,7 @@ def load_open_clip(spec: dict, modality: str) -> Encoder:
             prepare = open_clip.get_tokenizer(name)
         except OSError as err:
             raise download_error(spec, err) from err
-    dim = open_clip.get_model_config(name)["embed_dim"]
+    dim = open_clip_width(name)
     tokens = clip_tokens(clip, modality)
     return Encoder(
         model=ClipTower(clip, modality),
@@ -383,6 +390,10 @@ LIBRARIES = {
 }
 
 
+# The libraries whose models are named, not loaded from user code.
+LIBRARY_MODELS = ("torchvision", "open_clip")
+
+
 def library_of(spec: dict) -> Library:
     library = LIBRARIES.get(spec.get("library"))
     if library is None:
@@ -422,8 +433,16 @@ def load_encoder(spec: dict, modality: str) -> Encoder:
 def fetch_weights(spec: dict, modalities: tuple[str, ...] | None = None) -> str:
     """Load each tower once so its weights land in the library cache (a login-node prefetch).
 
-    ``modalities`` defaults to every tower the library has. Returns the weights id.
+    ``modalities`` defaults to every tower the library has. Returns the weights id. A library
+    model's seeded random initialisation has nothing to fetch: it is built where it encodes.
     """
+    if (
+        spec["library"] in LIBRARY_MODELS
+        and not spec.get("pretrained")
+        and not spec.get("checkpoint")
+    ):
+        library_of(spec)
+        return describe_weights(spec)
     weights_id = ""
     for modality in modalities or library_of(spec).modalities:
         weights_id = load_encoder(spec, modality).weights_id
@@ -439,5 +458,17 @@ def feature_width(spec: dict, modality: str) -> int | None:
             model = torchvision.models.get_model(spec["model"], weights=None)
         return strip_head(model, spec)
     if spec.get("library") == "open_clip":
-        return open_clip.get_model_config(spec["model"])["embed_dim"]
+        return open_clip_width(spec["model"])
     return None
+
+
+def open_clip_width(model: str) -> int:
+    """The embedding width of an open_clip architecture, read from the config file open_clip
+    ships for it (the config checks ask before any job, and importing open_clip takes seconds);
+    other names (``hf-hub:``, ``local-dir:``) are asked of open_clip itself."""
+    shipped = Path(importlib.util.find_spec("open_clip").origin).parent / "model_configs"
+    if (shipped / f"{model}.json").is_file():
+        return json.loads((shipped / f"{model}.json").read_text())["embed_dim"]
+    import open_clip
+
+    return open_clip.get_model_config(model)["embed_dim"]
