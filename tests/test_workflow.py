@@ -240,13 +240,17 @@ def flickr8k_run(tmp_path_factory):
     from flickr8k_fixture import image_name, make_flickr8k_archives
 
     tmp_path = tmp_path_factory.mktemp("flickr8k")
-    archives = make_flickr8k_archives(tmp_path / "mirror", corrupt=(image_name(DAMAGED),))
+    # 8/4/4 images: the smallest archive whose training split still pairs to the larger scale
+    archives = make_flickr8k_archives(
+        tmp_path / "mirror", n_train=8, n_dev=4, n_test=4, corrupt=(image_name(DAMAGED),)
+    )
     workdir = tmp_path / "work"
     workdir.mkdir()
     config = flickr8k_study(archives)
     config["dataset"]["flickr8k"]["on_bad_image"] = "skip"
     config["pid"] = {
         "k": [4],
+        "dims": 4,  # at most the 7 training images' rows
         "repeats": 2,
         "conditions": {"backbones": ["clip"], "methods": ["concat", "xattn_img2txt"]},
     }
@@ -259,18 +263,18 @@ def test_flickr8k_format_study_runs_end_to_end_offline(flickr8k_run):
     workdir, config = flickr8k_run
     captions = pd.read_parquet(workdir / "results/data/fixture/captions.parquet")
     assert captions.groupby("split")["image_id"].nunique().to_dict() == {
-        "dev": 8,
-        "test": 8,
-        "train": 23,  # 24 less the damaged image
+        "dev": 4,
+        "test": 4,
+        "train": 7,  # 8 less the damaged image
     }
     image = pd.read_parquet(workdir / "results/features/fixture/resnet18/image.parquet")
-    assert len(image) == 39 and len(image["emb"].iloc[0]) == 512
+    assert len(image) == 15 and len(image["emb"].iloc[0]) == 512
     # tokens: 49 CLIP patches or ResNet18 layer4 positions per image, the caption's own tokens
     for encoder in ("clip", "resnet18"):
         tokens = pd.read_parquet(
             workdir / f"results/features/fixture/{encoder}/image_tokens.parquet"
         )
-        assert len(tokens) == 39 and len(tokens["tokens"].iloc[0]) == 49
+        assert len(tokens) == 15 and len(tokens["tokens"].iloc[0]) == 49
     assert (workdir / "results/features/fixture/clip/text_tokens.parquet").exists()
     runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
     assert len(runs) == 2 * len(config["methods"]) * 2 * 2
@@ -300,7 +304,7 @@ def test_skipping_a_damaged_image_leaves_it_out_of_captions_pairs_and_features(f
     assert damaged not in set(captions["image_id"]) | set(pairs["image_id"])
     for encoder in ("clip", "resnet18"):
         image = pd.read_parquet(workdir / f"results/features/fixture/{encoder}/image.parquet")
-        assert damaged not in set(image["image_id"]) and len(image) == 39
+        assert damaged not in set(image["image_id"]) and len(image) == 15
     runs = pd.read_parquet(workdir / "results/fixture/tables/runs.parquet")
     assert (runs["status"] == "ok").all()
 
