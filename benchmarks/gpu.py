@@ -9,7 +9,7 @@ Offline (random weights, generated data), in two parts:
    write) for several numbers of DataLoader workers, against the forward pass alone on one
    prepared batch.
 2. Training: one concat and one cross-attention condition (5 seeds by default) on Flickr8k-sized
-   synthetic features (a tenth of its images with --quick) with ``training.device`` set to the device, the seeds vmapped together
+   synthetic features (a fortieth of its images with --quick) with ``training.device`` set to the device, the seeds vmapped together
    against a loop over the seeds one at a time on the same device; reported are seconds per
    seed-epoch, their ratio, test accuracy against a CPU run of the same condition, and the peak
    device memory.
@@ -213,7 +213,7 @@ def main() -> None:
             256,
             1,
             64,
-            10,
+            40,
         )
     else:
         sizes, workers, batch, n, epochs, dim, shrink = (
