@@ -131,8 +131,8 @@ MALFORMED = [
     ),
     (
         "unknown dataset kind",
-        lambda c: set_key(c, "dataset.kind", "coco"),
-        ["dataset.kind", "'coco'"],
+        lambda c: set_key(c, "dataset.kind", "laion"),
+        ["dataset.kind", "'laion'"],
     ),
     (
         "missing backbones",

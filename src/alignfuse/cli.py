@@ -44,7 +44,14 @@ def synth_features(args) -> None:
 def download(args) -> None:
     from alignfuse.data.download import fetch_archive
 
-    fetch_archive(args.url, args.out, md5=args.md5, sha256=args.sha256, local=args.local)
+    fetch_archive(
+        args.url,
+        args.out,
+        md5=args.md5,
+        sha256=args.sha256,
+        local=args.local,
+        local_key=args.local_key,
+    )
 
 
 def captions(args) -> None:
@@ -57,6 +64,25 @@ def captions(args) -> None:
         on_malformed=args.on_malformed,
         on_bad_image=args.on_bad_image,
     )
+
+
+def karpathy_captions(args) -> None:
+    from alignfuse.data.karpathy import write_captions
+
+    write_captions(
+        args.kind,
+        args.captions_zip,
+        args.images[0] if args.images and len(args.images) == 1 else args.images,
+        args.out,
+        on_malformed=args.on_malformed,
+        on_bad_image=args.on_bad_image,
+    )
+
+
+def flickr30k_images(args) -> None:
+    from alignfuse.data.repack import pack_images
+
+    pack_images(args.source, args.out, sha256=args.sha256)
 
 
 def folder_captions(args) -> None:
@@ -109,7 +135,7 @@ def features(args) -> None:
         args.modality,
         args.captions,
         args.out,
-        images=args.images,
+        images=args.images[0] if args.images and len(args.images) == 1 else args.images,
         device=args.device,
         workers=args.workers,
         on_bad_image=args.on_bad_image,
@@ -306,6 +332,17 @@ def cost(args) -> None:
     print(estimate.text)
 
 
+def add_bad_input_options(p: argparse.ArgumentParser) -> None:
+    """--on-malformed and --on-bad-image of the captions commands of released datasets."""
+    p.add_argument("--on-malformed", choices=["error", "skip"], default="error")
+    p.add_argument(
+        "--on-bad-image",
+        choices=["error", "skip"],
+        default="error",
+        help="skip: decode every image and drop those that are missing or damaged",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alignfuse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -330,21 +367,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md5")
     p.add_argument("--sha256")
     p.add_argument("--local", type=Path, help="an archive you already have; skips the download")
+    p.add_argument(
+        "--local-key",
+        default="dataset.flickr8k.archives.<images|text>",
+        help="the config key that errors name for a local copy",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=download)
 
     p = sub.add_parser("captions", help="parse Flickr8k captions and official splits")
     p.add_argument("--text-zip", type=Path, required=True)
     p.add_argument("--images-zip", type=Path)
-    p.add_argument("--on-malformed", choices=["error", "skip"], default="error")
-    p.add_argument(
-        "--on-bad-image",
-        choices=["error", "skip"],
-        default="error",
-        help="skip: decode every image and drop those that are missing or damaged",
-    )
+    add_bad_input_options(p)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=captions)
+
+    p = sub.add_parser(
+        "karpathy-captions", help="parse Flickr30k or COCO captions in Karpathy's splits"
+    )
+    p.add_argument("--kind", choices=["flickr30k", "coco"], required=True)
+    p.add_argument("--captions-zip", type=Path, required=True, help="caption_datasets.zip")
+    p.add_argument("--images", type=Path, nargs="+", help="the image zip(s)")
+    add_bad_input_options(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=karpathy_captions)
+
+    p = sub.add_parser(
+        "flickr30k-images", help="pack your flickr30k-images.tar.gz (or folder) into a zip"
+    )
+    p.add_argument("--source", type=Path, required=True, help="a tar(.gz), zip or directory")
+    p.add_argument("--sha256", help="the archive's expected sha256, checked when given")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=flickr30k_images)
 
     p = sub.add_parser(
         "folder-captions", help="check your captions file against your images; draw its splits"
@@ -390,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=json_arg, required=True, help="encoder spec as JSON")
     p.add_argument("--modality", choices=["image", "text"], required=True)
     p.add_argument("--captions", type=Path, required=True)
-    p.add_argument("--images", type=Path, help="the images: a zip or a directory")
+    p.add_argument(
+        "--images", type=Path, nargs="+", help="the images: a zip (or several) or a directory"
+    )
     p.add_argument(
         "--image-key",
         choices=["name", "path"],

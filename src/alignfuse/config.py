@@ -193,13 +193,10 @@ def check_semantics(config: dict) -> None:
                 raise AlignfuseError(f"config key 'encoders.{name}.dim': {exc}") from None
     elif kind == "folder":
         check_folder(dataset["folder"])
+    elif kind in ("flickr30k", "coco"):
+        check_karpathy(kind, dataset[kind])
     else:
-        for which, path in dataset["flickr8k"]["archives"].items():
-            if path is not None and not Path(path).is_file():
-                raise AlignfuseError(
-                    f"config key 'dataset.flickr8k.archives.{which}': {path} is not a file; "
-                    "give the path of the archive you downloaded, or null to download it"
-                )
+        check_local_archives("flickr8k", dataset["flickr8k"]["archives"])
 
     check_grids(config)
     train_pairs = (
@@ -226,6 +223,43 @@ def check_semantics(config: dict) -> None:
     check_tuning(config)
     check_token_sources(config)
     check_param_match(config)
+
+
+def check_local_archives(kind: str, archives: dict) -> None:
+    """Archives the user already has (instead of downloading them) exist."""
+    for which, path in archives.items():
+        if path is not None and not Path(path).is_file():
+            raise AlignfuseError(
+                f"config key 'dataset.{kind}.archives.{which}': {path} is not a file; "
+                "give the path of the archive you downloaded, or null to download it"
+            )
+
+
+def check_karpathy(kind: str, cfg: dict) -> None:
+    """Karpathy's caption_datasets.zip has a checksum from the user (its author publishes
+    none), and Flickr30k's images, which come only through the maintainers' form, a path."""
+    captions = cfg["captions"]
+    if not (captions.get("md5") or captions.get("sha256")):
+        raise AlignfuseError(
+            f"config key 'dataset.{kind}.captions.sha256' is required: Karpathy publishes no "
+            "checksum for caption_datasets.zip, so set that of the copy you trust (download it "
+            "once and run 'sha256sum caption_datasets.zip'; docs/data.md#flickr30k-and-coco)"
+        )
+    check_local_archives(kind, cfg["archives"])
+    if kind != "flickr30k":
+        return
+    images = cfg["images"]
+    if not images:
+        raise AlignfuseError(
+            "config key 'dataset.flickr30k.images' is required for kind flickr30k: the "
+            "maintainers hand out flickr30k-images.tar.gz only through the request form at "
+            "https://shannon.cs.illinois.edu/DenotationGraph/; set the path of your copy"
+        )
+    if not Path(images).exists():
+        raise AlignfuseError(
+            f"config key 'dataset.flickr30k.images': {images} does not exist; give the path of "
+            "flickr30k-images.tar.gz (or a zip of the images, or the folder they unpack to)"
+        )
 
 
 def check_folder(folder: dict) -> None:

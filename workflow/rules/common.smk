@@ -43,12 +43,28 @@ SEED_BLOCKS = sorted(
 )
 # Where the features stage reads images: a folder dataset's own directory or zip (ids are paths
 # relative to it), else the downloaded or linked archive (ids are file names).
-if config["dataset"]["kind"] == "folder":
+# COCO's images stay in its two zips (ids are unique file names across them).
+KIND = config["dataset"]["kind"]
+DATASET_CONFIG = config["dataset"].get(KIND, {})
+if KIND == "folder":
     IMAGES, IMAGE_KEY = config["dataset"]["folder"]["images"], "path"
     ON_BAD_IMAGE = config["dataset"]["folder"]["on_bad_image"]
+elif KIND == "coco":
+    IMAGES = [
+        f"results/data/{DATASET}/archives/{a}.zip" for a in ("train2014", "val2014")
+    ]
+    IMAGE_KEY, ON_BAD_IMAGE = "name", DATASET_CONFIG["on_bad_image"]
 else:
     IMAGES, IMAGE_KEY = f"results/data/{DATASET}/archives/images.zip", "name"
-    ON_BAD_IMAGE = config["dataset"]["flickr8k"]["on_bad_image"]
+    ON_BAD_IMAGE = config["dataset"][KIND if KIND == "flickr30k" else "flickr8k"][
+        "on_bad_image"
+    ]
+# The archives the download rule fetches (or links) for each released dataset.
+DOWNLOADS = {
+    "flickr8k": ["images", "text"],
+    "flickr30k": ["captions"],
+    "coco": ["captions", "train2014", "val2014"],
+}.get(KIND, [])
 # The jobs' environment for --sdm conda (relative to the rule files).
 CONDA_ENV = "../../envs/alignfuse.yaml"
 
@@ -302,15 +318,18 @@ def token_files():
 
 
 def download_args(archive):
-    """CLI arguments of the download rule: URL, checksums and the user's local copy, if any."""
-    source = config["dataset"]["flickr8k"][archive]
+    """CLI arguments of the download rule: URL, checksums and the user's local copy, if any
+    (and, for kinds other than Flickr8k, the config key that names such a copy)."""
+    source = DATASET_CONFIG[archive]
     args = ["--url", source["url"]]
     for algo in ("md5", "sha256"):
-        if algo in source:
+        if source.get(algo):
             args += [f"--{algo}", source[algo]]
-    local = config["dataset"]["flickr8k"]["archives"][archive]
+    local = DATASET_CONFIG["archives"][archive]
     if local:
         args += ["--local", str(Path(local).resolve())]
+    if KIND != "flickr8k":
+        args += ["--local-key", f"dataset.{KIND}.archives.{archive}"]
     return shlex.join(args)
 
 

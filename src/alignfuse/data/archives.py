@@ -43,13 +43,20 @@ def damaged(path: str | Path, reason: object) -> AlignfuseError:
     )
 
 
-def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
-    """Why an entry is refused: it would land outside the extraction folder, or it is a symlink."""
-    name = info.filename.replace("\\", "/")
+def escaping_path(name: str) -> str | None:
+    """Why an archive entry's name would land outside the extraction folder (None if it stays)."""
+    name = name.replace("\\", "/")
     if name.startswith("/") or DRIVE.match(name):
         return "has an absolute path"
     if ".." in name.split("/"):
         return "has a '..' path component"
+    return None
+
+
+def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
+    """Why an entry is refused: it would land outside the extraction folder, or it is a symlink."""
+    if reason := escaping_path(info.filename):
+        return reason
     if stat.S_ISLNK(info.external_attr >> 16):
         return "is a symbolic link"
     return None
@@ -100,7 +107,7 @@ def image_members(zip_path: str | Path, suffix: str = ".jpg") -> dict[str, str]:
             if name in members:
                 raise AlignfuseError(
                     f"{zip_path}: image '{name}' appears twice ({members[name]}, {info.filename}); "
-                    "the archive is not a Flickr8k image archive"
+                    "it is not the dataset's image archive: use the original from its official source"
                 )
             members[name] = info.filename
     return members

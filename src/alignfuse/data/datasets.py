@@ -15,6 +15,45 @@ KEY = "dataset.synthetic"
 FLICKR8K_SPLIT_IMAGES = {"train": 6000, "dev": 1000, "test": 1000}
 FLICKR8K_CAPTIONS_PER_IMAGE = 5
 
+# Karpathy's splits (caption_datasets.zip), with restval folded into train as the retrieval
+# literature does (data/karpathy.py). Flickr30k: 29,000 train, 1,014 val, 1,000 test images of 5
+# captions each (145,000 / 5,070 / 5,000 captions; dataset cards of copies of
+# dataset_flickr30k.json on the Hugging Face hub, e.g. AnyModal/flickr30k, agree). COCO: 82,783
+# train + 30,504 restval = 113,287, 5,000 val, 5,000 test images (the TensorFlow Datasets catalog,
+# coco_captions, lists these four splits); a COCO image has 5 to 7 captions, so 5 is a lower
+# bound and the parse-time scale check never promises pairs the data lacks.
+KARPATHY_SPLIT_IMAGES = {
+    "flickr30k": {"train": 29000, "dev": 1014, "test": 1000},
+    "coco": {"train": 113287, "dev": 5000, "test": 5000},
+}
+KARPATHY_MIN_CAPTIONS_PER_IMAGE = 5
+
+
+def split_counts(table) -> dict:
+    """Captions and images per split of a captions table, and images by captions per image: the
+    part of a captions report that every kind writes."""
+    images = table[["image_id", "split"]].drop_duplicates()["split"].value_counts()
+    return {
+        "captions": {split: int((table["split"] == split).sum()) for split in SPLITS},
+        "images": {split: int(images.get(split, 0)) for split in SPLITS},
+        "captions_per_image": {
+            str(n): int(count)
+            for n, count in table["image_id"].value_counts().value_counts().sort_index().items()
+        },
+    }
+
+
+def kept_lines(report: dict) -> list[str]:
+    """The log lines of a captions report saying what each split kept, and captions per image."""
+    return [
+        "  kept: "
+        + ", ".join(
+            f"{split} {report['captions'][split]} captions of {report['images'][split]} images"
+            for split in SPLITS
+        ),
+        f"  captions per image: {report['captions_per_image']} (images by count)",
+    ]
+
 
 def synthetic_split_images(n_images: int, fractions: dict[str, float]) -> dict[str, int]:
     """Images per split for the synthetic generator: train and dev rounded down, test takes the rest."""
@@ -27,12 +66,17 @@ def split_images(dataset: dict) -> dict[str, int]:
     if dataset["kind"] == "synthetic":
         synth = dataset["synthetic"]
         return synthetic_split_images(synth["n_images"], synth["split"])
+    if dataset["kind"] in KARPATHY_SPLIT_IMAGES:
+        return dict(KARPATHY_SPLIT_IMAGES[dataset["kind"]])
     return dict(FLICKR8K_SPLIT_IMAGES)
 
 
 def captions_per_image(dataset: dict) -> int:
+    """Captions per image (a lower bound where images differ, as in COCO)."""
     if dataset["kind"] == "synthetic":
         return dataset["synthetic"]["captions_per_image"]
+    if dataset["kind"] in KARPATHY_SPLIT_IMAGES:
+        return KARPATHY_MIN_CAPTIONS_PER_IMAGE
     return FLICKR8K_CAPTIONS_PER_IMAGE
 
 

@@ -26,7 +26,11 @@ CHUNK = 1 << 20
 TIMEOUT_SECONDS = 60
 BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 60.0
-LOCAL_FIX = "set dataset.flickr8k.archives.<images|text> in the config to the path of a local copy"
+LOCAL_KEY = "dataset.flickr8k.archives.<images|text>"
+
+
+def local_fix(key: str) -> str:
+    return f"set {key} in the config to the path of a local copy"
 
 
 def expected_digests(url: str, md5: str | None, sha256: str | None) -> dict[str, str]:
@@ -113,7 +117,7 @@ def retriable(exc: Exception) -> bool:
     return True
 
 
-def download(url: str, part: Path, retries: int) -> None:
+def download(url: str, part: Path, retries: int, local_key: str = LOCAL_KEY) -> None:
     last: Exception | None = None
     for attempt in range(max(retries, 1)):
         if attempt:
@@ -132,20 +136,24 @@ def download(url: str, part: Path, retries: int) -> None:
     )
     raise AlignfuseError(
         f"{url}: download failed after {attempt + 1} attempt(s): {last}. "
-        f"Check the network connection and the URL{kept}, or {LOCAL_FIX}"
+        f"Check the network connection and the URL{kept}, or {local_fix(local_key)}"
     )
 
 
-def link_local(local: Path, out: Path, expected: dict[str, str]) -> None:
+def link_local(
+    local: Path, out: Path, expected: dict[str, str], local_key: str = LOCAL_KEY
+) -> None:
     """Point ``out`` at the user's own archive after verifying it: no 1 GB copy."""
     local = local.expanduser().absolute()
     if not local.is_file():
-        raise AlignfuseError(f"{local}: local archive not found; fix the path ({LOCAL_FIX})")
+        raise AlignfuseError(
+            f"{local}: local archive not found; fix the path ({local_fix(local_key)})"
+        )
     problem = mismatch(local, expected)
     if problem:
         raise AlignfuseError(
             f"{local}: this local archive's {problem}; it is incomplete or a different file. "
-            f"Download it again, or {LOCAL_FIX} that matches the checksum in the config"
+            f"Download it again, or {local_fix(local_key)} that matches the checksum in the config"
         )
     link = out.with_name(f".{out.name}.{os.getpid()}.link")
     link.unlink(missing_ok=True)
@@ -160,22 +168,24 @@ def fetch_archive(
     sha256: str | None = None,
     local: Path | None = None,
     retries: int = 5,
+    local_key: str = LOCAL_KEY,
 ) -> None:
-    """Make ``out`` a verified copy of the archive at ``url`` (or a link to the verified ``local``)."""
+    """Make ``out`` a verified copy of the archive at ``url`` (or a link to the verified ``local``);
+    ``local_key`` is the config key that errors name for pointing at a local copy."""
     out = Path(out)
     expected = expected_digests(url, md5, sha256)
     out.parent.mkdir(parents=True, exist_ok=True)
     if local is not None:
-        link_local(Path(local), out, expected)
+        link_local(Path(local), out, expected, local_key)
         return
     part = out.with_name(out.name + ".part")
-    download(url, part, retries)
+    download(url, part, retries, local_key)
     problem = mismatch(part, expected)
     if problem:
         part.unlink()
         raise AlignfuseError(
             f"{url}: the downloaded file's {problem}; it was deleted. Run again to download it "
             f"afresh; if the mirror's file changed, check it and update the checksum in the "
-            f"config, or {LOCAL_FIX}"
+            f"config, or {local_fix(local_key)}"
         )
     os.replace(part, out)

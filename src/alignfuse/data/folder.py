@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from alignfuse.data.datasets import SPLITS, synthetic_split_images
+from alignfuse.data.datasets import SPLITS, kept_lines, split_counts, synthetic_split_images
 from alignfuse.data.images import ImageSource, escape_reason, undecodable
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import write_frame
@@ -246,17 +246,11 @@ def read_captions(cfg: dict) -> tuple[pd.DataFrame, dict]:
             "split": frame["split"].to_numpy(),
         }
     )
-    images = table[["image_id", "split"]].drop_duplicates()["split"].value_counts()
     report = {
         "captions_file": path.name,
         "images_root": images_root.name,
         "split_from": "the split column" if given else f"seeded (seed {cfg['seed']})",
-        "captions": {split: int((table["split"] == split).sum()) for split in SPLITS},
-        "images": {split: int(images.get(split, 0)) for split in SPLITS},
-        "captions_per_image": {
-            str(n): int(count)
-            for n, count in table["image_id"].value_counts().value_counts().sort_index().items()
-        },
+        **split_counts(table),
         "bad_images_dropped": bad,
     }
     return table, report
@@ -267,12 +261,7 @@ def summary(report: dict) -> str:
     lines = [
         f"captions from {report['captions_file']}, images under {report['images_root']} "
         f"(splits: {report['split_from']}):",
-        "  kept: "
-        + ", ".join(
-            f"{split} {report['captions'][split]} captions of {report['images'][split]} images"
-            for split in SPLITS
-        ),
-        f"  captions per image: {report['captions_per_image']} (images by count)",
+        *kept_lines(report),
     ]
     bad = report["bad_images_dropped"]
     if bad:

@@ -1,4 +1,4 @@
-"""Where a dataset's images are: a zip read in place (never extracted) or a directory.
+"""Where a dataset's images are: zips read in place (never extracted) or a directory.
 
 Released datasets ship their images in zips whose folder prefix varies (Flickr8k spells its own
 ``Flicker8k_Dataset/``), so their image ids are file names and are looked up by name. A user's own
@@ -46,30 +46,56 @@ class ImageSource:
     handle on first use.
     """
 
-    def __init__(self, path: str | Path, key: str = "name"):
+    def __init__(self, path: str | Path | list, key: str = "name"):
         if key not in IMAGE_KEYS:
             raise ValueError(f"key must be one of {IMAGE_KEYS}, not {key!r}")
-        self.path = Path(path)
+        paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+        if not paths:
+            raise ValueError("no images path given")
+        self.paths = paths
+        self.path = paths[0]
         self.key = key
+        self.where = ", ".join(str(p) for p in paths)
         self.is_zip = self.path.is_file()
-        if not self.is_zip and not self.path.is_dir():
+        if len(paths) > 1:
+            # a dataset split over several zips (COCO's train2014 and val2014), found by name
+            not_zips = [str(p) for p in paths if not p.is_file()]
+            if not_zips or key != "name":
+                raise AlignfuseError(
+                    f"{', '.join(not_zips) or self.where}: images split over several archives "
+                    "must all be zip files, looked up by file name; fix the paths"
+                )
+        elif not self.is_zip and not self.path.is_dir():
             raise AlignfuseError(
                 f"{self.path}: no such zip archive or directory of images; fix the path"
             )
         if not self.is_zip and key == "name":
             raise AlignfuseError(f"{self.path}: a directory of images is looked up by path")
-        self.archive: zipfile.ZipFile | None = None
+        self.archives: dict[int, zipfile.ZipFile] = {}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "archive": None}
+        return {**self.__dict__, "archives": {}}
 
     def members(self) -> dict[str, str]:
         """Map each image id the source holds to what ``read`` takes (a member or a relative path).
 
-        For a directory this lists nothing up front: ``locate`` checks the ids it is given.
+        For a directory this lists nothing up front: ``locate`` checks the ids it is given. Over
+        several zips a location is ``<archive index>:<member>``, and a name in two is refused.
         """
         if not self.is_zip:
             raise TypeError("a directory's images are found with locate()")
+        if len(self.paths) > 1:
+            merged: dict[str, str] = {}
+            for i, path in enumerate(self.paths):
+                for name, member in image_members(path).items():
+                    if name in merged:
+                        first = self.paths[int(merged[name].partition(":")[0])]
+                        raise AlignfuseError(
+                            f"image '{name}' is in both {first} and {path}; use the dataset's "
+                            "original archives, one per image folder"
+                        )
+                    merged[name] = f"{i}:{member}"
+            return merged
         if self.key == "name":
             return image_members(self.path)
         with open_archive(self.path) as zf:
@@ -112,9 +138,13 @@ class ImageSource:
         """The bytes of one image (a damaged member raises one of ``DECODE_ERRORS``)."""
         if not self.is_zip:
             return (self.path / location).read_bytes()
-        if self.archive is None:
-            self.archive = zipfile.ZipFile(self.path)
-        return self.archive.read(location)
+        index, member = 0, location
+        if len(self.paths) > 1:
+            head, _, member = location.partition(":")
+            index = int(head)
+        if index not in self.archives:
+            self.archives[index] = zipfile.ZipFile(self.paths[index])
+        return self.archives[index].read(member)
 
     def decode_problem(self, location: str) -> str | None:
         """Why one image cannot be decoded (None when it can): reads and fully decodes it."""
@@ -126,9 +156,9 @@ class ImageSource:
         return None
 
     def close(self) -> None:
-        if self.archive is not None:
-            self.archive.close()
-            self.archive = None
+        for archive in self.archives.values():
+            archive.close()
+        self.archives = {}
 
 
 def undecodable(source: ImageSource, locations: dict[str, str]) -> dict[str, str]:

@@ -136,7 +136,7 @@ def read_captions(path: Path, columns: list[str]) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
-def bad_image_error(images: Path, name: str, reason: str) -> AlignfuseError:
+def bad_image_error(images: str, name: str, reason: str) -> AlignfuseError:
     return AlignfuseError(
         f"{images}: image '{name}' {reason}; replace it with an intact copy, or set "
         "on_bad_image: skip in the dataset's config to leave such images out"
@@ -157,7 +157,7 @@ def extract_features(
     modality: str,
     captions: Path,
     out: Path | None,
-    images: Path | None = None,
+    images: Path | list[Path] | None = None,
     device: str = "auto",
     workers: int = 2,
     on_bad_image: str = "error",
@@ -169,7 +169,7 @@ def extract_features(
     ``out`` receives the pooled features and ``tokens_out`` the token sequences (encoders that
     have them); either may be None (the workflow writes them in separate jobs, so that turning on
     tokens does not rewrite the pooled features). Images: the table's unique ``image_id`` in
-    sorted order, read from ``images`` (a zip or a directory; ids are file names or, with
+    sorted order, read from ``images`` (a zip, several zips, or a directory; ids are file names or, with
     ``image_key="path"``, paths relative to it). Text: every ``caption_id`` in table order. A missing or
     undecodable image raises ``AlignfuseError`` naming it, or with ``on_bad_image="skip"`` is left
     out, logged and listed in the metadata. Nothing is left under ``out`` or ``tokens_out`` unless
@@ -201,7 +201,7 @@ def extract_features(
         found, missing = source.locate(names)
         for name, reason in missing.items():
             if on_bad_image == "error":
-                raise bad_image_error(images, name, reason)
+                raise bad_image_error(source.where, name, reason)
             skipped[name] = reason
         names = [name for name in names if name in found]
         total = len(names)
@@ -256,7 +256,7 @@ def extract_features(
         for batch_ids, batch, bad in batches:
             for name, reason in bad:
                 if on_bad_image == "error":
-                    raise bad_image_error(images, name, reason)
+                    raise bad_image_error(source.where, name, reason)
                 skipped[name] = reason
                 tqdm.write(f"skipping image {name}: {reason}", file=sys.stderr)
             if batch is not None:

@@ -1,0 +1,139 @@
+"""End-to-end: the smoke-sized study on Flickr30k and COCO in Karpathy's splits, through Snakemake.
+
+Generated archives in each dataset's real layout (tests/karpathy_fixture.py) are served from
+file://: Karpathy's caption zip is downloaded and checked, Flickr30k's image tar is packed into a
+zip, COCO's two image zips are downloaded and read in place. Each kind's preset runs cut to one
+backbone of tiny plug-in encoders, two heads and two scales: COCO up to its runs, PID and alignment
+tables, Flickr30k up to its pairs and image features (see TARGETS). Both share one module fixture.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from karpathy_fixture import KarpathyArchives, make_karpathy_archives
+from workflow_runner import load_preset, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+# images per Karpathy split: enough captions for 256 training pairs, small enough to stay cheap
+FLICKR30K = {"train": 40, "val": 8, "test": 8}
+COCO = {"train": 24, "restval": 16, "val": 8, "test": 8}
+
+
+def karpathy_study(kind: str, archives: KarpathyArchives) -> dict:
+    """The kind's preset on the generated archives, with the smoke-sized study of the folder
+    example (tiny plug-in encoders, one backbone, concat and xattn_txt2img, two scales)."""
+    config = load_preset(kind)
+    smoke = load_preset("folder_example")
+    data = config["dataset"][kind]
+    data["captions"] = {
+        "url": archives.url(archives.captions_zip),
+        "sha256": archives.sha256(archives.captions_zip),
+    }
+    if kind == "flickr30k":
+        data["images"] = str(archives.flickr30k_tar)
+    else:
+        for name in ("train2014", "val2014"):
+            path = getattr(archives, f"{name}_zip")
+            data[name] = {"url": archives.url(path), "md5": archives.md5(path)}
+    config["encoders"] = {"tiny": {"library": "python", "model": "plugin_encoder:build"}}
+    config["backbones"] = {"tiny": {"image": "tiny", "text": "tiny"}}
+    config["methods"] = {m: smoke["methods"][m] for m in ("concat", "xattn_txt2img")}
+    config["grids"] = {"main": {"alignments": ["raw"]}}
+    config["scales"] = [128, 256]
+    config["seeds"] = [0, 1]
+    for key in ("alignment", "pid", "training", "threads"):
+        config[key] = smoke[key]
+    config["alignment"]["contrastive"]["dim"] = 8
+    config["pid"]["conditions"] = {"backbones": ["tiny"], "methods": ["concat"]}
+    config["threads"] = {"train": 1, "features": 1}
+    return config
+
+
+# COCO (its images read from two zips) runs to its runs, PID and alignment tables; Flickr30k to
+# what is its own (the image tar packed, captions, pairs, image features): the stages past them
+# read the same contracts for every kind, and each job costs seconds of imports, so a second
+# full study would double this module's time for no new code path.
+TARGETS = {
+    "coco": [
+        "results/coco/tables/runs.parquet",
+        "results/coco/tables/pid.parquet",
+        "results/coco/alignment/coco.parquet",
+    ],
+    "flickr30k": [
+        "results/pairs/flickr30k/train.parquet",
+        "results/features/flickr30k/tiny/image.parquet",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def plugin_path():
+    """The plug-in encoder's module on the path of Snakemake and its jobs (plans hash it too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(TESTS))
+        yield
+
+
+@pytest.fixture(scope="module")
+def karpathy_runs(plugin_path, tmp_path_factory):
+    """Both studies in one working directory, up to their TARGETS: kind -> (config, archives)."""
+    root = tmp_path_factory.mktemp("karpathy")
+    archives = make_karpathy_archives(root / "archives", FLICKR30K, COCO)
+    workdir = root / "work"
+    workdir.mkdir()
+    runs = {}
+    for kind in ("flickr30k", "coco"):
+        config = karpathy_study(kind, archives)
+        configfile = write_config(workdir / f"{kind}.yaml", config)
+        # targets first: --configfile takes every value after it
+        snakemake(workdir, *TARGETS[kind], "--cores", "2", "--configfile", str(configfile))
+        runs[kind] = (config, archives)
+    return workdir, runs
+
+
+def read(workdir: Path, path: str) -> pd.DataFrame:
+    return pd.read_parquet(workdir / path)
+
+
+@pytest.mark.parametrize("kind", ["flickr30k", "coco"])
+def test_karpathy_study_keeps_the_splits_and_pairs_every_caption(karpathy_runs, kind):
+    workdir, runs = karpathy_runs
+    _, archives = runs[kind]
+    captions = read(workdir, f"results/data/{kind}/captions.parquet")
+    for split, images in archives.splits[kind].items():
+        assert set(captions.loc[captions["split"] == split, "image_id"]) == set(images)
+        pairs = read(workdir, f"results/pairs/{kind}/{split}.parquet")
+        assert len(pairs) == 2 * (captions["split"] == split).sum()
+    image = read(workdir, f"results/features/{kind}/tiny/image.parquet")
+    assert sorted(image["image_id"]) == sorted(captions["image_id"].unique())
+
+
+def test_coco_study_trains_measures_alignment_and_decomposes(karpathy_runs):
+    workdir, runs = karpathy_runs
+    config, _ = runs["coco"]
+    table = read(workdir, "results/coco/tables/runs.parquet")
+    assert (table["status"] == "ok").all() and table["test_accuracy"].between(0, 1).all()
+    assert len(table) == len(config["methods"]) * len(config["scales"]) * len(config["seeds"])
+    assert set(read(workdir, "results/coco/alignment/coco.parquet")["alignment"]) == {"raw"}
+    assert set(read(workdir, "results/coco/tables/pid.parquet")["method"]) == {"concat"}
+
+
+def test_flickr30k_images_are_packed_into_one_zip_and_no_data_job_reruns(karpathy_runs):
+    """The tar is streamed into a zip once; a finished study does not fetch, pack or parse again."""
+    workdir, _ = karpathy_runs
+    assert (workdir / "results/data/flickr30k/archives/images.zip").is_file()
+    log = (workdir / "results/logs/data/flickr30k/images.log").read_text()
+    assert "packed from a tar archive" in log
+    jobs = planned_jobs(
+        workdir, *TARGETS["flickr30k"], "--configfile", str(workdir / "flickr30k.yaml")
+    )
+    assert not set(jobs) & {
+        "download",
+        "flickr30k_images",
+        "karpathy_captions",
+        "pairs",
+        "features",
+    }
