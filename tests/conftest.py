@@ -9,6 +9,9 @@ SHARED_SCOPES = {"module", "package", "session"}
 # Session fixtures that every worker reads from one copy (built once, under a file lock), so the
 # tests using them need not share a worker.
 ACROSS_WORKERS = {"smoke_study"}
+# Module fixtures cheap enough for each worker to build its own (test_incremental's copy of the
+# repository), so the many tests using them spread over the workers instead of queueing on one.
+PER_WORKER = {"study"}
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -33,16 +36,18 @@ def pytest_collection_modifyitems(config, items):
 
     shared = {}
     for item in items:
+        module = item.nodeid.split("::")[0]
         info = getattr(item, "_fixtureinfo", None)
         defs = info.name2fixturedefs.items() if info else ()
         # a fixture of this suite has a node id it belongs to; pytest's and plugins' have none
+        # a module-scoped fixture is built once per module, wherever it is defined
         keys = [
-            f"{fixtures[-1].baseid}::{name}"
+            f"{module if fixtures[-1].scope == 'module' else fixtures[-1].baseid}::{name}"
             for name, fixtures in defs
             if fixtures
             and fixtures[-1].scope in SHARED_SCOPES
             and fixtures[-1].baseid
-            and name not in ACROSS_WORKERS
+            and name not in ACROSS_WORKERS | PER_WORKER
         ]
         shared[item.nodeid] = keys
         for key in keys[1:]:
@@ -83,6 +88,15 @@ def run_smoke_study(workdir: Path) -> tuple[Path, Path]:
         del os.environ["ALIGNFUSE_COST_ON_START"]
     (workdir / "snakemake.log").write_text(run.stderr + run.stdout)
     return workdir, configfile
+
+
+@pytest.fixture(scope="module")
+def plugin_path():
+    """tests/plugin_encoder.py importable by Snakemake and its jobs (plans hash it too), for the
+    end-to-end studies on tiny plug-in encoders."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))
+        yield
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from alignfuse.figures import FIGURES
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent
 N_IMAGES = 200
 
 
@@ -52,14 +51,6 @@ def three_caption_targets(name: str) -> list[str]:
         f"results/{name}/tables/pid.parquet",
         f"results/{name}/alignment/{name}.parquet",
     ]
-
-
-@pytest.fixture(scope="module")
-def plugin_path():
-    """The plug-in encoder's module on the path of Snakemake and its jobs (plans hash it too)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", str(TESTS))
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from workflow_runner import load_preset, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent
 # images per Karpathy split: enough captions for 256 training pairs, small enough to stay cheap
 FLICKR30K = {"train": 40, "val": 8, "test": 8}
 COCO = {"train": 24, "restval": 16, "val": 8, "test": 8}
@@ -67,14 +66,6 @@ TARGETS = {
         "results/features/flickr30k/tiny/image.parquet",
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def plugin_path():
-    """The plug-in encoder's module on the path of Snakemake and its jobs (plans hash it too)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", str(TESTS))
-        yield
 
 
 @pytest.fixture(scope="module")
