@@ -14,6 +14,13 @@ ACROSS_WORKERS = {"smoke_study"}
 PER_WORKER = {"study"}
 
 
+# xdist workers share the cores (one more worker than cores, below): torch in each worker and in
+# the jobs it starts takes one thread, or the thread pools spin against each other (a tenth of the
+# suite's CPU time). Set before any test module imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: a worker per core and one more. The end-to-end tests wait on Snakemake jobs'
     start-up, SLURM's polling and subprocesses, so two workers kept two cores 61% busy."""
