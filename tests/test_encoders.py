@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -222,4 +223,25 @@ def test_checking_sizes_at_known_widths_imports_no_encoder_library():
         "('open_clip', 'torchvision'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
+
+
+def test_plug_in_encoders_jobs_import_neither_torchvision_nor_open_clip():
+    """Feature extraction imports a library where its model is built: a plug-in's job does not
+    pay seconds for torchvision's and open_clip's imports."""
+    code = (
+        "import json, sys; import alignfuse.features.extraction as x; "
+        "from alignfuse.features.encoders import fetch_weights; "
+        f"fetch_weights({PLUGIN!r}); x.versions(); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('open_clip', 'torchvision'))))"
+    )
+    tests = str(Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": tests},
+    )
     assert json.loads(done.stdout) == []

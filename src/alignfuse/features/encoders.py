@@ -4,9 +4,9 @@ A spec is the config's ``encoders.<name>`` entry plus its ``name``. Every loader
 :class:`Encoder` whose ``model(batch)`` is the pooled embedding, so feature extraction is one code
 path for all libraries, and the ``python`` form plugs in any other library without touching the
 package. Weights come from the library's cache, a local ``checkpoint`` file, or (``pretrained:
-false``) a seeded random initialisation; ``weights_id`` records which. open_clip is imported
-where a CLIP tower is built: it takes seconds that other encoders' jobs and the config checks
-would spend for nothing.
+false``) a seeded random initialisation; ``weights_id`` records which. open_clip and
+torchvision are imported where their models are built: they take seconds that other encoders'
+jobs and the config checks would spend for nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torchvision
 from torch import nn
 
 from alignfuse.errors import AlignfuseError
@@ -164,6 +163,8 @@ def load_torchvision(spec: dict, modality: str) -> Encoder:
     tag use the model's default weights' transforms (the ImageNet resize 256 / crop 224 for
     ResNets). ResNets also give tokens: the layer4 grid, 7x7 = 49 tokens of 512 for resnet18.
     """
+    import torchvision
+
     name, tag, checkpoint = spec["model"], spec.get("pretrained") or None, spec.get("checkpoint")
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise AlignfuseError(
@@ -454,6 +455,8 @@ def feature_width(spec: dict, modality: str) -> int | None:
     (torchvision: the classifier's input, from a model built on the meta device; open_clip: the
     architecture's embedding width), or None for plug-ins, whose width only their code knows."""
     if spec.get("library") == "torchvision":
+        import torchvision
+
         with torch.device("meta"):
             model = torchvision.models.get_model(spec["model"], weights=None)
         return strip_head(model, spec)

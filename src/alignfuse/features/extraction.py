@@ -8,6 +8,7 @@ the encoder runs; batches stream into the file, so memory does not grow with the
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import sys
 import time
@@ -15,12 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import PIL
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -144,10 +143,12 @@ def bad_image_error(images: str, name: str, reason: str) -> AlignfuseError:
 
 
 def versions() -> dict[str, str]:
+    """The libraries' versions, from their installed metadata: importing torchvision and
+    open_clip only to ask costs a plug-in encoder's job seconds (torch's carries the build)."""
     return {
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "open_clip": open_clip.__version__,
+        "torchvision": importlib.metadata.version("torchvision"),
+        "open_clip": importlib.metadata.version("open_clip_torch"),
         "pillow": PIL.__version__,
     }
 
