@@ -1,3 +1,5 @@
+import ast
+
 import pytest
 
 from alignfuse import codehash
@@ -102,3 +104,40 @@ def test_each_alignment_job_hashes_only_the_align_modules_it_runs():
         "align.names",
         "align.pairing",
     }
+
+
+def package_imports(statements) -> set[str]:
+    """The package names that import statements import (others are passed over)."""
+    found = set()
+    for node in statements:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {n for n in found if n.startswith("alignfuse.")}
+
+
+def test_the_import_scan_finds_what_parsing_each_whole_module_finds():
+    for path in sorted(codehash.PACKAGE_DIR.rglob("*.py")):
+        source = path.read_text()
+        scanned = package_imports(codehash.import_statements(source))
+        assert scanned == package_imports(ast.walk(ast.parse(source))), path
+
+
+@pytest.mark.parametrize(
+    ("source", "names"),
+    [
+        (
+            "from alignfuse.errors import (\n    AlignfuseError,  # (why\n    code,\n)\n",
+            {"alignfuse.errors.AlignfuseError", "alignfuse.errors.code"},
+        ),
+        (
+            "def f():\n    from alignfuse.errors import \\\n        AlignfuseError\n",
+            {"alignfuse.errors.AlignfuseError"},
+        ),
+        ("import alignfuse.errors as e  # (a comment\n", {"alignfuse.errors"}),
+    ],
+    ids=["parenthesised with a comment", "lazy with a backslash", "aliased"],
+)
+def test_the_import_scan_reads_statements_over_several_lines(source, names):
+    assert package_imports(codehash.import_statements(source)) == names

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
 PACKAGE = "alignfuse"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REGISTRIES = frozenset({"fusion", "figures"})
+# A line that starts an import of the package (inside a function too).
+IMPORT_LINE = re.compile(
+    rf"^[ \t]*(?:from[ \t]+{PACKAGE}[\w.]*[ \t]+import\b|import[ \t]+{PACKAGE}\b)", re.M
+)
+# The most lines one import statement may span (a parenthesised list of names).
+MAX_IMPORT_LINES = 60
 
 
 def module_path(module: str) -> Path:
@@ -47,7 +55,7 @@ def imports_in(path: Path, mtime_ns: int) -> frozenset[str]:
     """Package imports in the source at ``path``, parsed once per version of the file: every rule's
     hash walks the same shared modules, and parsing dominated the workflow's start-up."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in import_statements(path.read_text()):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -59,6 +67,21 @@ def imports_in(path: Path, mtime_ns: int) -> frozenset[str]:
             name.removeprefix(f"{PACKAGE}.") for name in names if name.startswith(f"{PACKAGE}.")
         )
     return frozenset(found)
+
+
+def import_statements(source: str) -> Iterator[ast.stmt]:
+    """The package's import statements in ``source``: each line that starts one, parsed with as
+    many following lines as complete it. Parsing whole modules took most of the workflow's
+    start-up; an import-like line in a string counts too, which can only add a dependency."""
+    lines = source.splitlines()
+    for match in IMPORT_LINE.finditer(source):
+        first = source.count("\n", 0, match.start())
+        for last in range(first, min(first + MAX_IMPORT_LINES, len(lines))):
+            try:
+                yield from ast.parse("\n".join(lines[first : last + 1]).strip()).body
+                break
+            except SyntaxError:
+                continue
 
 
 def dependencies(*modules: str) -> set[str]:
