@@ -98,8 +98,9 @@ def wanted(name: str) -> bool:
     return name.lower().endswith(SUFFIX) and not is_ignored(name)
 
 
-def pack_tar(source: Path, out: Path) -> str:
-    """Stream the tar's images into ``out``; return the tar file's sha256."""
+def pack_tar(source: Path, out: Path, sha256: str | None) -> str:
+    """Stream the tar's images into ``out``; return the tar file's sha256. With ``sha256`` given,
+    a tar of another digest is refused before ``out`` appears."""
     with open(source, "rb") as f, ImageZip(source, out) as images:
         reader = HashingReader(f)
         try:
@@ -118,6 +119,13 @@ def pack_tar(source: Path, out: Path) -> str:
                 f"and point {KEY}.images at it"
             ) from None
         digest = reader.drain()
+    if sha256 and digest != sha256:
+        images.part.unlink(missing_ok=True)
+        raise AlignfuseError(
+            f"{source}: this archive's sha256 is {digest}, expected {sha256} "
+            f"({KEY}.images_sha256); it is incomplete or a different file. Get an intact "
+            "copy, or fix the checksum in the config"
+        )
     images.publish()
     return digest
 
@@ -151,14 +159,7 @@ def pack_images(source: Path, out: Path, sha256: str | None = None) -> dict:
         image_members(out)  # refuses an unsafe or damaged zip now, not in a features job
         how, digest = "linked (a zip)", None
     elif source.is_file() and tarfile.is_tarfile(source):
-        digest = pack_tar(source, out)
-        if sha256 and digest != expected["sha256"]:
-            out.unlink()
-            raise AlignfuseError(
-                f"{source}: this archive's sha256 is {digest}, expected {expected['sha256']} "
-                f"({KEY}.images_sha256); it is incomplete or a different file. Get an intact "
-                "copy, or fix the checksum in the config"
-            )
+        digest = pack_tar(source, out, expected.get("sha256"))
         how = "packed from a tar archive"
     elif source.exists():
         raise AlignfuseError(
