@@ -42,7 +42,7 @@ def synth_features(args) -> None:
 
 
 def download(args) -> None:
-    from alignfuse.data.download import fetch_archive
+    from alignfuse.data.download import LOCAL_KEY, fetch_archive
 
     fetch_archive(
         args.url,
@@ -50,7 +50,7 @@ def download(args) -> None:
         md5=args.md5,
         sha256=args.sha256,
         local=args.local,
-        local_key=args.local_key,
+        local_key=args.local_key or LOCAL_KEY,
     )
 
 
@@ -72,7 +72,7 @@ def karpathy_captions(args) -> None:
     write_captions(
         args.kind,
         args.captions_zip,
-        args.images[0] if args.images and len(args.images) == 1 else args.images,
+        args.images,
         args.out,
         on_malformed=args.on_malformed,
         on_bad_image=args.on_bad_image,
@@ -135,7 +135,7 @@ def features(args) -> None:
         args.modality,
         args.captions,
         args.out,
-        images=args.images[0] if args.images and len(args.images) == 1 else args.images,
+        images=args.images,
         device=args.device,
         workers=args.workers,
         on_bad_image=args.on_bad_image,
@@ -368,9 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256")
     p.add_argument("--local", type=Path, help="an archive you already have; skips the download")
     p.add_argument(
-        "--local-key",
-        default="dataset.flickr8k.archives.<images|text>",
-        help="the config key that errors name for a local copy",
+        "--local-key", help="the config key that errors name for a local copy (Flickr8k's)"
     )
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=download)

@@ -442,7 +442,6 @@ def fetch_weights(spec: dict, modalities: tuple[str, ...] | None = None) -> str:
         and not spec.get("pretrained")
         and not spec.get("checkpoint")
     ):
-        library_of(spec)
         return describe_weights(spec)
     weights_id = ""
     for modality in modalities or library_of(spec).modalities:
@@ -469,9 +468,10 @@ def open_clip_width(model: str) -> int:
     """The embedding width of an open_clip architecture, read from the config file open_clip
     ships for it (the config checks ask before any job, and importing open_clip takes seconds);
     other names (``hf-hub:``, ``local-dir:``) are asked of open_clip itself."""
-    shipped = Path(importlib.util.find_spec("open_clip").origin).parent / "model_configs"
-    if (shipped / f"{model}.json").is_file():
-        return json.loads((shipped / f"{model}.json").read_text())["embed_dim"]
+    package = Path(importlib.util.find_spec("open_clip").origin).parent
+    shipped = package / "model_configs" / f"{model}.json"
+    if shipped.is_file():
+        return json.loads(shipped.read_text())["embed_dim"]
     import open_clip
 
     return open_clip.get_model_config(model)["embed_dim"]
