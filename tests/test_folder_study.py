@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_runner import load_preset, snakemake, write_config
+from workflow_runner import snakemake, tiny_encoder_study, write_config
 
 from alignfuse.data.example_folder import make_example_folder
 from alignfuse.figures import FIGURES
@@ -23,23 +23,15 @@ N_IMAGES = 200
 def folder_study(name: str, images: Path, captions: Path, alignment_path: bool) -> dict:
     """The folder_example preset on tiny plug-in encoders, one backbone, two heads; with
     ``alignment_path`` also a contrastive and a rotated feature set at the larger scale."""
-    config = load_preset("folder_example")
-    config["study"] = name
+    config = tiny_encoder_study(name)
     config["dataset"]["name"] = name
     config["dataset"]["folder"] |= {"images": str(images), "captions": str(captions)}
-    config["encoders"] = {"tiny": {"library": "python", "model": "plugin_encoder:build"}}
-    config["backbones"] = {"tiny": {"image": "tiny", "text": "tiny"}}
-    config["methods"] = {m: config["methods"][m] for m in ("concat", "xattn_txt2img")}
-    config["grids"] = {"main": {"alignments": ["raw"]}}
     if alignment_path:
         config["grids"]["alignment"] = {
             "alignments": ["contrastive", "rotation-0.5"],
             "methods": ["concat"],
             "scales": [256],
         }
-    config["alignment"]["contrastive"]["dim"] = 8
-    config["pid"]["conditions"] = {"backbones": ["tiny"], "methods": ["concat"]}
-    config["threads"] = {"train": 1, "features": 1}
     return config
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from karpathy_fixture import KarpathyArchives, make_karpathy_archives
-from workflow_runner import load_preset, planned_jobs, snakemake, write_config
+from workflow_runner import load_preset, planned_jobs, snakemake, tiny_encoder_study, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +22,10 @@ COCO = {"train": 24, "restval": 16, "val": 8, "test": 8}
 
 
 def karpathy_study(kind: str, archives: KarpathyArchives) -> dict:
-    """The kind's preset on the generated archives, with the smoke-sized study of the folder
-    example (tiny plug-in encoders, one backbone, concat and xattn_txt2img, two scales)."""
-    config = load_preset(kind)
-    smoke = load_preset("folder_example")
+    """The kind's preset's dataset on the generated archives, in the smoke-sized study on tiny
+    plug-in encoders (``tiny_encoder_study``: one backbone, two heads, two scales)."""
+    config = tiny_encoder_study(kind)
+    config["dataset"] = load_preset(kind)["dataset"]
     data = config["dataset"][kind]
     data["captions"] = {
         "url": archives.url(archives.captions_zip),
@@ -37,17 +37,6 @@ def karpathy_study(kind: str, archives: KarpathyArchives) -> dict:
         for name in ("train2014", "val2014"):
             path = getattr(archives, f"{name}_zip")
             data[name] = {"url": archives.url(path), "md5": archives.md5(path)}
-    config["encoders"] = {"tiny": {"library": "python", "model": "plugin_encoder:build"}}
-    config["backbones"] = {"tiny": {"image": "tiny", "text": "tiny"}}
-    config["methods"] = {m: smoke["methods"][m] for m in ("concat", "xattn_txt2img")}
-    config["grids"] = {"main": {"alignments": ["raw"]}}
-    config["scales"] = [128, 256]
-    config["seeds"] = [0, 1]
-    for key in ("alignment", "pid", "training", "threads"):
-        config[key] = smoke[key]
-    config["alignment"]["contrastive"]["dim"] = 8
-    config["pid"]["conditions"] = {"backbones": ["tiny"], "methods": ["concat"]}
-    config["threads"] = {"train": 1, "features": 1}
     return config
 
 

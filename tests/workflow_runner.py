@@ -121,3 +121,19 @@ def write_config(path: Path, config: dict) -> Path:
 
 def load_preset(name: str) -> dict:
     return yaml.safe_load((ROOT / "workflow/presets" / f"{name}.yaml").read_text())
+
+
+def tiny_encoder_study(study: str) -> dict:
+    """The folder_example preset's smoke-sized study named ``study`` (give it a dataset), cut to
+    one backbone of tiny plug-in encoders (tests/plugin_encoder.py, on the path with conftest's
+    ``plugin_path``), concat and xattn_txt2img on raw features, PID of concat."""
+    config = load_preset("folder_example")
+    config["study"] = study
+    config["encoders"] = {"tiny": {"library": "python", "model": "plugin_encoder:build"}}
+    config["backbones"] = {"tiny": {"image": "tiny", "text": "tiny"}}
+    config["methods"] = {m: config["methods"][m] for m in ("concat", "xattn_txt2img")}
+    config["grids"] = {"main": {"alignments": ["raw"]}}
+    config["alignment"]["contrastive"]["dim"] = 8
+    config["pid"]["conditions"] = {"backbones": ["tiny"], "methods": ["concat"]}
+    config["threads"] = {"train": 1, "features": 1}
+    return config
