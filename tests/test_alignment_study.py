@@ -1,13 +1,13 @@
 import numpy as np
 import pandas as pd
 import pytest
+from declared import alignment_study_of, paired
 
 from alignfuse.analysis.alignment_study import (
     DECREASING,
     INCREASING,
     NO_TREND,
     TOO_FEW_LEVELS,
-    alignment_study,
 )
 from alignfuse.analysis.claims import (
     DIVERGED,
@@ -21,7 +21,6 @@ from alignfuse.analysis.claims import (
     claims_table,
 )
 from alignfuse.analysis.display import alignment_study_display
-from alignfuse.analysis.statistics import paired_differences
 from alignfuse.analysis.tables import Settings
 
 
@@ -65,7 +64,7 @@ def metrics_for(levels, kind="rotation"):
 
 def test_a_gap_that_grows_with_the_level_is_an_increasing_trend_beside_its_metrics():
     levels = {0: 1.3, 0.25: 1.8, 0.5: 2.3, 1.0: 2.8}
-    study = alignment_study(runs_with_gaps(levels), metrics_for(levels), "concat", 300)
+    study = alignment_study_of(runs_with_gaps(levels), metrics_for(levels), 300)
     assert list(study["level"]) == [0.0, 0.25, 0.5, 1.0]
     assert study["gap_pts"].to_numpy() == pytest.approx([1.3, 1.8, 2.3, 2.8], abs=0.2)
     assert (study["trend"] == INCREASING).all()
@@ -76,22 +75,20 @@ def test_a_gap_that_grows_with_the_level_is_an_increasing_trend_beside_its_metri
 
 
 def test_a_gap_that_falls_is_decreasing_and_a_flat_noisy_one_shows_no_trend():
-    falling = alignment_study(runs_with_gaps({0: 3.0, 0.5: 2.0, 1.0: 1.0}), None, "concat", 300)
+    falling = alignment_study_of(runs_with_gaps({0: 3.0, 0.5: 2.0, 1.0: 1.0}), None, 300)
     assert (falling["trend"] == DECREASING).all()
-    bumpy = alignment_study(
-        runs_with_gaps({0: 2.0, 0.5: 2.6, 1.0: 1.9}, noise=0.005), None, "concat", 300
-    )
+    bumpy = alignment_study_of(runs_with_gaps({0: 2.0, 0.5: 2.6, 1.0: 1.9}, noise=0.005), None, 300)
     assert (bumpy["trend"] == NO_TREND).all()
 
 
 def test_two_levels_are_too_few_to_tell_a_trend():
-    study = alignment_study(runs_with_gaps({0: 1.0, 1.0: 5.0}), None, "concat", 300)
+    study = alignment_study_of(runs_with_gaps({0: 1.0, 1.0: 5.0}), None, 300)
     assert (study["trend"] == TOO_FEW_LEVELS).all()
 
 
 def test_a_study_of_the_reference_alone_has_no_gaps_to_study():
     runs = runs_with_gaps({0: 1.0, 0.5: 2.0})
-    study = alignment_study(runs[runs["method"] == "concat"], None, "concat", 300)
+    study = alignment_study_of(runs[runs["method"] == "concat"], None, 300)
     assert study.empty
     assert "trend" in study.columns
 
@@ -118,20 +115,20 @@ def trend_rows(gaps, band, noise=0.002):
     """The rotation rows (undegraded, most degraded, trend) of a trend claim with ``band``."""
     runs = runs_with_gaps(gaps, noise=noise, seeds=8)
     table = claims_table(
-        paired_differences(runs),
+        paired(runs),
         [trend_claim(band)],
         ["flickr8k"],
         1.0,
         0.95,
-        alignment_study(runs, None, "concat", 300),
+        alignment_study_of(runs, None, 300),
     )
     return table[~table["alignment"].str.contains("noise")].reset_index(drop=True)
 
 
 def test_a_trend_claim_judges_both_ends_and_the_trend_of_each_degradation_kind():
     runs = runs_with_gaps({0: 1.3, 0.25: 1.8, 0.5: 2.3, 1.0: 2.8}, seeds=8)
-    study = alignment_study(runs, None, "concat", 300)
-    table = claims_table(paired_differences(runs), [trend_claim()], ["flickr8k"], 1.0, 0.95, study)
+    study = alignment_study_of(runs, None, 300)
+    table = claims_table(paired(runs), [trend_claim()], ["flickr8k"], 1.0, 0.95, study)
     rotation = table[table["alignment"].str.contains("rotation") | (table["alignment"] == "raw")]
     assert len(table) == 3 + 1  # rotation: undegraded, most degraded, trend; noise: not run
     assert rotation["verdict"].tolist() == [REPRODUCED, REPRODUCED, REPRODUCED]
@@ -141,24 +138,24 @@ def test_a_trend_claim_judges_both_ends_and_the_trend_of_each_degradation_kind()
 def test_a_falling_gap_reverses_the_trend_claim_and_no_trend_is_imprecise_or_not_reproduced():
     falling = runs_with_gaps({0: 2.8, 0.5: 2.0, 1.0: 1.3}, seeds=8)
     table = claims_table(
-        paired_differences(falling),
+        paired(falling),
         [trend_claim()],
         ["flickr8k"],
         1.0,
         0.95,
-        alignment_study(falling, None, "concat", 300),
+        alignment_study_of(falling, None, 300),
     )
     assert REVERSED in table["verdict"].tolist()
 
     def trend_verdict(gaps, noise):
         runs = runs_with_gaps(gaps, noise=noise, seeds=8)
         table = claims_table(
-            paired_differences(runs),
+            paired(runs),
             [trend_claim()],
             ["flickr8k"],
             1.0,
             0.95,
-            alignment_study(runs, None, "concat", 300),
+            alignment_study_of(runs, None, 300),
         )
         return table[table["interval"] == "Spearman rho, seed bootstrap"]["verdict"].tolist()
 
@@ -191,10 +188,10 @@ def test_a_level_whose_seeds_all_diverged_keeps_its_row_and_the_trend_claim_says
     runs.loc[(runs["alignment"] == "rotation-1") & (runs["method"] != "concat"), "status"] = (
         "diverged"
     )
-    study = alignment_study(runs, None, "concat", 300)
+    study = alignment_study_of(runs, None, 300)
     top = study.set_index("level").loc[1.0]
     assert top["n_seeds"] == 0 and top["n_diverged"] == 8 and np.isnan(top["gap_pts"])
-    table = claims_table(paired_differences(runs), [trend_claim()], ["flickr8k"], 1.0, 0.95, study)
+    table = claims_table(paired(runs), [trend_claim()], ["flickr8k"], 1.0, 0.95, study)
     rotation = table[~table["alignment"].str.contains("noise")]
     assert rotation["verdict"].tolist() == [REPRODUCED, DIVERGED, DIVERGED]
     assert "every seed diverged at rotation level(s) 1" in rotation["note"].iloc[-1]
@@ -205,7 +202,7 @@ def test_the_study_for_people_shows_diverged_levels_and_pages_test_in_both_direc
     runs.loc[(runs["alignment"] == "rotation-1") & (runs["method"] != "concat"), "status"] = (
         "diverged"
     )
-    shown = alignment_study_display(alignment_study(runs, None, "concat", 300), Settings()).frame
+    shown = alignment_study_display(alignment_study_of(runs, None, 300), Settings()).frame
     assert shown["seeds"].tolist() == ["4", "4", "0 (4 diverged)"]
     assert shown["gap (pts) [t, seeds]"].iloc[-1] == "–"
     assert all("Page p rise" in t and ", fall " in t for t in shown["trend"])

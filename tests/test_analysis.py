@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from declared import TUNED, declared
 from scipy import stats
 
 from alignfuse.analysis.claims import Claim
@@ -112,6 +113,11 @@ CLAIM = Claim.from_config(
 SETTINGS = Settings(claims=(CLAIM,), bootstrap_resamples=500)
 
 
+def settings_for(runs: pd.DataFrame) -> Settings:
+    """SETTINGS with the comparisons a study of these runs declares: concat against the rest."""
+    return Settings(claims=(CLAIM,), bootstrap_resamples=500, comparisons=tuple(declared(runs)))
+
+
 def test_collect_runs_concatenates_in_a_fixed_order_whatever_the_file_order(tmp_path):
     paths = [
         write_run(tmp_path, run_rows("xattn", 4096), "a"),
@@ -193,15 +199,15 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
         ]
     )
     out = tmp_path / "tables"
-    write_tables(runs, out, SETTINGS)
+    write_tables(runs, out, settings_for(runs))
     names = {
         f"{t}.{ext}"
-        for t in ("runs", "summary", "paired", "paper_vs_ours", "alignment_study")
+        for t in ("runs", "summary", "comparisons", "paired", "paper_vs_ours", "alignment_study")
         for ext in ("parquet", "csv")
     }
     names |= {
         f"{t}.{ext}"
-        for t in ("summary", "paired", "paper_vs_ours", "alignment_study")
+        for t in ("summary", "comparisons", "paired", "paper_vs_ours", "alignment_study")
         for ext in ("md", "html")
     }
     assert {p.name for p in out.iterdir()} == names  # no temporary files left behind
@@ -217,7 +223,7 @@ def test_write_tables_writes_every_table_and_they_round_trip(tmp_path):
 
 def test_summary_markdown_shows_accuracy_in_percent_with_its_interval(tmp_path):
     runs = pd.concat([run_rows("concat"), run_rows("xattn", accuracies=(0.6,))])
-    write_tables(runs, tmp_path, SETTINGS)
+    write_tables(runs, tmp_path, settings_for(runs))
     text = (tmp_path / "summary.md").read_text(encoding="utf-8")
     halfwidth = 100 * stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
     assert f"80.00 [{80 - halfwidth:.2f}, {80 + halfwidth:.2f}]" in text  # no predictions: seeds
@@ -239,7 +245,7 @@ def test_the_test_bootstrap_widens_every_interval_beyond_the_seed_interval(tmp_p
     paths = five_point_study(tmp_path)
     runs = collect_runs(paths)
     predictions = collect_predictions(paths, TEST_PAIRS)
-    tables = build_tables(runs, SETTINGS, predictions, TEST_PAIRS)
+    tables = build_tables(runs, settings_for(runs), predictions, TEST_PAIRS)
     summary = tables["summary"].set_index("method")
     concat = summary.loc["concat"]
     assert concat["interval"] == "seeds + test images" and concat["test_accuracy_test_se"] > 0
@@ -276,10 +282,18 @@ def test_diverged_seeds_are_counted_and_left_out_of_the_summary():
 
 def test_build_tables_pairs_methods_and_judges_the_claims(tmp_path):
     paths = five_point_study(tmp_path)
+    runs = collect_runs(paths)
     tables = build_tables(
-        collect_runs(paths), SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
+        runs, settings_for(runs), collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
     )
-    assert list(tables) == ["runs", "summary", "paired", "paper_vs_ours", "alignment_study"]
+    assert list(tables) == [
+        "runs",
+        "summary",
+        "comparisons",
+        "paired",
+        "paper_vs_ours",
+        "alignment_study",
+    ]
     assert tables["alignment_study"].empty  # no degraded feature sets in this study
     paired = tables["paired"].set_index("metric")
     assert paired.loc["test_accuracy", "mean_diff"] == pytest.approx(0.05)
@@ -292,9 +306,8 @@ def test_build_tables_pairs_methods_and_judges_the_claims(tmp_path):
 def test_the_tables_for_people_read_in_points_with_intervals_and_verdicts(tmp_path):
     out = tmp_path / "tables"
     paths = five_point_study(tmp_path)
-    write_tables(
-        collect_runs(paths), out, SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
-    )
+    runs = collect_runs(paths)
+    write_tables(runs, out, settings_for(runs), collect_predictions(paths, TEST_PAIRS), TEST_PAIRS)
     paired = (out / "paired.md").read_text(encoding="utf-8")
     assert "| concat − xattn_txt2img " in paired
     assert " [5.00, 5.00] " in paired  # the seeds-only interval of a constant difference
@@ -308,7 +321,7 @@ def test_the_tables_for_people_read_in_points_with_intervals_and_verdicts(tmp_pa
     assert set(csv["method"]) == {"xattn_txt2img"}
 
 
-def test_a_study_without_concat_still_writes_every_table(tmp_path):
+def test_a_study_without_a_declared_comparison_still_writes_every_table(tmp_path):
     runs = collect_runs([write_run(tmp_path, run_rows("xattn_txt2img"), "xattn")])
     out = tmp_path / "tables"
     write_tables(runs, out, SETTINGS)
@@ -332,6 +345,10 @@ def test_the_aggregate_command_writes_the_tables_and_reports_errors_in_one_line(
                 "seed": 0,
             },
             "claims": [],
+            "labels": {
+                label: {"head": label, "family": "attention", "recipe": {"kind": "shared"}}
+                for label in ("concat", "xattn_txt2img")
+            },
         }
     )
     common = ["--test-pairs", str(pairs), "--settings", settings, "--out-dir", str(out)]
@@ -343,6 +360,41 @@ def test_the_aggregate_command_writes_the_tables_and_reports_errors_in_one_line(
     assert curves["n_train"].notna().all()
     assert main(["aggregate", "--runs", str(tmp_path / "absent.parquet"), *common]) == 1
     assert "absent.parquet: run file not found" in capsys.readouterr().err
+
+
+def test_the_aggregate_command_by_hand_refuses_what_the_plan_refuses(tmp_path, capsys):
+    """A claim of concat against a tuned cross-attention label, without mixed_recipe: the same
+    check as the plan's (comparisons.declare), one line naming the claim and both labels."""
+    pairs = tmp_path / "test.parquet"
+    write_frame(TEST_PAIRS, pairs)
+    analysis = {
+        "reference": "concat",
+        "confidence": 0.95,
+        "tolerance_pts": 1.0,
+        "bootstrap_resamples": 200,
+        "seed": 0,
+    }
+    claim = {
+        "id": "clip_gap",
+        "statement": "concat ahead",
+        "backbone": "clip",
+        "reference": "concat",
+        "methods": ["xattn_txt2img"],
+        "scales": [2048],
+        "band": [4.1, 5.1],
+    }
+    labels = {
+        "concat": {"head": "concat", "family": "concatenation", "recipe": {"kind": "shared"}},
+        "xattn_txt2img": {"head": "xattn_txt2img", "family": "attention", "recipe": TUNED},
+    }
+    settings = json.dumps({"analysis": analysis, "claims": [claim], "labels": labels})
+    runs = list(map(str, five_point_study(tmp_path)))
+    args = ["--test-pairs", str(pairs), "--settings", settings, "--out-dir", str(tmp_path / "t")]
+    assert main(["aggregate", "--runs", *runs, *args]) == 1
+    err = capsys.readouterr().err
+    assert "config key 'claims.0'" in err and "concat (recipe: shared)" in err
+    assert "xattn_txt2img (recipe: tuned on dev" in err and "mixed_recipe: true" in err
+    assert not (tmp_path / "t").exists()
 
 
 def test_a_truncated_run_file_is_one_error_naming_it_and_the_fix(tmp_path):
@@ -364,8 +416,9 @@ def test_a_condition_whose_seeds_all_diverged_stays_in_the_summary_and_its_claim
         {"seed": pd.Series(dtype="int64"), "pair": pd.Series(dtype="int64"), "prob": []}
     )
     write_frame(no_predictions, tmp_path / "xattn.predictions.parquet")  # diverged seeds have none
+    runs = collect_runs(paths)
     tables = build_tables(
-        collect_runs(paths), SETTINGS, collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
+        runs, settings_for(runs), collect_predictions(paths, TEST_PAIRS), TEST_PAIRS
     )
     row = tables["summary"].set_index("method").loc["xattn_txt2img"]
     assert row["n_seeds"] == 0 and row["n_diverged"] == 3
@@ -399,7 +452,8 @@ def test_a_condition_trained_in_seed_blocks_gives_the_tables_of_one_run_file(tmp
                 if method == "xattn":
                     write_frame(no_predictions, directory / f"{name}.predictions.parquet")
         predictions = collect_predictions(paths, TEST_PAIRS)
-        return build_tables(collect_runs(paths), SETTINGS, predictions, TEST_PAIRS)
+        runs = collect_runs(paths)
+        return build_tables(runs, settings_for(runs), predictions, TEST_PAIRS)
 
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
@@ -416,7 +470,8 @@ def test_the_summary_for_people_shows_a_condition_whose_seeds_all_diverged(tmp_p
         write_run(tmp_path, run_rows("concat"), "concat"),
         write_run(tmp_path, diverged, "xattn"),
     ]
-    write_tables(collect_runs(paths), tmp_path / "tables", SETTINGS)
+    runs = collect_runs(paths)
+    write_tables(runs, tmp_path / "tables", settings_for(runs))
     text = (tmp_path / "tables/summary.md").read_text()
     line = next(line for line in text.splitlines() if "| xattn_txt2img " in line)
     cells = [cell.strip() for cell in line.strip("|").split("|")]

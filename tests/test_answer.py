@@ -39,6 +39,9 @@ def claim_row(**values) -> dict:
         "ours_low_pts": 4.2,
         "ours_high_pts": 5.0,
         "interval": "seeds + test images",
+        "reference_recipe": "lr 0.001 · wd 0.01 · constant",
+        "method_recipe": "lr 0.001 · wd 0.01 · constant",
+        "mixed_recipe": False,
         "verdict": REPRODUCED,
     }
     row = {**row, **values}
@@ -66,10 +69,14 @@ CLAIMS = pd.DataFrame(
             ours_low_pts=np.nan,
             ours_high_pts=np.nan,
             interval=None,
+            reference_recipe=None,
+            method_recipe=None,
+            mixed_recipe=None,
             verdict=NOT_IN_STUDY,
         ),
     ]
 )
+SHARED = "both lr 0.001 · wd 0.01 · constant"
 
 
 @pytest.fixture
@@ -118,6 +125,7 @@ def test_the_summary_puts_each_claims_estimate_beside_the_papers_number_and_the_
         "4.1–5.1",
         "4.60 [4.20, 5.00]",
         "seeds + test images",
+        SHARED,
         REPRODUCED,
     ]
     assert rows[1][3:] == [
@@ -125,6 +133,7 @@ def test_the_summary_puts_each_claims_estimate_beside_the_papers_number_and_the_
         "4.1–5.1",
         "-3.00 [-4.50, -1.50]",
         "seeds + test images",
+        SHARED,
         REVERSED,
     ]
     assert f"- **clip_gap**: {GAP_STATEMENT}" in text
@@ -139,6 +148,7 @@ def test_a_trend_ends_single_claimed_value_and_a_missing_estimate_read_plainly(s
         "clip@noise-0.9",
         "4096",
         "2.8",
+        "–",
         "–",
         "–",
         NOT_IN_STUDY,
@@ -196,7 +206,7 @@ def test_statements_are_escaped_for_html_and_markdown(study):
     assert "a &lt;b&gt; | c" in landing_html(answer)
     text = summary_markdown(answer, study)
     assert "- **clip_gap**: a <b> | c" in text
-    assert len(table_rows(text)[0]) == 8  # the pipe does not split a cell
+    assert len(table_rows(text)[0]) == 9  # the pipe does not split a cell
 
 
 def test_a_study_without_claims_says_so_and_names_the_config_key(study):
@@ -243,3 +253,15 @@ def test_a_row_for_every_scale_says_which_scales_estimate_it_shows():
     every = claim_row(scales="2048, 4096", shown_scale=4096, ours_mean_pts=-3.0)
     rows = verdict_rows(pd.DataFrame([claim_row(), every]))
     assert rows["pairs"].tolist() == ["2048", "2048, 4096 (4096 shown)"]
+
+
+def test_a_claim_of_two_recipes_says_mixed_recipe_and_shows_both(study):
+    tuned = "lr 0.003 · wd 0.01 · constant (tuned: lr)"
+    claims = pd.DataFrame(
+        [claim_row(method="xattn_txt2img_tuned", method_recipe=tuned, mixed_recipe=True)]
+    )
+    answer = answer_of(study, claims=claims)
+    (row,) = table_rows(summary_markdown(answer, study))
+    assert row[1] == "concat − xattn_txt2img_tuned (mixed recipe)"
+    assert row[-2] == f"lr 0.001 · wd 0.01 · constant; {tuned}"
+    assert "concat − xattn_txt2img_tuned (mixed recipe)" in landing_html(answer)

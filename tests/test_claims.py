@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from declared import paired
 from scipy import stats
 
 from alignfuse.analysis.claims import (
@@ -80,12 +81,12 @@ def runs_with_gap(
 
 
 def judged(runs, claim=CLAIM, tolerance=TOLERANCE):
-    table = claims_table(paired_differences(runs), [claim], ["flickr8k"], tolerance)
+    table = claims_table(paired(runs), [claim], ["flickr8k"], tolerance)
     return table.set_index("scales")
 
 
 def test_five_points_on_every_seed_reproduces_the_claim_at_every_scale():
-    table = claims_table(paired_differences(runs_with_gap(5.0)), [CLAIM], ["flickr8k"], TOLERANCE)
+    table = claims_table(paired(runs_with_gap(5.0)), [CLAIM], ["flickr8k"], TOLERANCE)
     assert list(table.columns) == COLUMNS
     assert list(table["scales"]) == ["2048", "4096", "8192", "16384", "2048, 4096, 8192, 16384"]
     assert (table["verdict"] == REPRODUCED).all()
@@ -217,7 +218,7 @@ def test_diverged_seeds_are_left_out_and_said():
 def test_an_empty_paired_table_gives_not_in_this_study_rows():
     runs = runs_with_gap(5.0)
     table = claims_table(
-        paired_differences(runs[runs["method"] != "concat"]), [CLAIM], ["flickr8k"], TOLERANCE
+        paired_differences(runs[runs["method"] != "concat"], []), [CLAIM], ["flickr8k"], TOLERANCE
     )
     assert len(table) == len(PAPER_SCALES) + 1
     assert set(table["verdict"]) == {NOT_IN_STUDY, NOT_FULLY_TESTED}
@@ -236,3 +237,42 @@ def test_a_scale_whose_reference_seeds_all_diverged_reads_runs_diverged_not_abse
     assert every["verdict"] == DIVERGED
     assert every["ours_mean_pts"] == pytest.approx(5.0)  # the weakest scale with an estimate
     assert "8192: runs diverged" in every["note"]
+
+
+def test_a_band_around_zero_is_an_equivalence_claim():
+    band = (-1.0, 1.0)
+    assert verdict(-0.5, 0.8, band, 0.5) == REPRODUCED  # inside the widened band: equivalent
+    assert verdict(2.0, 3.0, band, 0.5) == NOT_REPRODUCED  # wholly outside it
+    assert verdict(-3.0, -2.0, band, 0.5) == NOT_REPRODUCED
+    assert verdict(0.5, 2.5, band, 0.5) == IMPRECISE  # overlapping it
+    assert verdict(-4.0, 4.0, band, 0.5) == IMPRECISE  # wider than it
+    assert verdict(np.nan, np.nan, band, 0.5) == TOO_FEW_SEEDS
+    # read as "the reference ahead", a precise zero would have been "not reproduced"
+    assert verdict(-0.2, 0.2, band, 0.0) == REPRODUCED
+
+
+def test_an_equivalence_claim_is_judged_at_every_scale_on_its_worst_estimate():
+    claim = Claim(**{**CLAIM.__dict__, "band": (-2.0, 2.0)})
+    table = judged(runs_with_gap([0.0, 0.2, 0.4, 1.0], spread=0.05), claim)
+    assert (table["verdict"] == REPRODUCED).all()
+    every = table.loc["2048, 4096, 8192, 16384"]
+    assert every["shown_scale"] == 16384  # the estimate farthest from no difference
+    assert "equivalence claim" in table.loc["2048", "note"]
+
+
+def test_no_verdict_improves_as_the_interval_widens_on_thousands_of_random_cases():
+    """Equivalence and one-sided bands alike: widening an interval around its estimate only
+    moves a verdict from decisive towards imprecise, and never back to reproduced."""
+    rng = np.random.default_rng(7)
+    for _ in range(4000):
+        low, high = np.sort(rng.uniform(-6, 6, 2))
+        if rng.random() < 0.4:  # a band holding zero inside
+            low, high = -rng.uniform(0.1, 3), rng.uniform(0.1, 3)
+        tolerance = rng.choice([0.0, 0.5, 1.0])
+        centre = rng.uniform(-8, 8)
+        widths = np.sort(rng.uniform(0, 10, 6))
+        verdicts = [verdict(centre - w, centre + w, (low, high), tolerance) for w in widths]
+        strengths = [STRENGTH[v] for v in verdicts]
+        assert strengths == sorted(strengths, reverse=True), (low, high, centre, verdicts)
+        first_other = next((i for i, v in enumerate(verdicts) if v != REPRODUCED), len(verdicts))
+        assert REPRODUCED not in verdicts[first_other:], (low, high, centre, verdicts)

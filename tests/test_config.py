@@ -6,11 +6,15 @@ import yaml
 from workflow_runner import snakemake
 
 from alignfuse import grid
+from alignfuse.analysis.comparisons import declare
 from alignfuse.config import validate_config
 from alignfuse.errors import AlignfuseError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+PRESETS = ROOT / "workflow/presets"
 
 
 def load(name: str) -> dict:
@@ -27,18 +31,52 @@ def synthetic() -> dict:
     return load("workflow/presets/synthetic.yaml")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "config.yaml",
-        "workflow/presets/synthetic.yaml",
-        "workflow/presets/smoke.yaml",
-        "workflow/presets/param_matched.yaml",
-        "workflow/presets/encoder_tokens.yaml",
-    ],
-)
-def test_shipped_configs_are_valid(name):
-    validate_config(load(name), SCHEMA)
+SHIPPED = ["config.yaml", *(f"workflow/presets/{p.name}" for p in sorted(PRESETS.glob("*.yaml")))]
+
+
+def as_a_user_would(config: dict, workdir: Path) -> dict:
+    """A shipped config with what only its user can provide, as its comments ask: the example
+    folder (made in ``workdir``, the working directory), and for Flickr30k and COCO the sha256 of
+    Karpathy's captions and Flickr30k's images from the maintainers' form."""
+    kind = config["dataset"]["kind"]
+    if kind == "folder":
+        from alignfuse.data.example_folder import make_example_folder
+
+        make_example_folder(workdir / "data/folder_example", 200, 1)
+    if kind in ("flickr30k", "coco"):
+        config["dataset"][kind]["captions"]["sha256"] = "a" * 64
+    if kind == "flickr30k":
+        images = workdir / config["dataset"]["flickr30k"]["images"]
+        images.parent.mkdir(parents=True, exist_ok=True)
+        images.write_bytes(b"")
+    return config
+
+
+@pytest.fixture(scope="module")
+def user_workdir(tmp_path_factory) -> Path:
+    """One working directory for the planning tests, so that size checks of the same heads at
+    the same widths are answered from its cache, as in a user's project."""
+    return tmp_path_factory.mktemp("user")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_plans(name, user_workdir, monkeypatch):
+    """Schema and every semantic check (comparisons declared, recipes matched, sizes reachable)
+    pass as the workflow runs them, and the study has conditions to train."""
+    monkeypatch.chdir(user_workdir)
+    config = validate_config(as_a_user_would(load(name), user_workdir), SCHEMA)
+    trained = [(c.backbone, c.alignment, c.method, c.n) for c in grid.conditions(config)]
+    assert trained
+    for comparison in declare(grid.comparison_spec(config), trained):
+        differ = grid.recipe(config, comparison.reference) != grid.recipe(config, comparison.method)
+        assert differ == comparison.mixed_recipe, comparison
+        if differ:  # only where a claim or comparison says so
+            entries = config["claims"] + config["comparisons"]
+            assert any(e["id"] in comparison.sources and e["mixed_recipe"] for e in entries)
+
+
+def test_the_planning_test_covers_config_yaml_and_every_preset():
+    assert len(SHIPPED) == 1 + len(list(PRESETS.glob("*.yaml"))) >= 10
 
 
 def test_defaults_are_filled(synthetic):
@@ -388,6 +426,61 @@ SEMANTIC = [
         ["claims.1.band", "both are 2", "no rise or fall"],
     ),
     (
+        "a claim that sets untuned concat against tuned cross-attention",
+        lambda c: set_key(c, "claims.2.reference", "concat"),
+        [
+            "claims.2",
+            "clip_gap_tuned",
+            "concat (recipe: shared)",
+            "xattn_txt2img_tuned (recipe: tuned on dev",
+            "claims.2.mixed_recipe: true",
+        ],
+    ),
+    (
+        "a comparison that sets tuned concat against untuned cross-attention",
+        lambda c: set_key(
+            c, "comparisons", [{"id": "x", "reference": "concat_tuned", "methods": ["bilinear"]}]
+        ),
+        ["comparisons.0", "concat_tuned (recipe: tuned", "bilinear (recipe: shared)"],
+    ),
+    (
+        "a comparison naming a method no grid trains",
+        lambda c: set_key(c, "comparisons", [{"id": "x", "reference": "concat", "methods": ["y"]}]),
+        ["comparisons.0.methods.0", "'y'", "not a method this study trains"],
+    ),
+    (
+        "a comparison that names its reference among its methods",
+        lambda c: set_key(
+            c, "comparisons", [{"id": "x", "reference": "concat", "methods": ["concat"]}]
+        ),
+        ["comparisons.0.methods", "names the reference 'concat'"],
+    ),
+    (
+        "a comparison on a backbone the study does not train",
+        lambda c: set_key(
+            c,
+            "comparisons",
+            [{"id": "x", "reference": "concat", "methods": ["late"], "backbones": ["vit"]}],
+        ),
+        ["comparisons.0.backbones", "['vit']", "clip, resnet18"],
+    ),
+    (
+        "a comparison at scales where nothing is trained",
+        lambda c: set_key(
+            c,
+            "comparisons",
+            [{"id": "x", "reference": "concat", "methods": ["late"], "scales": [3]}],
+        ),
+        ["comparisons.0", "matches no feature set and scale", "concat"],
+    ),
+    (
+        "a comparison whose id is a claim's",
+        lambda c: set_key(
+            c, "comparisons", [{"id": "clip_gap", "reference": "concat", "methods": ["late"]}]
+        ),
+        ["comparisons.0.id", "'clip_gap' is already the id of claims.0.id"],
+    ),
+    (
         "a tuning grid for a method the study lacks",
         lambda c: set_key(c, "tuning", {"methods": {"xattn": {"lr": [1e-3]}}}),
         ["tuning.methods.xattn", "not one of the methods", "'all'"],
@@ -473,6 +566,7 @@ def test_two_variants_of_one_head_sit_in_one_study(paper):
 
 
 def test_a_tuned_method_defaults_to_the_first_backbone_raw_features_and_the_largest_scale(paper):
+    paper["claims"] = []  # they set concat against untuned cross-attention: mixed recipes
     config = validate_config(
         set_key(paper, "tuning", {"methods": {"concat": {"lr": [1e-3]}}}), SCHEMA
     )
@@ -488,6 +582,7 @@ def test_a_tuned_method_defaults_to_the_first_backbone_raw_features_and_the_larg
 
 def test_an_all_grid_tunes_every_method_without_one_of_its_own(paper):
     grids = {"all": {"lr": [1e-3, 3e-4]}, "concat": {"dropout": [0.0, 0.1]}}
+    paper["claims"] = []  # concat's grid differs from the heads it is claimed against
     config = validate_config(set_key(paper, "tuning", {"methods": grids}), SCHEMA)
     assert grid.tuned_methods(config) == list(config["methods"])
     assert grid.tuning_grid(config, "concat") == {"dropout": [0.0, 0.1]}

@@ -68,7 +68,7 @@ def test_a_condition_in_two_grids_is_planned_once_under_the_first(in_tmp):
     jobs = training_jobs(smoke())
     shared = grid.Condition("aligned", "raw", "concat", 256)  # in main and degradation
     assert [j.grid for j in jobs if j.condition == shared] == ["main"]
-    assert {j.grid for j in jobs} == {"main", "contrastive", "degradation"}
+    assert {j.grid for j in jobs} == {"main", "contrastive", "degradation", "tuned"}
 
 
 def test_contrastive_features_take_the_projections_width(in_tmp):
@@ -89,11 +89,11 @@ def test_flickr8k_splits_come_from_its_split_files_before_the_data_stage(paper):
     assert sizes["dev"].pairs == 10_000
 
 
-def test_paper_study_plans_244_jobs_of_five_seeds(paper):
+def test_paper_study_plans_248_jobs_of_five_seeds(paper):
     jobs = training_jobs(paper)
-    # 228 with the shared recipe, 16 of the tuned heads (four at clip's four paper scales)
-    assert len(jobs) == 244 and {j.seeds for j in jobs} == {5}
-    assert sum(j.grid == "tuned" for j in jobs) == 16
+    # 228 with the shared recipe, 20 of the tuned heads (four at clip's five tuned scales)
+    assert len(jobs) == 248 and {j.seeds for j in jobs} == {5}
+    assert sum(j.grid == "tuned" for j in jobs) == 20
     assert {(j.d_image, j.d_text) for j in jobs} == {(512, 512), (256, 256)}
 
 
@@ -113,7 +113,7 @@ def test_paper_study_tunes_four_heads_over_their_candidates_before_training(pape
 def test_a_tuning_job_costs_its_candidates_runs_without_test_pairs(in_tmp):
     config = smoke()
     job = tuning_jobs(config)[0]
-    assert job.runs == 2 and job.condition.method == "xattn_txt2img"
+    assert job.runs == 2 and job.condition.method == "concat_tuned"
     speed = HeadSpeed(
         step_s=0.01, step_flops=1e6, eval_pair_s=1e-4, eval_pair_flops=1e3, entropy_pair_s=1e-5
     )
@@ -159,7 +159,7 @@ def test_totals_per_grid_on_cores_and_one_gpu_job_at_a_time(in_tmp):
     cpu = [job_cost(j, speed, splits, 25, start_s=3.0) for j in jobs]
     gpu = [job_cost(j, speed, splits, 25, start_s=1.0) for j in jobs]
     rows = summary(cpu, cores=[2, 32], threads=1, gpu=gpu)
-    assert [r["grid"] for r in rows] == ["main", "contrastive", "degradation", "total"]
+    assert [r["grid"] for r in rows] == ["main", "contrastive", "degradation", "tuned", "total"]
     total = rows[-1]
     assert total["jobs"] == len(jobs) == sum(r["jobs"] for r in rows[:-1])
     seconds = [c.seconds["max"] for c in cpu]
@@ -247,7 +247,8 @@ def test_a_run_that_trains_prints_the_cost_first(trained_cut):
 def test_the_estimate_is_within_a_factor_of_the_measured_run(trained_cut):
     _, rows, workdir, _ = trained_cut
     total = rows[-1]
-    assert total["grid"] == "total" and total["jobs"] == 22  # smoke's tuning job and 21 trainings
+    # smoke's two tuning jobs and 25 trainings
+    assert total["grid"] == "total" and total["jobs"] == 27
     benchmarks = [
         f
         for stage in ("tune", "train")
@@ -256,7 +257,7 @@ def test_the_estimate_is_within_a_factor_of_the_measured_run(trained_cut):
         )
     ]
     measured = sum(float(pd.read_csv(f, sep="\t")["cpu_time"].iloc[0]) for f in benchmarks)
-    assert len(benchmarks) == 22
+    assert len(benchmarks) == 27
     # smoke's 5 epochs are below any early stop: typical and upper bound are the same run
     estimated = total["core-hours max"] * 3600
     assert estimated == total["core-hours typical"] * 3600

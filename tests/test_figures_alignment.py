@@ -6,10 +6,10 @@ matplotlib.use("Agg")
 
 import pandas as pd
 import pytest
+from declared import alignment_study_of
 from figure_runs import data_lines
 from test_alignment_study import metrics_for, runs_with_gaps
 
-from alignfuse.analysis.alignment_study import alignment_study
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures import alignment_gap, alignment_metrics
 from alignfuse.figures.style import save_figure
@@ -22,7 +22,7 @@ def study_table():
     noise = runs_with_gaps(LEVELS, kind="noise")
     runs = pd.concat([rotation, noise[noise["alignment"] != "raw"]])
     metrics = pd.concat([metrics_for(LEVELS, "rotation"), metrics_for(LEVELS, "noise")])
-    return alignment_study(runs, metrics.drop_duplicates(), "concat", 200)
+    return alignment_study_of(runs, metrics.drop_duplicates(), 200)
 
 
 def test_the_gap_figure_has_a_panel_per_degradation_kind_and_a_line_per_method():

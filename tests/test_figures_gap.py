@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from declared import TUNED, declared, paired
 from figure_runs import condition_grid, data_lines
 from matplotlib.colors import to_hex
 
@@ -52,7 +53,7 @@ def paired_table(
         }
         for key in condition_grid(backbones, alignments, ("concat", *methods), scales)
     ]
-    return paired_differences(pd.DataFrame(rows))
+    return paired(pd.DataFrame(rows))
 
 
 def test_one_panel_per_backbone_and_one_line_per_cross_attention_method():
@@ -61,9 +62,11 @@ def test_one_panel_per_backbone_and_one_line_per_cross_attention_method():
     palette = method_palette(["xattn_bidir", "xattn_txt2img"])
     for ax in fig.axes:
         lines = data_lines(ax)
-        assert sorted(line.get_label() for line in lines) == ["xattn_bidir", "xattn_txt2img"]
-        for line in lines:
-            assert to_hex(line.get_color()) == palette[line.get_label()]
+        labels = sorted(line.get_label() for line in lines)
+        assert labels == ["concat − xattn_bidir", "concat − xattn_txt2img"]
+        for line in lines:  # each line in its head's colour, as in every figure
+            method = line.get_label().split(" − ")[1]
+            assert to_hex(line.get_color()) == palette[method]
     assert "paper" in fig.get_suptitle()
 
 
@@ -72,7 +75,7 @@ def test_lines_are_the_paired_mean_differences_in_points_on_a_log2_axis():
     ax = plot(paired, "paper").axes[0]
     assert ax.get_xscale() == "log"
     assert list(ax.get_xticks()) == SCALES
-    line = next(line for line in data_lines(ax) if line.get_label() == "xattn_txt2img")
+    line = next(line for line in data_lines(ax) if line.get_label() == "concat − xattn_txt2img")
     expected = paired.query(
         "backbone == 'clip' and method == 'xattn_txt2img' and metric == 'test_accuracy'"
     ).sort_values("n_train")
@@ -123,7 +126,7 @@ def test_alignments_are_told_apart_by_line_style():
 
 def test_a_study_without_cross_attention_gets_a_figure_that_says_so(tmp_path):
     fig = plot(paired_table(methods=("gated_sum",)), "fusion")
-    assert "No paired runs" in fig.axes[0].texts[0].get_text()
+    assert "No declared comparison" in fig.axes[0].texts[0].get_text()
     outputs = [tmp_path / "gap.pdf", tmp_path / "gap.png"]
     save_figure(fig, outputs, dpi=60)
     assert outputs[0].read_bytes().startswith(PDF_MAGIC)
@@ -188,3 +191,58 @@ def test_feature_sets_run_at_one_scale_are_left_out_and_named_in_a_note():
 def test_a_study_with_no_feature_set_at_two_scales_gets_a_figure_that_says_so():
     fig = plot(paired_table(scales=[2048]), "ablation")
     assert "run at a single training scale" in fig.axes[0].texts[0].get_text()
+
+
+def tuned_and_shared_runs():
+    """concat and xattn_txt2img on the shared recipe beside their tuned copies (same heads)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for key in condition_grid(("clip",), ("raw",), ("concat", "xattn_txt2img"), SCALES):
+        for suffix in ("", "_tuned"):
+            accuracy = 0.7 + (0.04 if key["method"] == "concat" else 0) + rng.normal(0, 0.01)
+            rows.append(
+                {
+                    **key,
+                    "method": key["method"] + suffix,
+                    "test_accuracy": accuracy,
+                    "test_auroc": 0.8,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_tuned_labels_are_drawn_against_tuned_concat_and_never_against_untuned_concat():
+    runs = tuned_and_shared_runs()
+    recipes = {"concat_tuned": TUNED, "xattn_txt2img_tuned": TUNED}
+    claim = {
+        "id": "tuned_gap",
+        "statement": "tuned",
+        "backbone": "clip",
+        "reference": "concat_tuned",
+        "methods": ["xattn_txt2img_tuned"],
+        "scales": SCALES,
+        "band": [4.1, 5.1],
+    }
+    comparisons = declared(runs, claims=[claim], recipes=recipes)
+    table = paired_differences(runs, comparisons)
+    (ax,) = plot(table, "paper").axes
+    shown = sorted(line.get_label() for line in data_lines(ax))
+    assert shown == ["concat − xattn_txt2img", "concat_tuned − xattn_txt2img_tuned"]
+
+
+def test_a_comparison_of_two_recipes_says_mixed_recipe_in_the_legend():
+    runs = tuned_and_shared_runs()
+    recipes = {"concat_tuned": TUNED, "xattn_txt2img_tuned": TUNED}
+    entry = {
+        "id": "mixed",
+        "reference": "concat",
+        "methods": ["xattn_txt2img_tuned"],
+        "mixed_recipe": True,
+    }
+    table = paired_differences(runs, declared(runs, comparisons=[entry], recipes=recipes))
+    fig = plot(table, "paper")
+    shown = sorted(line.get_label() for line in data_lines(fig.axes[0]))
+    assert shown == ["concat − xattn_txt2img", "concat − xattn_txt2img_tuned (mixed recipe)"]
+    assert "concat − xattn_txt2img_tuned (mixed recipe)" in [
+        t.get_text() for t in fig.legends[0].get_texts()
+    ]

@@ -148,7 +148,8 @@ def overlaps(a, b) -> bool:
 @pytest.mark.parametrize("name", ["scaling", "gap", "params"])
 def test_legends_keep_clear_of_the_title_and_the_panels(name, panels):
     """With one to three panels and long method labels, no legend covers the title or data."""
-    from alignfuse.analysis.statistics import paired_differences
+    from declared import paired
+
     from alignfuse.analysis.tables import summarize
     from alignfuse.figures import gap, params, scaling
 
@@ -157,7 +158,7 @@ def test_legends_keep_clear_of_the_title_and_the_panels(name, panels):
     fig = {
         "scaling": lambda: scaling.plot(summarize(runs), "study"),
         "params": lambda: params.plot(summarize(runs), "study"),
-        "gap": lambda: gap.plot(paired_differences(runs), "study", bands=[band]),
+        "gap": lambda: gap.plot(paired(runs), "study", bands=[band]),
     }[name]()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -175,8 +176,8 @@ def test_legends_keep_clear_of_the_title_and_the_panels(name, panels):
 def layout_figure(name: str, layout: str):
     """Figure ``name`` drawn from synthetic tables of a layout's feature sets (figure_runs)."""
     import figure_runs as fr
+    from declared import paired
 
-    from alignfuse.analysis.statistics import paired_differences
     from alignfuse.analysis.tables import summarize
 
     sets = fr.layout_sets(layout)
@@ -185,7 +186,7 @@ def layout_figure(name: str, layout: str):
     band = {"backbone": sets[0][0], "low": 2.5, "high": 3.5, "scales": fr.SCALES, "label": "paper"}
     table, options = {
         "scaling": lambda: (summarize(runs), {}),
-        "gap": lambda: (paired_differences(runs), {"bands": [band]}),
+        "gap": lambda: (paired(runs), {"bands": [band]}),
         "params": lambda: (summarize(runs), {}),
         "training_curves": lambda: (fr.curves_of(runs), {}),
         "alignment_gap": lambda: (fr.alignment_study_of(sets), {}),
@@ -272,3 +273,21 @@ def test_the_style_sheet_is_seaborns_paper_theme(monkeypatch):
     apply_style()
     assert comparable(matplotlib.rcParams) == seaborns
     assert matplotlib.rcParams["image.cmap"] == matplotlib.rcParamsDefault["image.cmap"]
+
+
+def test_a_comparison_takes_its_methods_colour_unless_the_method_is_in_two():
+    from alignfuse.figures.style import comparison_palette, method_palette
+
+    colours = method_palette(["xattn_txt2img", "xattn_bidir"])
+    once = comparison_palette(
+        ["xattn_txt2img", "xattn_bidir"], ["concat − xattn_txt2img", "concat − xattn_bidir"]
+    )
+    assert once == {
+        "concat − xattn_txt2img": colours["xattn_txt2img"],
+        "concat − xattn_bidir": colours["xattn_bidir"],
+    }
+    twice = comparison_palette(
+        ["xattn_txt2img_tuned"] * 2,
+        ["concat − xattn_txt2img_tuned (mixed recipe)", "concat_tuned − xattn_txt2img_tuned"],
+    )
+    assert len(set(twice.values())) == 2

@@ -195,11 +195,14 @@ def test_editing_a_figure_module_redraws_only_that_figure(study, tmp_path, name)
     assert "train" not in plan and "aggregate" not in plan
 
 
-@pytest.mark.parametrize(
-    "module", sorted({method_module(m) for m in load_preset("smoke")["methods"]})
-)
+def smoke_heads() -> dict[str, str]:
+    """The smoke study's method labels and the registry head each trains."""
+    return {m: spec.get("head", m) for m, spec in load_preset("smoke")["methods"].items()}
+
+
+@pytest.mark.parametrize("module", sorted({method_module(h) for h in smoke_heads().values()}))
 def test_editing_one_fusion_method_retrains_only_its_conditions(study, tmp_path, module):
-    methods = {m for m in load_preset("smoke")["methods"] if method_module(m) == module}
+    methods = {m for m, head in smoke_heads().items() if method_module(head) == module}
     plan = study.plan_after_editing(tmp_path, module)
     assert plan == study.rerun(retrains(methods))
     assert plan["train"] == study.training(methods)
@@ -230,8 +233,8 @@ def test_editing_the_figure_style_redraws_every_figure(study, tmp_path):
 def test_editing_the_shared_fusion_layers_retrains_the_methods_built_on_them(study, tmp_path):
     methods = {
         m
-        for m in load_preset("smoke")["methods"]
-        if "fusion.layers" in imported_modules(module_path(study.clone, method_module(m)))
+        for m, head in smoke_heads().items()
+        if "fusion.layers" in imported_modules(module_path(study.clone, method_module(head)))
     }
     plan = study.plan_after_editing(tmp_path, "fusion.layers")
     assert plan == study.rerun(retrains(methods))
@@ -295,7 +298,9 @@ def test_pointing_a_registry_name_at_another_class_retrains_its_methods(study, t
     entry = '"concat": "alignfuse.fusion.concat:ConcatHead"'
     assert entry in text
     registry.write_text(text.replace(entry, '"concat": "alignfuse.fusion.late:LateFusionHead"'))
-    assert study.plan(clone) == study.rerun(retrains({"concat"}))
+    concat = {label for label, head in smoke_heads().items() if head == "concat"}
+    assert concat == {"concat", "concat_tuned"}
+    assert study.plan(clone) == study.rerun(retrains(concat))
 
 
 def test_pointing_a_figure_at_another_function_redraws_it(study, tmp_path):
@@ -330,11 +335,14 @@ def test_a_fresh_clone_with_new_file_dates_has_nothing_to_do(study, tmp_path):
 
 
 def test_changing_one_methods_tuning_grid_plans_that_methods_tuning_and_training_only(study):
-    """The smoke study tunes xattn_txt2img's learning rate; another grid for it plans its tuning
-    job, its training jobs (which read the chosen values) and the jobs that read every run."""
+    """The smoke study tunes two labels' learning rates; another grid for one plans its tuning
+    job, its training jobs (which read the chosen values) and the jobs that read every run. (Its
+    claim against tuned concat then compares two grids: it must say so.)"""
     config = load_preset("smoke")
-    (method,) = config["tuning"]["methods"]
+    method = "xattn_txt2img_tuned"
     config["tuning"]["methods"][method] = {"lr": [0.001, 0.01]}
+    (claim,) = [c for c in config["claims"] if method in c["methods"]]
+    claim["mixed_recipe"] = True
     configfile = write_config(study.workdir / "tuning_grid.yaml", config)
     plan = as_plan(study.jobs(clone=study.clone, configfile=configfile))
     assert plan == study.rerun(lambda job: job.rule == "tune" and method_of(job) == method)
@@ -343,12 +351,14 @@ def test_changing_one_methods_tuning_grid_plans_that_methods_tuning_and_training
 
 
 def test_tuning_another_method_plans_its_tuning_and_training_and_leaves_the_others(study):
+    """gated_sum, in no claim, tuned: its tuning and training only (concat's comparison with it
+    is no longer declared, the recipes differing)."""
     config = load_preset("smoke")
-    config["tuning"]["methods"]["concat"] = {"lr": [0.001, 0.003]}
-    configfile = write_config(study.workdir / "tuning_concat.yaml", config)
+    config["tuning"]["methods"]["gated_sum"] = {"lr": [0.001, 0.003]}
+    configfile = write_config(study.workdir / "tuning_gated_sum.yaml", config)
     jobs = study.jobs(clone=study.clone, configfile=configfile)
-    assert {method_of(job) for job in jobs if job.rule in TRAINING_RULES} == {"concat"}
-    assert as_plan(jobs)["train"] == study.training({"concat"})
+    assert {method_of(job) for job in jobs if job.rule in TRAINING_RULES} == {"gated_sum"}
+    assert as_plan(jobs)["train"] == study.training({"gated_sum"})
 
 
 # --- seeds: adding seeds trains only the seed blocks they fall in ---------------------------------
@@ -457,6 +467,7 @@ def plugin_study(tmp_path_factory):
         "training": {"max_epochs": 2, "batch_size": 8, "patience": 2},
         "methods": {"concat": {"hidden": [8]}},
         "claims": [],
+        "comparisons": [],
         "grids": {},
         "tuning": {},
         "threads": {"train": 1, "features": 1},

@@ -13,12 +13,15 @@ import pandas as pd
 import pytest
 from workflow_runner import ROOT, load_preset, snakemake
 
+from alignfuse import grid
+from alignfuse.analysis.comparisons import declare
 from alignfuse.config import validate_config
 from alignfuse.figures import FIGURES
+from alignfuse.fusion import ATTENTION
 
 pytestmark = pytest.mark.slow
 
-REPORT_TABLES = ["summary", "paired", "paper_vs_ours"]
+REPORT_TABLES = ["summary", "comparisons", "paired", "paper_vs_ours"]
 TABLE_FORMATS = ["html", "csv", "md"]
 CAPTIONS = ROOT / "workflow/report"
 
@@ -85,15 +88,64 @@ def test_the_report_describes_the_workflow_and_holds_the_configuration(report):
     assert f'"n_images": {config["dataset"]["synthetic"]["n_images"]}' in text
 
 
-def test_the_paired_table_compares_concat_with_every_other_configured_method(report):
+def declared_in(config: dict) -> dict:
+    """The smoke study's declared comparisons by (backbone, alignment, reference, method), as the
+    plan declares them."""
+    trained = [(c.backbone, c.alignment, c.method, c.n) for c in grid.conditions(config)]
+    found = declare(grid.comparison_spec(config), trained)
+    return {(c.backbone, c.alignment, c.reference, c.method): c for c in found}
+
+
+def test_every_output_shows_exactly_the_declared_comparisons(report):
+    """The smoke study trains concat, xattn_txt2img, concat_tuned and xattn_txt2img_tuned side
+    by side: the tables, the verdicts, the figures' lines, the theory's crossovers and SUMMARY.md
+    show the declared pairs, and the one pair of two recipes (declared mixed_recipe) says so."""
     workdir, _ = report
     config = study_config("smoke")
-    paired = pd.read_csv(workdir / "results/smoke/tables/paired.csv")
-    others = set(config["methods"]) - {config["analysis"]["reference"]}
-    assert set(paired["method"]) == others
-    assert set(paired["backbone"]) == set(config["backbones"])
-    assert set(paired["n_train"]) == set(config["scales"])
+    declared = declared_in(config)
+    tables = workdir / "results/smoke/tables"
+    table = pd.read_parquet(tables / "comparisons.parquet")
+    keys = ["backbone", "alignment", "reference", "method"]
+    assert set(table[keys].itertuples(index=False, name=None)) == set(declared)
+    mixed = {key for key, c in declared.items() if c.mixed_recipe}
+    assert mixed == {("aligned", "raw", "concat", "xattn_txt2img_tuned")}
+    tuned = {"concat_tuned", "xattn_txt2img_tuned"}
+    for key in set(declared) - mixed:  # tuned against tuned, shared against shared
+        assert (key[2] in tuned) == (key[3] in tuned), key
+
+    paired = pd.read_parquet(tables / "paired.parquet")
+    expected = {(*key, n) for key, c in declared.items() for n in c.scales}
+    assert set(paired[[*keys, "n_train"]].itertuples(index=False, name=None)) == expected
+    assert set(paired.loc[paired["mixed_recipe"], "method"]) == {"xattn_txt2img_tuned"}
     assert (paired["n_seeds"] == len(config["seeds"])).all()
+    assert "concat − xattn_txt2img_tuned (mixed recipe)" in (tables / "paired.md").read_text()
+
+    claims = pd.read_parquet(tables / "paper_vs_ours.parquet")
+    assert set(zip(claims["reference"], claims["method"], strict=True)) == {
+        ("concat", "xattn_txt2img"),
+        ("concat_tuned", "xattn_txt2img_tuned"),
+    }
+    study = pd.read_parquet(tables / "alignment_study.parquet")
+    assert set(study[keys].itertuples(index=False, name=None)) <= set(declared)
+
+    crossings = pd.read_parquet(tables / "theory_crossovers.parquet")
+    crossed = {
+        (*r.feature_set.split("@", 1), r.reference, r.method) for r in crossings.itertuples()
+    }
+    attention = {k for k, c in declared.items() if c.family == ATTENTION and len(c.scales) > 1}
+    assert crossed == attention
+
+    from alignfuse.figures.gap import plot
+
+    lines = {line.get_label() for ax in plot(paired, "smoke").axes for line in ax.get_lines()}
+    drawn = {label for label in lines if not label.startswith("_")}
+    assert drawn == {declared[k].label for k in attention}
+    assert "concat − xattn_txt2img_tuned (mixed recipe)" in drawn
+
+    summary = (workdir / "results/smoke/SUMMARY.md").read_text(encoding="utf-8")
+    assert "| concat − xattn_txt2img " in summary
+    assert "| concat_tuned − xattn_txt2img_tuned " in summary
+    assert "| concat − xattn_txt2img_tuned" not in summary  # in no claim
 
 
 def test_the_studys_claims_are_judged_with_verdicts_and_the_seeds_they_need(report):
@@ -101,7 +153,8 @@ def test_the_studys_claims_are_judged_with_verdicts_and_the_seeds_they_need(repo
     config = study_config("smoke")
     claims = pd.read_csv(workdir / "results/smoke/tables/paper_vs_ours.csv")
     assert set(claims["claim"]) == {claim["id"] for claim in config["claims"]}
-    rows = len(config["claims"][0]["scales"]) + 1  # one per scale, one for all of them
+    # one row per scale and one for all of them, per claim and compared method
+    rows = sum(len(c["methods"]) * (len(c["scales"]) + 1) for c in config["claims"])
     assert len(claims) == rows
     assert claims["verdict"].notna().all() and claims["interval"].eq("seeds + test images").all()
     assert "seeds for a decisive interval" in (

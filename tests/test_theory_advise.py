@@ -10,13 +10,14 @@ from scipy import stats
 from alignfuse.align.metrics import alignment_metrics
 from alignfuse.cli import main
 from alignfuse.errors import AlignfuseError
+from alignfuse.fusion import HEAD_FAMILIES
 from alignfuse.parquet import read_embeddings, write_embeddings, write_frame
 from alignfuse.rotation import haar_frame
 from alignfuse.theory.advise import CONCAT, CROSS_ATTENTION, OUTSIDE, TOO_CLOSE, advise
 
 N, D = 400, 32
 RESAMPLES = 400
-SCALES = (128, 4096)  # the fitted range: --n from 128 to 4 x 4096
+SCALES = (128, 4096)  # the fitted range; held-out checks reach 2x beyond it, to 8192
 
 
 def pair(tmp_path, name, rotate: bool, rows: int = N, noise: float = 0.3, rng: int = 1):
@@ -39,9 +40,13 @@ def spread(mean: float, low: float, high: float) -> np.ndarray:
     return np.random.default_rng(0).permutation(draws)
 
 
-def write_study(root, feature_sets: dict, test_se: float = 0.0, images: int = N):
+def write_study(
+    root, feature_sets: dict, test_se: float = 0.0, images: int = N, heldout_pts: float = 0.5
+):
     """A finished study's tables. ``feature_sets``: name -> (alignment metrics, {method: (head,
-    error draws, identifiable)}); errors are flat in n (b = 0), so each draw is the error."""
+    error draws, identifiable)}); errors are flat in n (b = 0), so each draw is the error. concat
+    is compared with every other method (declared, as the aggregate stage writes them), and
+    each curve predicts its held-out largest scale from half of it ``heldout_pts`` off."""
     fits, samples, alignment, paired = [], [], [], []
     for feature_set, (metrics, methods) in feature_sets.items():
         backbone, align = feature_set.split("@")
@@ -58,20 +63,28 @@ def write_study(root, feature_sets: dict, test_se: float = 0.0, images: int = N)
                     "e_inf": float(np.nanmean(errors)) if identifiable else np.nan,
                     "b": 0.0 if identifiable else np.nan,
                     "c": 0.5 if identifiable else np.nan,
+                    "heldout_n": SCALES[1],
+                    "heldout_from": SCALES[1] / 2,
+                    "heldout_error_pts": heldout_pts,
                 }
             )
-            samples.append(
-                pd.DataFrame(
-                    {
-                        "feature_set": feature_set,
-                        "method": method,
-                        "resample": np.arange(RESAMPLES),
-                        "e_inf": errors,
-                        "b": np.where(np.isnan(errors), np.nan, 0.0),
-                        "c": np.where(np.isnan(errors), np.nan, 0.5),
-                    }
+            if method == "concat":
+                continue
+            for curve, (_, draws, _) in (("concat", methods["concat"]), (method, methods[method])):
+                samples.append(
+                    pd.DataFrame(
+                        {
+                            "feature_set": feature_set,
+                            "reference": "concat",
+                            "method": method,
+                            "curve": curve,
+                            "resample": np.arange(RESAMPLES),
+                            "e_inf": draws,
+                            "b": np.where(np.isnan(draws), np.nan, 0.0),
+                            "c": np.where(np.isnan(draws), np.nan, 0.5),
+                        }
+                    )
                 )
-            )
             for n in SCALES:
                 paired.append(
                     {
@@ -81,6 +94,7 @@ def write_study(root, feature_sets: dict, test_se: float = 0.0, images: int = N)
                         "metric": "test_accuracy",
                         "reference": "concat",
                         "method": method,
+                        "family": HEAD_FAMILIES[head],
                         "test_se": test_se,
                     }
                 )
@@ -189,13 +203,62 @@ def test_both_heads_excluding_zero_on_the_same_side_recommend(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("n", "outside"), [(2, True), (127, True), (128, False), (16384, False), (16385, True)]
+    ("n", "outside", "extrapolated"),
+    [
+        (2, True, False),
+        (127, True, False),
+        (128, False, False),
+        (4096, False, False),
+        (4097, False, True),
+        (8192, False, True),
+        (8193, True, False),
+    ],
 )
-def test_n_beyond_the_fitted_scales_is_outside_the_measured_range(tmp_path, study, n, outside):
+def test_n_is_answered_in_the_fitted_range_and_as_far_beyond_as_the_held_out_check_reached(
+    tmp_path, study, n, outside, extrapolated
+):
     advice = advise(*pair(tmp_path, "a", rotate=False), n=n, results=study)
     assert (advice["recommendation"] == OUTSIDE) == outside
     if outside:
-        assert "predicted_gap" not in advice and "128 to 16,384" in advice["drivers"]
+        assert "predicted_gap" not in advice and "128 to 4,096" in advice["drivers"]
+        assert "up to 8,192" in advice["drivers"]
+    else:
+        assert advice["extrapolated"] == extrapolated
+        assert ("extrapolated" in advice["drivers"]) == extrapolated
+
+
+def test_an_extrapolated_interval_is_widened_by_both_curves_held_out_errors(tmp_path, study):
+    image, text = pair(tmp_path, "a", rotate=False)
+    (inside,) = advise(image, text, n=4096, results=study)["predicted_gap"]
+    (beyond,) = advise(image, text, n=8192, results=study)["predicted_gap"]
+    assert beyond["widened_pts"] == pytest.approx(1.0)  # 0.5 points for each curve
+    assert beyond["low_pts"] == pytest.approx(inside["low_pts"] - 1.0)
+    assert beyond["high_pts"] == pytest.approx(inside["high_pts"] + 1.0)
+
+
+def test_without_a_held_out_check_there_is_no_answer_beyond_the_fitted_scales(tmp_path):
+    methods = {
+        "concat": ("concat", around(0.10), True),
+        "xattn_txt2img": ("xattn_txt2img", around(0.16), True),
+    }
+    metrics = {"cosine_gap": 0.7, "mutual_knn": 0.6, "cka": 0.8}
+    study = write_study(tmp_path / "s", {"a@raw": (metrics, methods)}, heldout_pts=np.nan)
+    image, text = pair(tmp_path, "a", rotate=False)
+    assert advise(image, text, n=4096, results=study)["recommendation"] == CONCAT
+    advice = advise(image, text, n=4097, results=study)
+    assert advice["recommendation"] == OUTSIDE and "does not extrapolate" in advice["drivers"]
+
+
+def test_only_declared_comparisons_with_the_reference_are_read(tmp_path, study):
+    """A cross-attention curve the study fitted but never declared against the reference (a
+    tuned copy beside untuned concat) is not part of the advice."""
+    fits = pd.read_parquet(study / "tables" / "theory_fits.parquet")
+    extra = fits[fits["method"] == "xattn_txt2img"].assign(method="xattn_txt2img_tuned")
+    write_frame(pd.concat([fits, extra]), study / "tables" / "theory_fits.parquet")
+    advice = advise(*pair(tmp_path, "a", rotate=False), n=2000, results=study)
+    assert [g["method"] for g in advice["predicted_gap"]] == ["xattn_txt2img"]
+    other = advise(*pair(tmp_path, "b", rotate=False), n=2000, results=study, reference="late")
+    assert other["recommendation"] == TOO_CLOSE and "no declared comparison" in other["drivers"]
 
 
 def test_unidentified_curves_make_the_study_unable_to_say(tmp_path):

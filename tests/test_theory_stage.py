@@ -3,9 +3,17 @@
 import numpy as np
 import pandas as pd
 import pytest
+from declared import TUNED, declared
 
+from alignfuse.analysis.comparisons import comparisons_frame
 from alignfuse.parquet import write_embeddings, write_frame
-from alignfuse.theory.stage import curve_fits, sample_complexity, theory_curves, write_theory
+from alignfuse.theory.stage import (
+    crossovers,
+    curve_fits,
+    sample_complexity,
+    theory_curves,
+    write_theory,
+)
 
 SCALES = [128, 256, 512, 1024, 2048, 4096, 8192]
 
@@ -34,6 +42,14 @@ def runs_of(curves: dict, seeds=5, noise=0.003, scales=SCALES) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_study(tmp_path, runs: pd.DataFrame):
+    """The runs table and the declared comparisons table the theory stage reads."""
+    paths = tmp_path / "runs.parquet", tmp_path / "comparisons.parquet"
+    write_frame(runs, paths[0])
+    write_frame(comparisons_frame(declared(runs)), paths[1])
+    return paths
+
+
 def power_law(e_inf, b, c):
     return lambda n: 1 - (e_inf + b * n ** (-c))
 
@@ -45,7 +61,8 @@ def test_fits_recover_the_curves_and_find_where_cross_attention_overtakes():
             ("a@raw", "xattn_txt2img", "xattn_txt2img"): power_law(0.02, 8.0, 0.5),
         }
     )
-    fits, crossings, _ = curve_fits(runs, "concat", resamples=50, seed=0, n_max=1e7)
+    fits, boots = curve_fits(runs, resamples=50, seed=0)
+    crossings, _ = crossovers(runs, comparisons_frame(declared(runs)), boots, 50, 0, 1e7)
     concat = fits.set_index("method").loc["concat"]
     assert concat["identifiable"] and concat["e_inf"] == pytest.approx(0.10, abs=0.02)
     assert concat["heldout_error_pts"] < 1.0
@@ -62,8 +79,9 @@ def test_theory_md_reports_failed_refits_and_no_interval_for_an_unidentified_fit
         ("d32_0.0@raw", "concat", "concat"): power_law(0.1, 3.0, 0.5),
         ("d32_0.0@raw", "xattn_txt2img", "xattn_txt2img"): power_law(0.05, 8.0, 0.5),
     }
-    runs = tmp_path / "runs.parquet"
-    write_frame(runs_of(curves, noise=0.02, scales=[2048, 4096, 8192, 16384, 32768]), runs)
+    runs = write_study(
+        tmp_path, runs_of(curves, noise=0.02, scales=[2048, 4096, 8192, 16384, 32768])
+    )
     settings = {
         "target_excess_risk": 0.05,
         "bootstrap_resamples": 40,
@@ -73,7 +91,7 @@ def test_theory_md_reports_failed_refits_and_no_interval_for_an_unidentified_fit
     }
     methods = {m: {"head": m} for m in ("concat", "xattn_txt2img")}
     out = tmp_path / "tables"
-    write_theory(runs, [feature_set], methods, settings, "concat", out)
+    write_theory(*runs, [feature_set], methods, settings, "concat", out)
     fits = pd.read_parquet(out / "theory_fits.parquet").set_index("method")
     concat = fits.loc["concat"]
     assert not concat["identifiable"] and concat["failed_resamples"] > 0.5
@@ -219,8 +237,7 @@ def test_a_study_at_one_scale_still_writes_every_table(tmp_path):
     written empty with their columns, and theory.md says there is nothing to fit."""
     (feature_set,) = write_family(tmp_path, [32], 0.0)
     curves = {("d32_0.0@raw", m, m): (lambda n: 0.8) for m in ("concat", "xattn_txt2img")}
-    runs = tmp_path / "runs.parquet"
-    write_frame(runs_of(curves, scales=[2048]), runs)
+    runs = write_study(tmp_path, runs_of(curves, scales=[2048]))
     methods = {m: {"head": m} for m in ("concat", "xattn_txt2img")}
     settings = {
         "target_excess_risk": 0.05,
@@ -230,8 +247,65 @@ def test_a_study_at_one_scale_still_writes_every_table(tmp_path):
         "target_fraction": 0.8,
     }
     out = tmp_path / "tables"
-    write_theory(runs, [feature_set], methods, settings, "concat", out)
+    write_theory(*runs, [feature_set], methods, settings, "concat", out)
     points = pd.read_parquet(out / "sample_complexity_points.parquet")
     assert points.empty
     assert {"family", "method", "d", "seed", "n_needed", "censored", "bound"} <= set(points.columns)
     assert "(none)" in (out / "theory.md").read_text(encoding="utf-8")
+
+
+def test_a_method_that_lost_a_seed_at_every_scale_is_crossed_on_the_seeds_both_have(tmp_path):
+    """Seed 4 of cross-attention diverged at every scale: the crossover bootstraps both curves
+    over seeds 0-3 (paired), and every table and theory.md are written."""
+    curves = {
+        ("a@raw", "concat", "concat"): power_law(0.10, 1.0, 0.5),
+        ("a@raw", "xattn_txt2img", "xattn_txt2img"): power_law(0.02, 8.0, 0.5),
+    }
+    runs = runs_of(curves)
+    lost = (runs["method"] == "xattn_txt2img") & (runs["seed"] == 4)
+    runs.loc[lost, "status"] = "diverged"
+    fits, boots = curve_fits(runs, resamples=50, seed=0)
+    crossings, paired = crossovers(runs, comparisons_frame(declared(runs)), boots, 50, 0, 1e7)
+    (crossing,) = crossings.itertuples()
+    assert crossing.seeds == 4 and np.isfinite(crossing.n_star)
+    reference, method = paired["a@raw", "concat", "xattn_txt2img"]
+    assert reference.draws == method.draws  # paired resamples of the same four seeds
+    assert {s for draw in reference.draws for s in draw} == {0, 1, 2, 3}
+    (feature_set,) = write_family(tmp_path, [32], 0.0)
+    settings = {
+        "target_excess_risk": 0.05,
+        "bootstrap_resamples": 30,
+        "seed": 0,
+        "n_max": 1e7,
+        "target_fraction": 0.8,
+    }
+    out = tmp_path / "tables"
+    methods = {m: {"head": m} for m in ("concat", "xattn_txt2img")}
+    write_theory(*write_study(tmp_path, runs), [feature_set], methods, settings, "concat", out)
+    assert "| a@raw " in (out / "theory.md").read_text(encoding="utf-8")
+    samples = pd.read_parquet(out / "theory_fit_samples.parquet")
+    assert set(samples["curve"]) == {"concat", "xattn_txt2img"}
+
+
+def test_crossovers_are_searched_for_declared_comparisons_only():
+    """A tuned cross-attention copy beside untuned concat is not crossed with it; with tuned
+    concat declared as its reference, it is."""
+    curves = {
+        ("a@raw", label, head): power_law(0.10, 1.0, 0.5)
+        for label, head in (
+            ("concat", "concat"),
+            ("xattn_txt2img", "xattn_txt2img"),
+            ("concat_tuned", "concat"),
+            ("xattn_txt2img_tuned", "xattn_txt2img"),
+        )
+    }
+    runs = runs_of(curves)
+    recipes = {"concat_tuned": TUNED, "xattn_txt2img_tuned": TUNED}
+    entry = {"id": "tuned", "reference": "concat_tuned", "methods": ["xattn_txt2img_tuned"]}
+    comparisons = comparisons_frame(declared(runs, comparisons=[entry], recipes=recipes))
+    _, boots = curve_fits(runs, resamples=20, seed=0)
+    crossings, _ = crossovers(runs, comparisons, boots, 20, 0, 1e7)
+    assert sorted(zip(crossings["reference"], crossings["method"], strict=True)) == [
+        ("concat", "xattn_txt2img"),
+        ("concat_tuned", "xattn_txt2img_tuned"),
+    ]

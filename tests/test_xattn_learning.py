@@ -10,7 +10,7 @@ import pytest
 from alignfuse.data.pairs import make_pairs
 from alignfuse.data.synthetic import synthetic_captions
 from alignfuse.features.synthetic import synthetic_features
-from alignfuse.fusion import CROSS_ATTENTION_HEADS
+from alignfuse.fusion import ATTENTION, HEAD_FAMILIES
 from alignfuse.parquet import write_embeddings, write_frame
 from alignfuse.train.condition import train_condition
 
@@ -76,7 +76,7 @@ def train_matching(root, head, scaling, epochs):
     )
 
 
-@pytest.mark.parametrize("head", CROSS_ATTENTION_HEADS)
+@pytest.mark.parametrize("head", [h for h, f in HEAD_FAMILIES.items() if f == ATTENTION])
 def test_every_seed_of_every_direction_leaves_chance_within_the_first_epochs(matching, head):
     """With the default l2 scaling and mixed token map, each seed is past 60% by epoch 3 and its
     attention has moved off uniform: entropy a few thousandths of a nat under the ceiling and

@@ -234,7 +234,13 @@ def theory(args) -> None:
     from alignfuse.theory.stage import write_theory
 
     write_theory(
-        args.runs, args.feature_sets, args.methods, args.settings, args.reference, args.out_dir
+        args.runs,
+        args.comparisons,
+        args.feature_sets,
+        args.methods,
+        args.settings,
+        args.reference,
+        args.out_dir,
     )
 
 
@@ -251,18 +257,19 @@ def aggregate(args) -> None:
         collect_curves,
         collect_predictions,
         collect_runs,
+        trained_conditions,
         write_csv,
         write_tables,
     )
     from alignfuse.parquet import read_frame, write_frame
 
-    settings = Settings.from_config(args.settings["analysis"], args.settings["claims"])
     if not args.test_pairs.is_file():
         raise AlignfuseError(f"{args.test_pairs}: test pairs not found; run the pairs stage first")
     test_pairs = read_frame(
         args.test_pairs, "rerun the pairs stage", columns=["image_id", "caption_id", "label"]
     )
     runs = collect_runs(args.runs)
+    settings = Settings.from_config(args.settings, trained_conditions(runs))
     predictions = collect_predictions(args.runs, test_pairs)
     metrics = None
     if args.alignment_metrics:
@@ -548,10 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("theory", help="sample-complexity curves and learning-curve fits")
     p.add_argument("--runs", type=Path, required=True, help="the study's runs table")
+    p.add_argument(
+        "--comparisons", type=Path, required=True, help="the study's declared comparisons table"
+    )
     p.add_argument("--feature-sets", type=json_arg, required=True)
     p.add_argument("--methods", type=json_arg, required=True, help="the config's methods as JSON")
     p.add_argument("--settings", type=json_arg, required=True, help="the config's theory as JSON")
-    p.add_argument("--reference", default="concat")
+    p.add_argument(
+        "--reference", default="concat", help="the label the theory's sample counts are set against"
+    )
     p.add_argument("--out-dir", type=Path, required=True)
     p.set_defaults(func=theory)
 
@@ -575,7 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-pairs", type=Path, required=True, help="the test split's pairs (test.parquet)"
     )
     p.add_argument(
-        "--settings", type=json_arg, required=True, help="{analysis: ..., claims: [...]} as JSON"
+        "--settings",
+        type=json_arg,
+        required=True,
+        help="the config's analysis, claims, comparisons and method labels' families and "
+        "recipes as JSON (the rule's params: grid.comparison_spec)",
     )
     p.add_argument(
         "--alignment-metrics", type=Path, help="the alignment stage's metrics of the feature sets"

@@ -16,11 +16,13 @@ import zipfile
 from pathlib import Path
 
 from alignfuse.align.names import parse_alignment
+from alignfuse.analysis.comparisons import declare
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.data.folder import split_captions as folder_split_captions
 from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import FUSION_METHODS
 from alignfuse.grid import (
+    comparison_spec,
     conditions,
     feature_sets,
     synthetic_generator,
@@ -218,9 +220,9 @@ def check_semantics(config: dict) -> None:
                 )
             )
     check_methods(config["methods"])
-    check_claims(config)
     check_training(config)
     check_tuning(config)
+    check_claims(config)
     check_token_sources(config)
     check_param_match(config)
 
@@ -301,48 +303,11 @@ def check_methods(methods: dict) -> None:
 
 
 def check_claims(config: dict) -> None:
-    """The analysis reference is a method, and each claim names what the study trains (else its
-    rows would only read "not in this study"), its reference included (the paired table compares
-    every claim's reference with the other methods), with a band that reads as its kind says."""
-    reference = config["analysis"]["reference"]
-    if reference not in config["methods"]:
-        raise AlignfuseError(
-            f"config key 'analysis.reference': '{reference}' is not one of the methods "
-            f"(defined: {', '.join(config['methods'])}); name the method label that every "
-            "other method is compared with"
-        )
-    trained = sorted({c.method for c in conditions(config)})
-    for i, claim in enumerate(config["claims"]):
-        key = f"config key 'claims.{i}"
-        if claim["backbone"] not in config["backbones"]:
-            raise AlignfuseError(
-                f"{key}.backbone': '{claim['backbone']}' is not defined under 'backbones' "
-                f"(defined: {', '.join(sorted(config['backbones']))})"
-            )
-        if claim["reference"] not in trained:
-            raise AlignfuseError(
-                f"{key}.reference': '{claim['reference']}' is not a method this study trains "
-                f"(trained: {', '.join(trained)}); claim against analysis.reference "
-                f"'{reference}' or another trained label (a tuned copy of it, say)"
-            )
-        for j, label in enumerate(claim["methods"]):
-            if label not in trained:
-                raise AlignfuseError(
-                    f"{key}.methods.{j}': '{label}' is not a method this study trains "
-                    f"(trained: {', '.join(trained)}); name a label under 'methods' that a "
-                    "grid trains"
-                )
-        low, high = claim["band"]
-        if claim["kind"] == "gap" and low > high:
-            raise AlignfuseError(
-                f"{key}.band': [{low:g}, {high:g}] is written high to low; a gap claim's band "
-                f"is [low, high]: write [{high:g}, {low:g}]"
-            )
-        if claim["kind"] == "trend" and low == high:
-            raise AlignfuseError(
-                f"{key}.band': a trend claim's band runs from the undegraded gap to the most "
-                f"degraded one, but both are {low:g}: no rise or fall is claimed"
-            )
+    """The analysis reference, the claims and the ``comparisons`` entries declare comparisons of
+    what the study trains, each two sides trained alike unless it says ``mixed_recipe: true``:
+    the same function the aggregate job runs (``comparisons.declare``)."""
+    trained = [(c.backbone, c.alignment, c.method, c.n) for c in conditions(config)]
+    declare(comparison_spec(config), trained)
 
 
 def check_token_sources(config: dict) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from alignfuse.fusion import METHOD_SETTINGS
+from alignfuse.fusion import METHOD_SETTINGS, head_family
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,59 @@ def method_slice(config: dict, method: str) -> dict:
         "training": job_training(method_training(config, method), method in tuned_methods(config)),
         "resample": config["pairs"]["resample"],
         "scaling": spec.get("scaling", config["features"]["scaling"]),
+    }
+
+
+# Training settings that decide where a job runs, not what it learns: no part of a recipe.
+EXECUTION_SETTINGS = ("device",)
+
+
+def recipe(config: dict, method: str) -> dict:
+    """How a method label is trained, as comparisons set it beside another: ``shared`` (the
+    study's ``training``), ``own`` (the label's own overrides of it) or ``tuned`` (chosen on dev:
+    the grid, where and on what it was tuned, and the settings the grid leaves as set). Two
+    labels share a recipe when these are equal."""
+    tuned = method in tuned_methods(config)
+    training = {
+        k: v
+        for k, v in job_training(method_training(config, method), tuned).items()
+        if k not in EXECUTION_SETTINGS
+    }
+    if tuned:
+        values = tuning_grid(config, method)
+        return {
+            "kind": "tuned",
+            "grid": values,
+            "on": tuning_target(config),
+            "training": {k: v for k, v in training.items() if k not in values},
+        }
+    shared = {
+        k: v
+        for k, v in job_training(config["training"], False).items()
+        if k not in EXECUTION_SETTINGS
+    }
+    if training == shared:
+        return {"kind": "shared", "training": training}
+    changed = {k: v for k, v in training.items() if shared.get(k) != v}
+    return {"kind": "own", "training": training, "changed": changed}
+
+
+def comparison_spec(config: dict) -> dict:
+    """What declaring the study's comparisons reads (``analysis.comparisons.declare``): the
+    analysis settings, the claims, the ``comparisons`` entries, and each method label's head,
+    family and recipe."""
+    return {
+        "analysis": config["analysis"],
+        "claims": config["claims"],
+        "comparisons": config.get("comparisons", []),
+        "labels": {
+            label: {
+                "head": spec["head"],
+                "family": head_family(spec["head"]),
+                "recipe": recipe(config, label),
+            }
+            for label, spec in config["methods"].items()
+        },
     }
 
 

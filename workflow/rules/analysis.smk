@@ -1,8 +1,16 @@
 """Aggregation of all runs into tables: means and intervals, paired differences, claims vs ours."""
 
-TABLES = ["runs", "curves", "summary", "paired", "paper_vs_ours", "alignment_study"]
+TABLES = [
+    "runs",
+    "curves",
+    "summary",
+    "comparisons",
+    "paired",
+    "paper_vs_ours",
+    "alignment_study",
+]
 # The tables for people: also as Markdown and as HTML (which the report shows inline).
-REPORT_TABLES = ["summary", "paired", "paper_vs_ours", "alignment_study"]
+REPORT_TABLES = ["summary", "comparisons", "paired", "paper_vs_ours", "alignment_study"]
 
 
 rule aggregate:
@@ -32,7 +40,7 @@ rule aggregate:
     conda:
         CONDA_ENV
     params:
-        settings=as_json({"analysis": config["analysis"], "claims": config["claims"]}),
+        settings=as_json(grid.comparison_spec(config)),
         code=code_hash("analysis.tables"),
     shell:
         "alignfuse aggregate --runs {input.runs} --test-pairs {input.test_pairs} "

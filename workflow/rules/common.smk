@@ -222,7 +222,7 @@ def pid_files():
 
 
 def gap_options():
-    """The gap figure's options: the reference, and the gap claims' test-accuracy ranges to shade."""
+    """The gap figure's options: the gap claims' test-accuracy ranges to shade."""
     bands = [
         {
             "backbone": claim["backbone"],
@@ -233,11 +233,9 @@ def gap_options():
         }
         for claim in config["claims"]
         # a trend's band is the gap across degradation levels, drawn by alignment_gap
-        if claim["kind"] == "gap"
-        and claim["metric"] == "test_accuracy"
-        and claim["reference"] == config["analysis"]["reference"]
+        if claim["kind"] == "gap" and claim["metric"] == "test_accuracy"
     ]
-    return {"reference": config["analysis"]["reference"], "bands": bands}
+    return {"bands": bands}
 
 
 def figure_files(name, for_report=False, study="{study}"):

@@ -7,6 +7,7 @@ rule theory:
         unpack(
             lambda w: {
                 "runs": f"results/{w.study}/tables/runs.parquet",
+                "comparisons": f"results/{w.study}/tables/comparisons.parquet",
                 "features": [
                     f for s in measured_feature_sets() for f in (s["image"], s["text"])
                 ],
@@ -43,6 +44,7 @@ rule theory:
         reference=config["analysis"]["reference"],
         code=code_hash("theory.stage"),
     shell:
-        "alignfuse theory --runs {input.runs} --feature-sets {params.sets:q} "
+        "alignfuse theory --runs {input.runs} --comparisons {input.comparisons} "
+        "--feature-sets {params.sets:q} "
         "--methods {params.methods:q} --settings {params.settings:q} "
         "--reference {params.reference} --out-dir results/{wildcards.study}/tables > {log} 2>&1"

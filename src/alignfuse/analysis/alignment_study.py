@@ -34,6 +34,7 @@ COLUMNS = [
     "reference",
     "method",
     "head",
+    "mixed_recipe",
     "n_train",
     "n_seeds",
     "n_diverged",
@@ -121,18 +122,33 @@ def trend(levels: np.ndarray, gaps: np.ndarray, resamples: int, seed: int, confi
 def alignment_study(
     runs: pd.DataFrame,
     metrics: pd.DataFrame | None,
-    reference: str,
+    comparisons: list,
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """One row per (backbone, base, degradation kind, method, scale, level) with the gap in
-    points, its seed interval, the feature set's alignment metrics and the kind's trend test
-    (over the levels with usable seeds; a level whose seeds all diverged keeps its row with
-    ``n_seeds`` 0)."""
-    gaps = seed_gaps(runs, reference)
+    """One row per declared (backbone, base, degradation kind, reference, method, scale, level)
+    with the gap in points, its seed interval, the feature set's alignment metrics and the
+    kind's trend test (over the levels with usable seeds; a level whose seeds all diverged keeps
+    its row with ``n_seeds`` 0). A level is in the study where ``comparisons``
+    (``comparisons.declare``) pair its reference and method there."""
+    declared = {
+        (c.backbone, c.alignment, c.reference, c.method, n) for c in comparisons for n in c.scales
+    }
+    mixed = {(c.reference, c.method): c.mixed_recipe for c in comparisons}
+    frames = []
+    for reference in sorted({c.reference for c in comparisons}):
+        gaps = seed_gaps(runs, reference).assign(reference=reference)
+        keys = zip(
+            gaps["backbone"], gaps["alignment"], gaps["method"], gaps["n_train"], strict=True
+        )
+        keep = [(b, a, reference, m, int(n)) in declared for b, a, m, n in keys]
+        frames.append(gaps[keep])
+    gaps = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if gaps.empty:
+        return pd.DataFrame(columns=COLUMNS)
     degraded = gaps[gaps["degradation"].notna()]
-    groups = ["dataset", "backbone", "base", "method", "n_train"]
+    groups = ["dataset", "backbone", "base", "reference", "method", "n_train"]
     rows = []
     for keys, frame in degraded.groupby(groups + ["degradation"], sort=True):
         condition = dict(zip(groups + ["degradation"], keys, strict=True))
@@ -156,8 +172,8 @@ def alignment_study(
                     **condition,
                     "level": level,
                     "alignment": alignment,
-                    "reference": reference,
                     "head": at["head"].iloc[0],
+                    "mixed_recipe": mixed[condition["reference"], condition["method"]],
                     "n_seeds": len(values),
                     "n_diverged": int((~at["usable"]).sum()),
                     "gap_pts": mean * POINTS,

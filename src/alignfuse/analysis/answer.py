@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from alignfuse.analysis.claims import REJECTIONS, REPRODUCED
-from alignfuse.analysis.display import with_bounds
+from alignfuse.analysis.display import difference, recipes_cell, with_bounds
 from alignfuse.errors import AlignfuseError
 from alignfuse.parquet import atomic_path, read_frame
 
@@ -25,18 +25,28 @@ QUESTION = "Does feature alignment decide whether concatenation or cross-attenti
 # The figures that answer the question, in the order shown, with how to read each.
 READING = {
     "gap": (
-        "Each line is the reference minus one cross-attention method (test accuracy points, "
-        "paired on seeds) against training pairs: a band above the dashed zero line is a lead "
-        "the study can tell from none, and a band inside the hatched range reproduces the claim."
+        "Each line is one declared comparison, a reference minus a cross-attention method (test "
+        "accuracy points, paired on seeds), against training pairs, tuned against tuned and "
+        "shared against shared: a band above the dashed zero line is a lead the study can tell "
+        "from none, and a band inside the hatched range reproduces the claim."
     ),
     "alignment_gap": (
-        "Each line is the reference's lead over one method as the text features are degraded "
+        "Each line is a reference's lead over one method as the text features are degraded "
         "(0 is the undegraded set): lines that rise to the right say the reference's advantage "
         "grows as alignment degrades, as the paper claims."
     ),
 }
 INLINE = {".png": "image/png"}
-VERDICT_COLUMNS = ["claim", "comparison", "feature set", "pairs", "paper", "ours", "interval over"]
+VERDICT_COLUMNS = [
+    "claim",
+    "comparison",
+    "feature set",
+    "pairs",
+    "paper",
+    "ours",
+    "interval over",
+    "recipes",
+]
 NUMBERS = ("paper", "ours")  # kept on one line in the landing table
 CLAIMS_FIX = "rerun the aggregate rule (it writes results/<study>/tables/paper_vs_ours.parquet)"
 
@@ -76,7 +86,7 @@ def verdict_rows(claims: pd.DataFrame) -> pd.DataFrame:
         {
             "claim": claims["claim"].astype(str),
             "statement": claims["statement"].astype(str),
-            "comparison": [f"{r.reference} − {r.method}" for r in rows],
+            "comparison": [difference(r) for r in rows],
             "feature set": [f"{r.backbone}@{r.alignment}" for r in rows],
             "pairs": [pairs_shown(r.scales, r.shown_scale) for r in rows],
             "paper": [paper_range(r.paper_low_pts, r.paper_high_pts) for r in rows],
@@ -84,6 +94,7 @@ def verdict_rows(claims: pd.DataFrame) -> pd.DataFrame:
                 with_bounds(r.ours_mean_pts, r.ours_low_pts, r.ours_high_pts, 1, 2) for r in rows
             ],
             "interval over": ["–" if pd.isna(r.interval) else str(r.interval) for r in rows],
+            "recipes": [recipes_cell(r) for r in rows],
             "verdict": claims["verdict"].astype(str),
         }
     )
@@ -118,8 +129,9 @@ def intro(answer: Answer) -> str:
     level = f"{answer.confidence:.0%}"
     return (
         f"Each claim of the study beside our estimate: the reference − the method, in points of "
-        f"the claim's metric (a trend row: Spearman's rho), mean [{level} interval], and the "
-        "verdict. A wider interval never earns a better verdict."
+        f"the claim's metric (a trend row: Spearman's rho), mean [{level} interval], how each "
+        "side was trained (reference; method), and the verdict. A wider interval never earns a "
+        "better verdict; a comparison of two different recipes says 'mixed recipe'."
     )
 
 

@@ -6,8 +6,10 @@ the difference (reference − method, in points) that its source reported. Each 
 paired table's interval, the one that covers seeds and test images, against that band widened by
 a tolerance: reproduced only when the whole interval lies inside; "consistent but imprecise" when
 it overlaps without fitting; larger, smaller, reversed or not reproduced when it excludes the
-widened band. A wider interval around the same estimate can only move a verdict from decisive
-towards imprecise, never the other way.
+widened band. A band that holds zero inside it (``[-1, 1]``: no difference) is an equivalence
+claim: reproduced when the whole interval lies inside the widened band, not reproduced when it lies
+wholly outside, else imprecise. A wider interval around the same estimate can only move a verdict
+from decisive towards imprecise, never the other way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from alignfuse.analysis.alignment_study import DECREASING, INCREASING
+from alignfuse.errors import AlignfuseError
 
 POINTS = 100.0
 MAX_SEEDS = 10_000
@@ -62,6 +65,9 @@ COLUMNS = [
     "n_seeds",
     "diverged_seeds",
     "seeds_needed",
+    "reference_recipe",
+    "method_recipe",
+    "mixed_recipe",
     "verdict",
     "note",
 ]
@@ -87,9 +93,34 @@ class Claim:
     source: str = ""
     kind: str = "gap"
     degradations: tuple[str, ...] = ("rotation", "noise", "shuffle")
+    mixed_recipe: bool = False
+
+    @property
+    def equivalence(self) -> bool:
+        """A gap claim of no difference: its band holds zero strictly inside."""
+        return self.kind == "gap" and is_equivalence(self.band)
 
     @classmethod
-    def from_config(cls, entry: dict) -> Claim:
+    def from_config(cls, entry: dict, key: str = "claims") -> Claim:
+        """The claim of one ``claims`` entry (defaults filled), its band checked to read as its
+        kind says; ``key`` names the entry in errors."""
+        low, high = (float(b) for b in entry["band"])
+        kind = entry.get("kind", "gap")
+        if kind == "gap" and low > high:
+            raise AlignfuseError(
+                f"config key '{key}.band': [{low:g}, {high:g}] is written high to low; a gap "
+                f"claim's band is [low, high]: write [{high:g}, {low:g}]"
+            )
+        if kind == "trend" and low == high:
+            raise AlignfuseError(
+                f"config key '{key}.band': a trend claim's band runs from the undegraded gap to "
+                f"the most degraded one, but both are {low:g}: no rise or fall is claimed"
+            )
+        if entry["reference"] in entry["methods"]:
+            raise AlignfuseError(
+                f"config key '{key}.methods': it names the reference '{entry['reference']}', "
+                "which a claim compares every method with; leave it out"
+            )
         return cls(
             id=entry["id"],
             statement=entry["statement"],
@@ -103,7 +134,13 @@ class Claim:
             source=entry.get("source", ""),
             kind=entry.get("kind", "gap"),
             degradations=tuple(entry.get("degradations", ("rotation", "noise", "shuffle"))),
+            mixed_recipe=bool(entry.get("mixed_recipe", False)),
         )
+
+
+def is_equivalence(band: tuple[float, float]) -> bool:
+    """A band of no difference: zero strictly inside it."""
+    return band[0] < 0 < band[1]
 
 
 def widened(band: tuple[float, float], tolerance: float) -> tuple[float, float]:
@@ -111,8 +148,15 @@ def widened(band: tuple[float, float], tolerance: float) -> tuple[float, float]:
 
 
 def direction(band: tuple[float, float]) -> float:
-    """+1 when the claim is that the reference is ahead, −1 when it is behind."""
+    """+1 when the claim is that the reference is ahead, −1 when it is behind (a band that holds
+    zero inside claims neither: see :func:`equivalence_verdict`)."""
     return -1.0 if sum(band) < 0 else 1.0
+
+
+def weakness(band: tuple[float, float], mean: float) -> float:
+    """How far an estimate is from supporting the claim, to pick a claim's weakest scale: the
+    lead against the claimed side, or for an equivalence claim the distance from zero."""
+    return abs(mean) if is_equivalence(band) else -direction(band) * mean
 
 
 def trend_verdict(trend: str, rho_low: float, rho_high: float, band: tuple[float, float]) -> str:
@@ -143,6 +187,8 @@ def verdict(low: float, high: float, band: tuple[float, float], tolerance: float
     """
     if np.isnan(low) or np.isnan(high):
         return TOO_FEW_SEEDS
+    if is_equivalence(band):
+        return equivalence_verdict(low, high, band, tolerance)
     sign = direction(band)
     lo, hi = sorted((sign * low, sign * high))
     band_lo, band_hi = sorted(sign * b for b in widened(band, tolerance))
@@ -154,6 +200,22 @@ def verdict(low: float, high: float, band: tuple[float, float], tolerance: float
         if hi < 0:
             return REVERSED
         return SMALLER if lo > 0 else NOT_REPRODUCED
+    return IMPRECISE
+
+
+def equivalence_verdict(
+    low: float, high: float, band: tuple[float, float], tolerance: float
+) -> str:
+    """The verdict on a claim of no difference (a band around zero): reproduced when the whole
+    interval lies inside the widened band (equivalent), not reproduced when it lies wholly
+    outside it, else consistent but imprecise. No interval: too few seeds."""
+    if np.isnan(low) or np.isnan(high):
+        return TOO_FEW_SEEDS
+    band_lo, band_hi = widened(band, tolerance)
+    if band_lo <= low and high <= band_hi:
+        return REPRODUCED
+    if high < band_lo or low > band_hi:
+        return NOT_REPRODUCED
     return IMPRECISE
 
 
@@ -240,6 +302,7 @@ def claims_table(
     table = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("shown_scale", "n_seeds", "diverged_seeds"):
         table[column] = table[column].astype("Int64")
+    table["mixed_recipe"] = table["mixed_recipe"].astype("boolean")
     return table
 
 
@@ -273,6 +336,8 @@ def method_rows(
         & (paired["method"] == method)
         & (paired["metric"] == claim.metric)
     ].set_index("n_train")
+    if len(found):
+        base.update(recipes(found.iloc[0]))
     rows, verdicts = [], []
     for n in claim.scales:
         row = {**base, "scales": str(n), "shown_scale": n}
@@ -294,11 +359,24 @@ def method_rows(
     return rows
 
 
+MIXED_NOTE = "mixed recipe: {reference} {reference_recipe}, {method} {method_recipe}"
+
+
+def recipes(paired_row: pd.Series) -> dict:
+    """Each side's recipe as its runs record it, and whether they differ."""
+    return {
+        "reference_recipe": paired_row["reference_recipe"],
+        "method_recipe": paired_row["method_recipe"],
+        "mixed_recipe": bool(paired_row["mixed_recipe"]),
+    }
+
+
 def scale_row(paired_row: pd.Series, claim: Claim, tolerance: float, confidence: float) -> dict:
     """Our estimate at one scale, its intervals and verdict, in points (runs diverged, with no
     estimate, when no seed of the pair is left)."""
     if paired_row["n_seeds"] == 0:
         return {
+            **recipes(paired_row),
             "n_seeds": 0,
             "diverged_seeds": int(paired_row["diverged_seeds"]),
             "seeds_needed": np.nan,
@@ -310,9 +388,14 @@ def scale_row(paired_row: pd.Series, claim: Claim, tolerance: float, confidence:
     std, test_se = paired_row["std_diff"] * POINTS, paired_row["test_se"] * POINTS
     judged = verdict(p["low"], p["high"], claim.band, tolerance)
     notes = []
+    if paired_row["mixed_recipe"]:
+        notes.append(MIXED_NOTE.format(**paired_row))
+    if claim.equivalence:
+        notes.append("equivalence claim: reproduced when the whole interval lies in the band")
     if paired_row["diverged_seeds"]:
         notes.append(f"{paired_row['diverged_seeds']} diverged seed(s) left out")
     return {
+        **recipes(paired_row),
         "ours_mean_pts": p["mean_diff"],
         "ours_low_pts": p["low"],
         "ours_high_pts": p["high"],
@@ -343,11 +426,13 @@ def every_scale_row(
     missing = [n for n in claim.scales if n not in found.index]
     row = {**base, "scales": ", ".join(map(str, claim.scales))}
     notes = []
+    if base.get("mixed_recipe"):
+        notes.append(MIXED_NOTE.format(**base))
     if missing:
         notes.append(f"not run at {', '.join(map(str, missing))} training pairs")
     if present:
         estimated = [n for n in present if found.loc[n, "n_seeds"] > 0] or present
-        weakest = min(estimated, key=lambda n: direction(claim.band) * found.loc[n, "mean_diff"])
+        weakest = max(estimated, key=lambda n: weakness(claim.band, found.loc[n, "mean_diff"]))
         row.update(scale_row(found.loc[weakest], claim, tolerance, confidence))
         row["shown_scale"] = weakest
         needed = [
@@ -374,6 +459,14 @@ def trend_rows(
     undegraded feature set against band[0], at the most degraded level against band[1], and the
     trend of the gap over the levels (Spearman with a seed-bootstrap interval, Page's test)."""
     rows = []
+    undegraded = paired[
+        (paired["dataset"] == dataset)
+        & (paired["backbone"] == claim.backbone)
+        & (paired["alignment"] == claim.alignment)
+        & (paired["reference"] == claim.reference)
+        & (paired["method"] == method)
+    ]
+    pair = recipes(undegraded.iloc[0]) if len(undegraded) else {}
     for kind in claim.degradations:
         for n in claim.scales:
             levels = pd.DataFrame()
@@ -399,6 +492,7 @@ def trend_rows(
                 "scales": str(n),
                 "shown_scale": n,
                 "tolerance_pts": tolerance,
+                **pair,
             }
             if len(levels) < 2:
                 rows.append(
@@ -453,6 +547,8 @@ def trend_rows(
                 f"{summary['page_p' if rises else 'page_p_fall']:.3g}); the paper's "
                 f"degradation is not public, ours is {kind}"
             ]
+            if pair.get("mixed_recipe"):
+                notes.insert(0, MIXED_NOTE.format(**{**base, **pair}))
             lost = levels.loc[levels["n_seeds"] == 0, "level"]
             if len(lost):  # a level without a usable seed: the claimed trend cannot be judged
                 judged = DIVERGED

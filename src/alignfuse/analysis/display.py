@@ -3,7 +3,6 @@ number means and which sources of variance its interval covers."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from html import escape
@@ -11,6 +10,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from alignfuse.analysis.recipes import MIXED, run_recipe
 from alignfuse.analysis.statistics import BOOTSTRAP_RESAMPLES, PAIR_KEYS, WILCOXON_MIN_PAIRS
 
 
@@ -66,21 +66,6 @@ def tokens_label(source: str, image: float, text: float) -> str:
     return f"encoder {image:.0f} / {text:.1f}"
 
 
-def recipe_label(training, tuned, tuned_values) -> str:
-    """How a condition's heads were trained, for people: rate, weight decay and schedule, and
-    which of them (or dropout) tuning chose on dev, e.g. "lr 0.0003 · wd 0.01 · warmup_cosine
-    (tuned: lr, schedule)"; "–" for runs that do not record it."""
-    if not isinstance(training, str):
-        return "–"
-    cfg = json.loads(training)
-    label = f"lr {cfg['lr']:g} · wd {cfg['weight_decay']:g} · {cfg.get('schedule', 'constant')}"
-    if tuned is True or tuned == 1:
-        chosen = json.loads(tuned_values)
-        shown = ", ".join(f"{k} {v:g}" if k == "dropout" else k for k, v in sorted(chosen.items()))
-        label += f" (tuned: {shown})"
-    return label
-
-
 def covers(intervals: pd.Series) -> str:
     """What the tables' intervals cover, for a footnote."""
     kinds = sorted(set(intervals.dropna()))
@@ -107,7 +92,7 @@ def summary_display(summary: pd.DataFrame, settings) -> Display:
     table["scaling"] = text(summary.get("scaling", pd.Series("–", index=summary.index)))
     table["epochs"] = ["–" if np.isnan(e) else f"{e:.1f}" for e in summary["epochs_mean"]]
     table["training"] = [
-        recipe_label(r.get("training"), r.get("tuned"), r.get("tuned_values"))
+        run_recipe(r.get("training"), r.get("tuned"), r.get("tuned_values"))
         for _, r in summary.iterrows()
     ]
     table["tokens"] = [
@@ -135,12 +120,8 @@ def paired_display(paired: pd.DataFrame, settings) -> Display:
     table = paired[[*PAIR_KEYS[:3], "metric", "n_train", "n_seeds"]].rename(
         columns={"n_seeds": "seeds"}
     )
-    table.insert(
-        4,
-        "difference",
-        [f"{r} − {m}" for r, m in zip(paired["reference"], paired["method"], strict=True)],
-    )
     rows = list(paired.itertuples())
+    table.insert(4, "difference", [difference(r) for r in rows])
     level = f"{settings.confidence:.0%}"
     table[f"mean diff (pts) [{level}]"] = [
         with_bounds(r.mean_diff, r.low, r.high, 100, 2) for r in rows
@@ -150,7 +131,9 @@ def paired_display(paired: pd.DataFrame, settings) -> Display:
     table["p (paired t)"] = [pvalue(r.p_ttest) for r in rows]
     table["p (Wilcoxon)"] = [pvalue(r.p_wilcoxon) for r in rows]
     table["p Holm (t)"] = [pvalue(r.p_ttest_holm) for r in rows]
-    align = ["left"] * 5 + ["right"] * (table.shape[1] - 5)
+    table["recipes"] = [recipes_text(r.reference_recipe, r.method_recipe) for r in rows]
+    table["declared by"] = text(paired["comparison"])
+    align = ["left"] * 5 + ["right"] * (table.shape[1] - 7) + ["left", "left"]
     note = (
         "Differences reference − method on the same seeds (same training pairs and data "
         f"order), in points: the metric × 100. The {level} interval covers "
@@ -162,13 +145,59 @@ def paired_display(paired: pd.DataFrame, settings) -> Display:
         f"percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples) in the Parquet and "
         "CSV files is too narrow with few seeds and is not used for verdicts."
     )
-    references = ", ".join(settings.references)
-    if len(settings.references) > 1:
-        note += (
-            f" References: {references} (the analysis reference, then those claims are judged "
-            "against); each reference's comparisons are their own Holm family."
-        )
-    return Display(f"Paired differences: {references} − each method", table, align, note)
+    note += (
+        " Only declared comparisons are paired: the analysis reference against every method "
+        "trained by the same recipe, each claim's, and the config's comparisons (declared by). "
+        "Each reference's comparisons are their own Holm family. recipes: how the reference; "
+        "the method were trained (rate, weight decay, schedule; 'tuned' names what was chosen "
+        f"on dev); a row marked '{MIXED}' sets two recipes against each other because the "
+        "config says mixed_recipe: true."
+    )
+    return Display("Paired differences: reference − method", table, align, note)
+
+
+def difference(row) -> str:
+    """reference − method, saying when their recipes differ."""
+    text = f"{row.reference} − {row.method}"
+    mixed = not pd.isna(row.mixed_recipe) and bool(row.mixed_recipe)
+    return f"{text} ({MIXED})" if mixed else text
+
+
+def recipes_text(reference: str, method: str) -> str:
+    """Both sides' recipes, once when they read the same."""
+    return f"both {reference}" if reference == method else f"{reference}; {method}"
+
+
+def recipes_cell(row) -> str:
+    """A claims row's recipes, or a dash where no runs recorded them."""
+    if pd.isna(row.reference_recipe):
+        return "–"
+    return recipes_text(row.reference_recipe, row.method_recipe)
+
+
+def comparisons_display(table: pd.DataFrame, settings) -> Display:
+    """What the study compares: each declared pair, its scales, family, sources and recipes."""
+    rows = list(table.itertuples())
+    shown = pd.DataFrame(
+        {
+            "feature set": [f"{r.backbone}@{r.alignment}" for r in rows],
+            "difference": [difference(r) for r in rows],
+            "pairs": [", ".join(map(str, r.scales)) for r in rows],
+            "method family": table["family"],
+            "declared by": [", ".join(r.sources) for r in rows],
+            "recipes": [recipes_text(r.reference_recipe, r.method_recipe) for r in rows],
+        }
+    )
+    note = (
+        "Every comparison the study's tables, figures, verdicts, theory and advise show, declared "
+        f"from the config: the analysis reference ({settings.reference}) against every method "
+        "trained by the same recipe on the same feature set, each claim's pairs, and the "
+        "config's comparisons. recipes: how the reference; the method are trained (shared: the "
+        "study's training settings; own: the method's overrides; tuned on dev: the grid and "
+        f"where it ran). '{MIXED}' marks a pair of different recipes, compared because the "
+        "config says mixed_recipe: true."
+    )
+    return Display("Declared comparisons", shown, ["left"] * shown.shape[1], note)
 
 
 def claims_display(table: pd.DataFrame, settings) -> Display:
@@ -180,18 +209,19 @@ def claims_display(table: pd.DataFrame, settings) -> Display:
             "claim": table["statement"],
             "condition": [f"{r.backbone}@{r.alignment}" for r in rows],
             "pairs": text(table["scales"]),
-            "difference": [f"{r.reference} − {r.method}" for r in rows],
+            "difference": [difference(r) for r in rows],
             "claimed (pts)": [f"{r.paper_low_pts:g}–{r.paper_high_pts:g}" for r in rows],
             f"ours (pts) [{level}]": [
                 with_bounds(r.ours_mean_pts, r.ours_low_pts, r.ours_high_pts, 1, 2) for r in rows
             ],
             "seeds": ["–" if pd.isna(r.n_seeds) else str(r.n_seeds) for r in rows],
             "seeds for a decisive interval": [seeds_label(r.seeds_needed) for r in rows],
+            "recipes": [recipes_cell(r) for r in rows],
             "verdict": table["verdict"],
             "note": text(table["note"], missing=""),
         }
     )
-    align = ["left"] * 4 + ["right"] * 4 + ["left"] * 2
+    align = ["left"] * 4 + ["right"] * 4 + ["left"] * 3
     note = (
         f"Each claim's difference and ours, in points, with the {level} interval of paired.md "
         "(seeds and test images). Verdicts use the claimed range widened by "
@@ -201,7 +231,10 @@ def claims_display(table: pd.DataFrame, settings) -> Display:
         "smaller/larger: the interval lies wholly short of or beyond it, on the claim's side of "
         "0; not reproduced: short of it and holding 0, or (for a claim at every scale) some "
         "scale rejects it; reversed: wholly on the other side of 0. Not fully tested: the study "
-        "lacks some of the claim's scales. A wider interval never earns a better verdict. Seeds "
+        "lacks some of the claim's scales. A claim of no difference (a band around 0) is "
+        "reproduced when the whole interval lies inside the widened band, not reproduced when "
+        "it lies wholly outside. A wider interval never earns a better verdict. recipes: how the "
+        f"reference; the method were trained ('{MIXED}' where they differ). Seeds "
         "for a decisive interval: how many seeds would make the interval fit inside or fall "
         "outside the widened range at the observed spread; 'never' when the test set's own "
         "variance is already too large."
@@ -216,7 +249,7 @@ def alignment_study_display(study: pd.DataFrame, settings) -> Display:
         {
             "feature set": [f"{r.backbone}@{r.alignment}" for r in rows],
             "degradation": [f"{r.degradation} {r.level:g}" for r in rows],
-            "difference": [f"{r.reference} − {r.method}" for r in rows],
+            "difference": [difference(r) for r in rows],
             "pairs": [str(r.n_train) for r in rows],
             "seeds": [
                 f"{r.n_seeds} ({r.n_diverged} diverged)" if r.n_diverged else str(r.n_seeds)
@@ -276,6 +309,7 @@ HTML_STYLE = (
 
 DISPLAYS = {
     "summary": summary_display,
+    "comparisons": comparisons_display,
     "paired": paired_display,
     "paper_vs_ours": claims_display,
     "alignment_study": alignment_study_display,

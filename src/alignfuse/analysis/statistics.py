@@ -11,6 +11,8 @@ statistics come from scipy and statsmodels; this module pairs the runs and lays 
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,9 +20,12 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from alignfuse.analysis.bootstrap import ImageBootstrap, percentile_interval
+from alignfuse.analysis.recipes import run_recipe
 from alignfuse.errors import AlignfuseError
 
-REFERENCE = "concat"
+if TYPE_CHECKING:
+    from alignfuse.analysis.comparisons import Comparison
+
 PAIR_KEYS = ["dataset", "backbone", "alignment", "n_train"]
 METRICS = ["test_accuracy", "test_auroc"]
 CONFIDENCE = 0.95
@@ -34,6 +39,11 @@ PAIRED_COLUMNS = [
     "reference",
     "method",
     "head",
+    "family",
+    "comparison",
+    "mixed_recipe",
+    "reference_recipe",
+    "method_recipe",
     "n_seeds",
     "unmatched_seeds",
     "diverged_seeds",
@@ -211,15 +221,34 @@ def compare(reference: pd.Series, other: pd.Series) -> dict[str, float]:
     }
 
 
+def pairs_of(comparisons: list[Comparison]) -> dict[tuple[str, str, int], dict]:
+    """(backbone, alignment, n) -> {(reference, method): comparison}: what to pair in each
+    condition."""
+    wanted: dict = defaultdict(dict)
+    for c in comparisons:
+        for n in c.scales:
+            wanted[c.backbone, c.alignment, n][c.reference, c.method] = c
+    return wanted
+
+
+def recipe_of(runs: pd.DataFrame) -> str:
+    """One condition's recipe as its runs record it (see ``recipes.run_recipe``)."""
+    if runs.empty or "training" not in runs:
+        return "–"
+    first = runs.iloc[0]
+    return run_recipe(first["training"], first.get("tuned"), first.get("tuned_values"))
+
+
 def paired_differences(
     runs: pd.DataFrame,
-    reference: str = REFERENCE,
+    comparisons: list[Comparison],
     metrics: list[str] = METRICS,
     predictions: Predictions | None = None,
     bootstrap: ImageBootstrap | None = None,
     confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
-    """One row per (condition without method, metric, other method): reference − method.
+    """One row per declared comparison, scale and metric with runs of both sides: reference −
+    method (``comparisons.declare``; nothing else is paired).
 
     With ``predictions`` and an image ``bootstrap``, each row also has the test bootstrap of the
     seeds' mean difference (``test_se``, ``test_low``, ``test_high``: the same image draws for
@@ -229,13 +258,14 @@ def paired_differences(
     both methods' comparison and counted in ``diverged_seeds``; where every seed diverged the
     row stays, with ``n_seeds`` 0 and no estimate.
 
-    ``method`` is the compared method's label and ``head`` its head's registry name.
-    Runs are matched on seed within (dataset, backbone, alignment, n_train); a seed that only one
-    of the two methods has is left out and counted in ``unmatched_seeds``. Differences are in the
-    metric's own units (accuracy as a fraction). Holm's correction runs over every comparison of
-    one metric in the table (each metric is its own family); ``p_ttest_holm`` corrects the t test,
-    ``p_wilcoxon_holm`` the signed-rank test where it was run. A study without the reference
-    method gives an empty table with these columns.
+    ``method`` is the compared method's label, ``head`` its head's registry name and ``family``
+    its family; ``comparison`` names what declared it, ``mixed_recipe`` whether the two sides'
+    recipes differ, and ``reference_recipe``/``method_recipe`` how each was trained (from the
+    runs). Runs are matched on seed within (dataset, backbone, alignment, n_train); a seed that
+    only one of the two methods has is left out and counted in ``unmatched_seeds``. Differences
+    are in the metric's own units (accuracy as a fraction). Holm's correction runs over the
+    comparisons of one reference and one metric (each its own family); ``p_ttest_holm`` corrects
+    the t test, ``p_wilcoxon_holm`` the signed-rank test where it was run.
     """
     duplicated = runs.duplicated([*PAIR_KEYS, "method", "seed"])
     if duplicated.any():
@@ -245,66 +275,64 @@ def paired_differences(
             f"n{first['n_train']} seed {first['seed']} appear more than once; "
             "pass each run file once (see analysis.collect_runs)"
         )
+    wanted = pairs_of(comparisons)
     rows = []
     for keys, condition in runs.groupby(PAIR_KEYS, sort=True, dropna=False):
+        declared = wanted.get((keys[1], keys[2], int(keys[3])))
+        if not declared:
+            continue
         diverged = condition[diverged_runs(condition)]
         heads = condition.groupby("method")["head"].first()
         usable = condition[~diverged_runs(condition)]
         by_method = {m: usable[usable["method"] == m].set_index("seed") for m in heads.index}
-        if reference not in by_method:
-            continue
-        ref_runs = by_method[reference]
-        for method in sorted(m for m in by_method if m != reference):
+        labels = dict(zip(PAIR_KEYS, keys, strict=True))
+        for (reference, method), comparison in sorted(declared.items()):
+            if reference not in by_method or method not in by_method:
+                continue
+            ref_runs = by_method[reference]
             seeds = ref_runs.index.intersection(by_method[method].index).sort_values()
             lost = diverged.loc[diverged["method"].isin([reference, method]), "seed"].nunique()
             if seeds.empty and not lost:
                 continue
             unmatched = ref_runs.index.symmetric_difference(by_method[method].index)
-            condition = dict(zip(PAIR_KEYS, keys, strict=True))
+            every = (
+                condition[condition["method"] == reference],
+                condition[condition["method"] == method],
+            )
+            described = {
+                **labels,
+                "reference": reference,
+                "method": method,
+                "head": heads[method],
+                "family": comparison.family,
+                "comparison": ", ".join(comparison.sources),
+                "mixed_recipe": comparison.mixed_recipe,
+                "reference_recipe": recipe_of(every[0]),
+                "method_recipe": recipe_of(every[1]),
+                "unmatched_seeds": len(unmatched),
+                "diverged_seeds": lost,
+            }
             for metric in metrics:
                 if seeds.empty:  # every seed diverged: a row that says so, with no estimate
-                    rows.append(
-                        {
-                            **condition,
-                            "metric": metric,
-                            "reference": reference,
-                            "method": method,
-                            "head": heads[method],
-                            "n_seeds": 0,
-                            "unmatched_seeds": len(unmatched),
-                            "diverged_seeds": lost,
-                        }
-                    )
+                    rows.append({**described, "metric": metric, "n_seeds": 0})
                     continue
                 row = compare(ref_runs.loc[seeds, metric], by_method[method].loc[seeds, metric])
                 draws = None
                 if predictions is not None and bootstrap is not None:
                     draws = bootstrap.draws(
-                        metric, predictions.stack(prediction_key(condition, reference), seeds)
+                        metric, predictions.stack(prediction_key(labels, reference), seeds)
                     ) - bootstrap.draws(
-                        metric, predictions.stack(prediction_key(condition, method), seeds)
+                        metric, predictions.stack(prediction_key(labels, method), seeds)
                     )
                 interval = test_interval(
                     draws, row["mean_diff"], row["std_diff"], row["n_seeds"], confidence
                 )
-                rows.append(
-                    {
-                        **condition,
-                        "metric": metric,
-                        "reference": reference,
-                        "method": method,
-                        "head": heads[method],
-                        "unmatched_seeds": len(unmatched),
-                        "diverged_seeds": lost,
-                        **row,
-                        **interval,
-                    }
-                )
+                rows.append({**described, "metric": metric, **row, **interval})
     paired = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
     for column, source in (("p_ttest_holm", "p_ttest"), ("p_wilcoxon_holm", "p_wilcoxon")):
         paired[column] = np.nan
-        for metric in paired["metric"].unique():
-            family = paired["metric"] == metric
-            paired.loc[family, column] = holm(paired.loc[family, source].astype(float))
-    paired = paired.sort_values([*PAIR_KEYS[:3], "metric", "method", "n_train"], kind="stable")
-    return paired.reset_index(drop=True)
+        for _, family in paired.groupby(["reference", "metric"]):
+            paired.loc[family.index, column] = holm(family[source].astype(float))
+    paired["mixed_recipe"] = paired["mixed_recipe"].astype(bool)
+    order = [*PAIR_KEYS[:3], "metric", "reference", "method", "n_train"]
+    return paired.sort_values(order, kind="stable").reset_index(drop=True)

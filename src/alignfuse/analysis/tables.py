@@ -17,6 +17,7 @@ import pandas as pd
 from alignfuse.analysis.alignment_study import alignment_study
 from alignfuse.analysis.bootstrap import ImageBootstrap
 from alignfuse.analysis.claims import Claim, claims_table
+from alignfuse.analysis.comparisons import Comparison, comparisons_frame, declare
 from alignfuse.analysis.display import DISPLAYS, html, markdown
 from alignfuse.analysis.statistics import (
     Predictions,
@@ -55,7 +56,8 @@ NO_INTERVAL = {"test_se": np.nan, "low": np.nan, "high": np.nan, "interval": Non
 
 @dataclass(frozen=True)
 class Settings:
-    """What the analysis stage is configured with (the config's ``analysis`` and ``claims``)."""
+    """What the analysis stage is configured with: the config's ``analysis``, its claims and
+    the comparisons declared from them (``comparisons.declare``)."""
 
     reference: str = "concat"
     confidence: float = 0.95
@@ -63,23 +65,28 @@ class Settings:
     bootstrap_resamples: int = 1000
     seed: int = 0
     claims: tuple[Claim, ...] = field(default=())
-
-    @property
-    def references(self) -> list[str]:
-        """The methods the paired table compares every other method with: the analysis
-        reference, then each other one a claim is judged against (e.g. a tuned concat)."""
-        return list(dict.fromkeys([self.reference, *(c.reference for c in self.claims)]))
+    comparisons: tuple[Comparison, ...] = field(default=())
 
     @classmethod
-    def from_config(cls, analysis: dict, claims: list[dict]) -> Settings:
+    def from_config(cls, spec: dict, trained) -> Settings:
+        """From ``grid.comparison_spec``'s slice of the config and the trained conditions
+        (backbone, alignment, method, n), checked as the plan checks them."""
+        analysis = spec["analysis"]
         return cls(
             reference=analysis["reference"],
             confidence=analysis["confidence"],
             tolerance_pts=analysis["tolerance_pts"],
             bootstrap_resamples=analysis["bootstrap_resamples"],
             seed=analysis["seed"],
-            claims=tuple(Claim.from_config(c) for c in claims),
+            claims=tuple(Claim.from_config(c, f"claims.{i}") for i, c in enumerate(spec["claims"])),
+            comparisons=tuple(declare(spec, trained)),
         )
+
+
+def trained_conditions(runs: pd.DataFrame) -> set[tuple]:
+    """The (backbone, alignment, method, n) conditions that ``runs`` hold."""
+    keys = runs[["backbone", "alignment", "method", "n_train"]].drop_duplicates()
+    return {(b, a, m, int(n)) for b, a, m, n in keys.itertuples(index=False)}
 
 
 def collect_runs(paths: list[Path]) -> pd.DataFrame:
@@ -247,25 +254,24 @@ def build_tables(
     test_pairs: pd.DataFrame | None = None,
     alignment_metrics: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the study from the runs: runs, summary, paired, paper_vs_ours and the
-    alignment study (with the feature sets' ``alignment_metrics`` beside the gaps).
+    """Every table of the study from the runs: runs, summary, the declared comparisons, paired,
+    paper_vs_ours and the alignment study (with the feature sets' ``alignment_metrics`` beside
+    the gaps).
 
     With the test ``predictions`` and ``test_pairs``, intervals cover test images too.
     """
     bootstrap = None
     if predictions is not None and test_pairs is not None:
         bootstrap = ImageBootstrap.draw(test_pairs, settings.bootstrap_resamples, settings.seed)
-    # one family per reference: Holm's correction of one reference's rows ignores the others
-    families = [
-        paired_differences(runs, reference, METRICS, predictions, bootstrap, settings.confidence)
-        for reference in settings.references
-    ]
-    paired = pd.concat([f for f in families if len(f)] or families[:1], ignore_index=True)
+    comparisons = list(settings.comparisons)
+    paired = paired_differences(
+        runs, comparisons, METRICS, predictions, bootstrap, settings.confidence
+    )
     summary = summarize(runs, predictions, bootstrap, settings.confidence)
     study = alignment_study(
         runs,
         alignment_metrics,
-        settings.reference,
+        comparisons,
         settings.bootstrap_resamples,
         settings.seed,
         settings.confidence,
@@ -273,6 +279,7 @@ def build_tables(
     return {
         "runs": runs,
         "summary": with_tokens(summary, runs),
+        "comparisons": comparisons_frame(comparisons),
         "paired": paired,
         "paper_vs_ours": claims_table(
             paired,

@@ -95,6 +95,19 @@ def method_palette(methods: Iterable[str]) -> dict[str, str]:
     return dict(sorted(palette.items()))
 
 
+def comparison_palette(methods: Iterable[str], comparisons: Iterable[str]) -> dict[str, str]:
+    """Hex colour per comparison (a reference − method label): its method's colour of
+    :func:`method_palette` where each method is in one comparison only, so a head keeps its
+    colour across figures; else one colour per comparison."""
+    pairs = sorted(set(zip(methods, comparisons, strict=True)))
+    labels = [comparison for _, comparison in pairs]
+    by_method = [method for method, _ in pairs]
+    if len(set(by_method)) == len(pairs):
+        colours = method_palette(by_method)
+        return {comparison: colours[method] for method, comparison in pairs}
+    return method_palette(labels)
+
+
 def alignment_linestyles(alignments: Iterable[str]) -> dict[str, str | tuple]:
     """Line style per alignment: ``raw`` solid, the others in name order (cycling past five)."""
     ordered = sorted(set(alignments), key=lambda a: (a != "raw", a))

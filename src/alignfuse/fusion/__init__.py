@@ -26,13 +26,36 @@ FUSION_METHODS = {
 # Keys of a study's method spec that are settings of the study, not arguments of the head.
 METHOD_SETTINGS = ("head", "training", "scaling")
 
-# The heads whose modalities meet in attention scores (the family the paper compares with concat).
-CROSS_ATTENTION_HEADS = ("xattn_txt2img", "xattn_img2txt", "xattn_bidir")
+# How each head's modalities meet. Outputs and the theory group heads by family, never by name:
+# a comparison carries its method's family, and the gap figure, advise and the crossovers read it.
+CONCATENATION = "concatenation"  # a shared projection of [v; t]: linear in each modality
+ATTENTION = "attention"  # modalities meet in attention scores: bilinear in them
+WEIGHTED_SUM = "weighted sum"  # projections added with fixed or gated weights
+BILINEAR = "bilinear pooling"  # a low-rank product of projections
+LATE = "late"  # one classifier per modality, logits combined
+UNIMODAL = "unimodal baseline"  # one modality only: chance on balanced pairs
+HEAD_FAMILIES = {
+    "concat": CONCATENATION,
+    "xattn_txt2img": ATTENTION,
+    "xattn_img2txt": ATTENTION,
+    "xattn_bidir": ATTENTION,
+    "gated_sum": WEIGHTED_SUM,
+    "weighted_sum": WEIGHTED_SUM,
+    "bilinear": BILINEAR,
+    "late": LATE,
+    "image_only": UNIMODAL,
+    "text_only": UNIMODAL,
+}
 
 
 def method_module(name: str) -> str:
     """Dotted module path (relative to the package) that implements method ``name``."""
     return FUSION_METHODS[name].split(":")[0].removeprefix("alignfuse.")
+
+
+def head_family(name: str) -> str:
+    """The family of head ``name`` (see ``HEAD_FAMILIES``)."""
+    return HEAD_FAMILIES[name]
 
 
 def head_class(name: str):

@@ -3,11 +3,17 @@
 It measures how aligned the two feature sets are (with the alignment stage's metrics, at the
 number of rows the study measured its own feature sets on, since mutual k-NN falls with n),
 finds the feature set of a finished study that is most alike, and reads off that study's fitted
-learning curves at the practitioner's number of training pairs: the predicted accuracy gap of
-every cross-attention head against the reference, each with an interval from the seed bootstrap
-of both fits (failed refits counted as failures) and the test set's bootstrap. It recommends only
-when every head's interval excludes zero on the same side; it does not extrapolate beyond the
-fitted scales, and where the study cannot say (curves not identified, no study) it says so.
+learning curves at the practitioner's number of training pairs: the predicted accuracy gap in each
+comparison the study declared of the reference with an attention-family method, each with an
+interval from the paired seed bootstrap of both fits (failed refits counted as failures) and the
+test set's bootstrap. It recommends only when every such interval excludes zero on the same side.
+
+Within the fitted scales the answer is read off the curves. Beyond the largest, it answers only
+as far as the study measured how well its fits extrapolate: the theory stage refits each curve
+without its largest scale and predicts that scale, so an answer up to the same ratio beyond the
+largest fitted scale is labelled *extrapolated* and each interval is widened by both curves'
+held-out errors. Further out, below the smallest scale, or without a held-out check, there is no
+answer; where the study cannot say (curves not identified, no study) it says so.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import pandas as pd
 
 from alignfuse.align.metrics import alignment_metrics
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import CROSS_ATTENTION_HEADS
+from alignfuse.fusion import ATTENTION
 from alignfuse.parquet import read_embeddings, read_frame
 from alignfuse.theory.complexity import effective_dimension, samples_needed
 from alignfuse.theory.learning_curves import percentile_interval
@@ -31,7 +37,6 @@ PLACING = ("cosine_gap", "mutual_knn", "cka")
 N_DEPENDENT = ("mutual_knn",)  # falls with the number of rows: compared at equal n only
 MAX_ROWS = 2000  # rows measured without a study (a seeded sample when there are more)
 MIN_ROWS = 20
-EXTRAPOLATION = 4  # --n up to this multiple of the largest fitted scale (the figure's range)
 CONFIDENCE = 0.95
 SEED = 0
 CONCAT, CROSS_ATTENTION = "concat", "cross-attention"
@@ -81,9 +86,10 @@ def study_tables(results: Path) -> dict[str, pd.DataFrame]:
     out = {name: read_frame(path, FIX) for name, path in needed.items()}
     out["alignment"] = read_frame(alignment[0], FIX)
     for name, columns in (
-        ("fits", {"n_min", "n_max", "identifiable", "e_inf", "b", "c"}),
+        ("fits", {"n_min", "n_max", "identifiable", "e_inf", "b", "c", "heldout_from"}),
+        ("samples", {"reference", "curve"}),
         ("alignment", {"images"}),
-        ("paired", {"test_se"}),
+        ("paired", {"test_se", "family"}),
     ):
         lacking = sorted(columns - set(out[name].columns))
         if lacking:
@@ -160,9 +166,12 @@ def sampling_se(paired: pd.DataFrame, feature_set: str, reference: str, method: 
     return float(np.max(se)) if se.size and np.isfinite(se).all() else math.nan
 
 
-def gap(tables: dict, feature_set: str, reference: str, method: str, n: int) -> dict:
+def gap(
+    tables: dict, feature_set: str, reference: str, method: str, n: int, widen: float = 0.0
+) -> dict:
     """Predicted error of ``method`` − of ``reference`` at n (= reference − method accuracy),
-    in points, with its interval over paired seed refits plus test-set noise.
+    in points, with its interval over paired seed refits plus test-set noise, widened by
+    ``widen`` points on each side (an extrapolation's held-out error).
 
     A refit that failed in either curve counts at both extremes of the interval, and the test
     bootstrap's standard error adds a normal draw to every refit (the refits hold the seeds'
@@ -170,9 +179,13 @@ def gap(tables: dict, feature_set: str, reference: str, method: str, n: int) -> 
     """
     fits = tables["fits"].set_index(["feature_set", "method"])
     samples = tables["samples"]
-    here = samples[samples["feature_set"] == feature_set]
+    here = samples[
+        (samples["feature_set"] == feature_set)
+        & (samples["reference"] == reference)
+        & (samples["method"] == method)
+    ]
     draws = (
-        curve(here[here["method"] == method], n) - curve(here[here["method"] == reference], n)
+        curve(here[here["curve"] == method], n) - curve(here[here["curve"] == reference], n)
     ).to_numpy(float)
     se = sampling_se(tables["paired"], feature_set, reference, method)
     noise = np.random.default_rng(SEED).standard_normal(draws.size)
@@ -184,12 +197,25 @@ def gap(tables: dict, feature_set: str, reference: str, method: str, n: int) -> 
     return {
         "method": method,
         "gap_pts": 100 * estimate,
-        "low_pts": low,
-        "high_pts": high,
+        "low_pts": low - widen,
+        "high_pts": high + widen,
+        "widened_pts": widen,
         "resamples": int(draws.size),
         "failed_resamples": int(np.isnan(draws).sum()),
         "test_se_pts": 100 * se,
     }
+
+
+def reach(curves: pd.DataFrame) -> tuple[float, float, float]:
+    """(smallest n, largest fitted n, farthest n answered) of a set of curves: the measured
+    range they share, and beyond it as far as their held-out checks reached (the ratio of the
+    held-out scale to the largest scale the held-out fit saw; none without a held-out error)."""
+    n_low, n_high = float(curves["n_min"].max()), float(curves["n_max"].min())
+    errors = curves["heldout_error_pts"].to_numpy(float)
+    if not np.isfinite(errors).all():
+        return n_low, n_high, n_high
+    ratio = float((curves["heldout_n"] / curves["heldout_from"]).min())
+    return n_low, n_high, n_high * ratio
 
 
 def verdict(gaps: list[dict]) -> str:
@@ -243,22 +269,22 @@ def advise(
         f"placed these features nearest to {nearest}"
     )
     here = fits[fits["feature_set"] == nearest]
-    compared = here.loc[here["head"].isin(CROSS_ATTENTION_HEADS), "method"].tolist()
+    paired = tables["paired"]
+    backbone, alignment = nearest.split("@", 1)
+    declared = paired[
+        (paired["backbone"] == backbone)
+        & (paired["alignment"] == alignment)
+        & (paired["reference"] == reference)
+        & (paired["family"] == ATTENTION)
+    ]
+    compared = sorted(set(declared["method"]) & set(here["method"]))
     if reference not in set(here["method"]) or not compared:
         return advice | {
             "recommendation": TOO_CLOSE,
-            "drivers": f"{placed}, which has no learning curve of {reference} and of a "
-            "cross-attention head to compare: the study cannot say",
+            "drivers": f"{placed}, which has no declared comparison of {reference} with an "
+            f"{ATTENTION}-family method whose learning curves were fitted: the study cannot say",
         }
     curves = here[here["method"].isin([reference, *compared])]
-    n_low, n_high = curves["n_min"].max(), EXTRAPOLATION * curves["n_max"].min()
-    if not n_low <= n <= n_high:
-        return advice | {
-            "recommendation": OUTSIDE,
-            "drivers": f"{placed}, whose curves were fitted on n = {n_low:,.0f} to "
-            f"{n_high / EXTRAPOLATION:,.0f}; n = {n:,} is outside {n_low:,.0f} to {n_high:,.0f} "
-            f"({EXTRAPOLATION}x the largest), where the fits do not speak",
-        }
     unidentified = curves[~curves["identifiable"].astype(bool)]
     if len(unidentified):
         why = "; ".join(f"{r.method}: {r.reason}" for r in unidentified.itertuples())
@@ -267,15 +293,47 @@ def advise(
             "drivers": f"{placed}, whose learning curves are not all identified ({why}): the "
             "study cannot say",
         }
-    gaps = [gap(tables, nearest, reference, method, n) for method in compared]
+    n_low, n_high, n_far = reach(curves)
+    if not n_low <= n <= n_far:
+        beyond = (
+            f"and its held-out checks bound an extrapolation up to {n_far:,.0f}"
+            if n_far > n_high
+            else "and without a held-out check of every curve (a fit without the largest scale "
+            "needs one scale more) it does not extrapolate"
+        )
+        return advice | {
+            "recommendation": OUTSIDE,
+            "drivers": f"{placed}, whose curves were fitted on n = {n_low:,.0f} to "
+            f"{n_high:,.0f} {beyond}; n = {n:,} is outside, where the fits do not speak",
+        }
+    extrapolated = n > n_high
+    errors = curves.set_index("method")["heldout_error_pts"]
+    gaps = [
+        gap(
+            tables,
+            nearest,
+            reference,
+            method,
+            n,
+            float(errors[reference] + errors[method]) if extrapolated else 0.0,
+        )
+        for method in compared
+    ]
     shown = "; ".join(
         f"{reference} − {g['method']} = {g['gap_pts']:.2f} points {interval_text(g)}" for g in gaps
     )
+    read = (
+        f"extrapolated to n = {n:,} beyond the largest fitted scale {n_high:,.0f} (each interval "
+        "widened by both curves' errors in predicting their held-out largest scale)"
+        if extrapolated
+        else f"at n = {n:,}"
+    )
     return advice | {
         "recommendation": verdict(gaps),
+        "extrapolated": extrapolated,
         "predicted_gap": gaps,
-        "drivers": f"{placed}; its fitted curves at n = {n:,} give {shown} (a recommendation "
-        "needs every cross-attention head's interval on the same side of zero)",
+        "drivers": f"{placed}; its fitted curves {read} give {shown} (a recommendation needs "
+        f"every declared {reference} − {ATTENTION}-family interval on the same side of zero)",
     }
 
 
@@ -308,10 +366,11 @@ def theory_only(d_image: int, d_text: int) -> dict:
 def advice_text(advice: dict) -> str:
     """The advice for people, a few lines."""
     lines = [f"recommendation: {advice['recommendation']} ({advice['basis']})"]
+    how = "extrapolated" if advice.get("extrapolated") else "predicted"
     for gap in advice.get("predicted_gap", []):
         lines.append(
-            f"  predicted {advice['reference']} − {gap['method']} at n = {advice['n']}: {gap['gap_pts']:.2f} "
-            f"points {interval_text(gap)}"
+            f"  {how} {advice['reference']} − {gap['method']} at n = {advice['n']}: "
+            f"{gap['gap_pts']:.2f} points {interval_text(gap)}"
         )
     metrics = advice["alignment"]
     lines.append(

@@ -15,11 +15,21 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import FUSION_METHODS, METHOD_SETTINGS, head_class
+from alignfuse.fusion import (
+    ATTENTION,
+    BILINEAR,
+    CONCATENATION,
+    FUSION_METHODS,
+    LATE,
+    METHOD_SETTINGS,
+    UNIMODAL,
+    WEIGHTED_SUM,
+    head_class,
+    head_family,
+)
 
-ADDITIVE_HEADS = ("concat", "weighted_sum", "gated_sum", "late", "image_only", "text_only")
-CROSS_ATTENTION_HEADS = ("xattn_txt2img", "xattn_img2txt", "xattn_bidir")
-BILINEAR_HEADS = ("bilinear",)
+# families whose fusion is a linear projection of each modality (p_eff = d_v + d_t)
+LINEAR_FAMILIES = (CONCATENATION, WEIGHTED_SUM, LATE, UNIMODAL)
 BILINEAR_VARIANTS = ("full", "factored")
 FORMS = ("sqrt_log", "linear")
 SEARCH_RANGE = (1e1, 1e12)  # samples_needed looks for n here; the bound means little below 10
@@ -70,20 +80,24 @@ def effective_dimension(
         raise AlignfuseError(
             f"bilinear={bilinear!r} is not a score count; use one of {', '.join(BILINEAR_VARIANTS)}"
         )
-    if head in ADDITIVE_HEADS:
+    if head not in FUSION_METHODS:
+        raise AlignfuseError(
+            f"head {head!r} is not in the fusion registry; use one of {', '.join(FUSION_METHODS)}"
+        )
+    family = head_family(head)
+    if family in LINEAR_FAMILIES:
         return d_v + d_t, "d_v + d_t (linear fusion projection)"
-    if head in CROSS_ATTENTION_HEADS:
+    if family == ATTENTION:
         if bilinear == "full":
             return d_v * d_t, "d_v·d_t (full-rank bilinear score)"
         d_k = int(_head_config(head, d_v, d_t, config)["dim"])
         return (d_v + d_t) * d_k, f"(d_v + d_t)·d_k (factored bilinear score, d_k = {d_k})"
-    if head in BILINEAR_HEADS:
+    if family == BILINEAR:
         rank = int(_head_config(head, d_v, d_t, config)["rank"])
         return (d_v + d_t) * rank, f"(d_v + d_t)·r (low-rank bilinear pooling, r = {rank})"
-    known = ADDITIVE_HEADS + CROSS_ATTENTION_HEADS + BILINEAR_HEADS
     raise AlignfuseError(
-        f"head {head!r} has no sample-complexity rule; use one of {', '.join(known)} "
-        "or add its rule to alignfuse.theory.complexity"
+        f"head {head!r} is of the family {family!r}, which has no sample-complexity rule; add "
+        "its rule to alignfuse.theory.complexity"
     )
 
 
@@ -204,7 +218,7 @@ def _method_rows(methods, d_image: int, d_text: int, bilinear) -> list[dict]:
     rows = []
     for label, (head, config) in _methods(methods).items():
         params = parameter_count(head, d_image, d_text, config)
-        own = variants if head in CROSS_ATTENTION_HEADS else variants[:1]
+        own = variants if head_family(head) == ATTENTION else variants[:1]
         for variant in own:
             p_eff, basis = effective_dimension(head, d_image, d_text, config, variant)
             method = f"{label} ({variant})" if len(own) > 1 else label

@@ -3,8 +3,8 @@
 For every feature set the study trains on, each method's parameter count and effective
 sample-complexity dimension give predicted excess-risk curves and the samples each needs; each
 (feature set, method) learning curve is fitted as err(n) = e_inf + b n^-c with a seed bootstrap,
-judged on a held-out largest scale, and the reference's and each cross-attention method's fitted
-curves are searched for a crossover.
+judged on a held-out largest scale, and in each declared comparison of an attention-family method
+(the aggregate stage's ``comparisons`` table) the two fitted curves are searched for a crossover.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from alignfuse.fusion import CROSS_ATTENTION_HEADS
+from alignfuse.fusion import ATTENTION, head_family
 from alignfuse.parquet import atomic_path, read_frame, read_metadata, write_frame
 from alignfuse.theory.complexity import dimension_ratio, predicted_curves, samples_table
 from alignfuse.theory.exponents import fit_exponent, samples_to_target, target_accuracy
@@ -54,15 +54,18 @@ def theory_curves(
     return pd.concat(curves, ignore_index=True), pd.concat(samples, ignore_index=True)
 
 
-def curve_fits(
-    runs: pd.DataFrame, reference: str, resamples: int, seed: int, n_max: float
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Fits of every (feature set, method) learning curve, the crossovers of the reference's
-    with each cross-attention method's, and the bootstrap fits (for the figure)."""
-    runs = runs[runs.get("status", "ok") == "ok"].assign(
+def usable(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that did not diverge, with their error and feature set."""
+    return runs[runs.get("status", "ok") == "ok"].assign(
         error=lambda r: 1 - r["test_accuracy"],
         feature_set=lambda r: r["backbone"] + "@" + r["alignment"],
     )
+
+
+def curve_fits(runs: pd.DataFrame, resamples: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Fits of every (feature set, method) learning curve over its own seeds, and their
+    bootstrap fits (for the figure and the crossovers)."""
+    runs = usable(runs)
     fits, boots = [], {}
     for (feature_set, method), group in runs.groupby(["feature_set", "method"], sort=True):
         if group["n_train"].nunique() < 2:  # one scale (a degradation level): no curve
@@ -90,23 +93,88 @@ def curve_fits(
                 },
                 "failed_resamples": boot.failed_fraction,
                 "heldout_n": held.n_heldout,
+                "heldout_from": held.fit.n_max,
                 "heldout_predicted": held.predicted,
                 "heldout_measured": held.measured,
                 "heldout_error_pts": held.abs_error_points,
             }
         )
-    fits = pd.DataFrame(fits)
-    crossings = []
-    for (feature_set, method), boot in boots.items():
-        head = runs.loc[runs["method"] == method, "head"].iloc[0]
-        if head not in CROSS_ATTENTION_HEADS or (feature_set, reference) not in boots:
+    return pd.DataFrame(fits), boots
+
+
+def paired_boots(
+    runs: pd.DataFrame, feature_set: str, reference: str, method: str, boots: dict, resamples, seed
+) -> tuple[object, object, int]:
+    """The bootstrap fits of reference and method paired on seed: their own where both have the
+    same seeds, else both refitted on the seeds both have (a method that lost a seed at every
+    scale is compared on the rest); None for both where they share none."""
+    a, b = boots[feature_set, reference], boots[feature_set, method]
+    here = runs[runs["feature_set"] == feature_set]
+    seeds = [set(here.loc[here["method"] == m, "seed"]) for m in (reference, method)]
+    shared = seeds[0] & seeds[1]
+    if seeds[0] == seeds[1]:
+        return a, b, len(shared)
+    if not shared:
+        return None, None, 0
+    refit = [
+        bootstrap_fit(
+            here[(here["method"] == m) & here["seed"].isin(shared)],
+            n_predict=(),
+            resamples=resamples,
+            seed=seed,
+        )
+        for m in (reference, method)
+    ]
+    return refit[0], refit[1], len(shared)
+
+
+CROSSOVER_COLUMNS = [
+    "feature_set",
+    "reference",
+    "method",
+    "mixed_recipe",
+    "comparison",
+    "seeds",
+    "n_star",
+    "n_star_low",
+    "n_star_high",
+    "no_crossover_fraction",
+    "failed_resamples",
+    "reason",
+]
+
+
+def crossovers(
+    runs: pd.DataFrame, comparisons: pd.DataFrame, boots: dict, resamples, seed, n_max
+) -> tuple[pd.DataFrame, dict]:
+    """Where each declared comparison's attention-family method would overtake its reference
+    (``comparisons``: the aggregate stage's declared comparisons), with the paired bootstrap
+    fits of both sides by (feature set, reference, method)."""
+    runs = usable(runs)
+    rows, paired = [], {}
+    for c in comparisons[comparisons["family"] == ATTENTION].itertuples():
+        feature_set = f"{c.backbone}@{c.alignment}"
+        if (feature_set, c.reference) not in boots or (feature_set, c.method) not in boots:
             continue
-        found = crossover(boots[feature_set, reference], boot, n_max=n_max)
-        crossings.append(
+        ref_boot, method_boot, shared = paired_boots(
+            runs, feature_set, c.reference, c.method, boots, resamples, seed
+        )
+        row = {
+            "feature_set": feature_set,
+            "reference": c.reference,
+            "method": c.method,
+            "mixed_recipe": bool(c.mixed_recipe),
+            "comparison": ", ".join(c.sources),
+            "seeds": shared,
+        }
+        if ref_boot is None:
+            rows.append({**row, "n_star": math.nan, "reason": "no seed has runs of both"})
+            continue
+        paired[feature_set, c.reference, c.method] = (ref_boot, method_boot)
+        found = crossover(ref_boot, method_boot, n_max=n_max)
+        rows.append(
             {
-                "feature_set": feature_set,
-                "reference": reference,
-                "method": method,
+                **row,
                 "n_star": found.n_star,
                 "n_star_low": found.low,
                 "n_star_high": found.high,
@@ -115,17 +183,18 @@ def curve_fits(
                 "reason": found.reason,
             }
         )
-    return fits, pd.DataFrame(crossings), boots
+    return pd.DataFrame(rows, columns=CROSSOVER_COLUMNS), paired
 
 
-def fit_samples(boots: dict) -> pd.DataFrame:
-    """Every bootstrap refit's parameters per (feature set, method): the same seed resamples for
-    every method (same labels and seed), so two methods' refits are paired by ``resample``."""
+def fit_samples(paired: dict) -> pd.DataFrame:
+    """Every bootstrap refit's parameters of both sides of each crossover's comparison, paired by
+    ``resample`` (both drawn over the same seeds with the same seed): ``curve`` names the side."""
     frames = [
-        boot.samples.assign(feature_set=feature_set, method=method)
-        for (feature_set, method), boot in boots.items()
+        boot.samples.assign(feature_set=feature_set, reference=reference, method=method, curve=side)
+        for (feature_set, reference, method), boots in paired.items()
+        for side, boot in zip((reference, method), boots, strict=True)
     ]
-    columns = ["feature_set", "method", "resample", "e_inf", "b", "c"]
+    columns = ["feature_set", "reference", "method", "curve", "resample", "e_inf", "b", "c"]
     return (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     )
@@ -137,10 +206,7 @@ def learning_curve_points(runs: pd.DataFrame, boots: dict, grid: int = 60) -> pd
     4x beyond it)."""
     from scipy import stats
 
-    runs = runs[runs.get("status", "ok") == "ok"].assign(
-        error=lambda r: 1 - r["test_accuracy"],
-        feature_set=lambda r: r["backbone"] + "@" + r["alignment"],
-    )
+    runs = usable(runs)
     rows = []
     for (feature_set, method, n), group in runs.groupby(["feature_set", "method", "n_train"]):
         if (feature_set, method) not in boots:
@@ -329,7 +395,7 @@ def sample_complexity(
                 table["d"], table["n_needed"], table["seed"], table["censored"], table["bound"]
             )
             head = rows["head"].iloc[0]
-            theory = "bilinear" if head in CROSS_ATTENTION_HEADS else "linear"
+            theory = "bilinear" if head_family(head) == ATTENTION else "linear"
             exponents.append(
                 {
                     "family": fam,
@@ -370,6 +436,7 @@ def n_star_text(row) -> str:
 
 def write_theory(
     runs_path: Path,
+    comparisons_path: Path,
     feature_sets: list[dict],
     methods: dict,
     settings: dict,
@@ -377,8 +444,10 @@ def write_theory(
     out_dir: Path,
 ) -> None:
     """Every theory table under ``out_dir`` as theory_*.parquet (curves, samples, fits,
-    crossovers and the learning-curve points the figure draws), and ``theory.md``."""
+    crossovers of the declared comparisons and the learning-curve points the figure draws), and
+    ``theory.md``. ``reference`` is the label the theory's sample counts are set against."""
     runs = read_frame(runs_path, FIX)
+    comparisons = read_frame(comparisons_path, FIX)
     widths = {
         f"{s['backbone']}@{s['alignment']}": (
             file_width(Path(s["image"])),
@@ -387,9 +456,9 @@ def write_theory(
         for s in feature_sets
     }
     curves, samples = theory_curves(methods, widths, settings["target_excess_risk"], reference)
-    fits, crossings, boots = curve_fits(
-        runs, reference, settings["bootstrap_resamples"], settings["seed"], settings["n_max"]
-    )
+    resamples, seed = settings["bootstrap_resamples"], settings["seed"]
+    fits, boots = curve_fits(runs, resamples, seed)
+    crossings, paired = crossovers(runs, comparisons, boots, resamples, seed, settings["n_max"])
     needed, exponents = sample_complexity(runs, feature_sets, widths, settings["target_fraction"])
     out_dir = Path(out_dir)
     for name, frame in (
@@ -400,7 +469,7 @@ def write_theory(
         ("theory_learning_curves", learning_curve_points(runs, boots)),
         ("sample_complexity_points", needed),
         ("sample_complexity", exponents),
-        ("theory_fit_samples", fit_samples(boots)),
+        ("theory_fit_samples", fit_samples(paired)),
     ):
         write_frame(frame, out_dir / f"{name}.parquet")
     text = theory_markdown(samples, fits, crossings, settings) + exponent_markdown(exponents)
@@ -460,23 +529,34 @@ def theory_markdown(samples, fits, crossings, settings) -> str:
     ]
     if len(crossings):
         shown = crossings.assign(
+            difference=[
+                f"{r.reference} − {r.method}" + (" (mixed recipe)" if r.mixed_recipe else "")
+                for r in crossings.itertuples()
+            ],
             n_star=[n_star_text(r) for _, r in crossings.iterrows()],
-            failed_resamples=[f"{100 * f:.0f}%" for f in crossings["failed_resamples"]],
+            failed_resamples=[
+                "–" if np.isnan(f) else f"{100 * f:.0f}%" for f in crossings["failed_resamples"]
+            ],
         )
         parts.append(
             shown[
                 [
                     "feature_set",
-                    "reference",
-                    "method",
+                    "difference",
+                    "seeds",
                     "n_star",
                     "no_crossover_fraction",
                     "failed_resamples",
                 ]
             ].to_markdown(index=False, disable_numparse=True)
         )
+        parts.append(
+            "\nOne row per declared comparison of an attention-family method with both curves "
+            "fitted. Both sides are bootstrapped over the seeds both have (seeds), so the "
+            "refits are paired; a method that lost a seed everywhere is compared on the rest.\n"
+        )
     else:
-        parts.append("(no cross-attention method beside the reference)")
+        parts.append("(no declared comparison of a cross-attention method with fitted curves)")
     return "\n".join(parts) + "\n"
 
 
