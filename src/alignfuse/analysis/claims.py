@@ -306,6 +306,21 @@ def claims_table(
     return table
 
 
+def claim_pairs(
+    paired: pd.DataFrame, claim: Claim, method: str, dataset: str, alignment: str
+) -> pd.DataFrame:
+    """The paired rows of the claim's reference − ``method`` in its metric on one feature set of
+    its backbone."""
+    return paired[
+        (paired["dataset"] == dataset)
+        & (paired["backbone"] == claim.backbone)
+        & (paired["alignment"] == alignment)
+        & (paired["reference"] == claim.reference)
+        & (paired["method"] == method)
+        & (paired["metric"] == claim.metric)
+    ]
+
+
 def method_rows(
     claim: Claim,
     method: str,
@@ -328,14 +343,7 @@ def method_rows(
         "paper_high_pts": claim.band[1],
         "tolerance_pts": tolerance,
     }
-    found = paired[
-        (paired["dataset"] == dataset)
-        & (paired["backbone"] == claim.backbone)
-        & (paired["alignment"] == claim.alignment)
-        & (paired["reference"] == claim.reference)
-        & (paired["method"] == method)
-        & (paired["metric"] == claim.metric)
-    ].set_index("n_train")
+    found = claim_pairs(paired, claim, method, dataset, claim.alignment).set_index("n_train")
     if len(found):
         base.update(recipes(found.iloc[0]))
     rows, verdicts = [], []
@@ -459,13 +467,7 @@ def trend_rows(
     undegraded feature set against band[0], at the most degraded level against band[1], and the
     trend of the gap over the levels (Spearman with a seed-bootstrap interval, Page's test)."""
     rows = []
-    undegraded = paired[
-        (paired["dataset"] == dataset)
-        & (paired["backbone"] == claim.backbone)
-        & (paired["alignment"] == claim.alignment)
-        & (paired["reference"] == claim.reference)
-        & (paired["method"] == method)
-    ]
+    undegraded = claim_pairs(paired, claim, method, dataset, claim.alignment)
     pair = recipes(undegraded.iloc[0]) if len(undegraded) else {}
     for kind in claim.degradations:
         for n in claim.scales:
@@ -509,15 +511,8 @@ def trend_rows(
                 continue
             ends = {"undegraded": levels.iloc[0], "most degraded": levels.iloc[-1]}
             for (label, level_row), band_end in zip(ends.items(), claim.band, strict=True):
-                found = paired[
-                    (paired["dataset"] == dataset)
-                    & (paired["backbone"] == claim.backbone)
-                    & (paired["alignment"] == level_row["alignment"])
-                    & (paired["reference"] == claim.reference)
-                    & (paired["method"] == method)
-                    & (paired["metric"] == claim.metric)
-                    & (paired["n_train"] == n)
-                ]
+                found = claim_pairs(paired, claim, method, dataset, level_row["alignment"])
+                found = found[found["n_train"] == n]
                 point = (band_end, band_end)
                 row = {
                     **base,
