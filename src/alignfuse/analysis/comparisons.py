@@ -263,33 +263,9 @@ def declare_entry(entry: dict, key: str, sets, labels, trained_labels, declared:
         )
 
 
-def as_records(comparisons: list[Comparison]) -> list[dict]:
-    """The comparisons as JSON-ready rows (lists for tuples), for rule params and tables."""
-    return [
+def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
+    """The declared comparisons as a table, one row each (scales and sources as lists)."""
+    rows = [
         {**c.__dict__, "scales": list(c.scales), "sources": list(c.sources)} for c in comparisons
     ]
-
-
-def from_records(records) -> list[Comparison]:
-    return [
-        Comparison(**{**r, "scales": tuple(map(int, r["scales"])), "sources": tuple(r["sources"])})
-        for r in records
-    ]
-
-
-def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
-    """The declared comparisons as a table (scales and sources as lists)."""
-    return pd.DataFrame(as_records(comparisons), columns=COLUMNS)
-
-
-def read_frame_comparisons(frame: pd.DataFrame) -> list[Comparison]:
-    """Comparisons back from :func:`comparisons_frame`'s table (as read from Parquet)."""
-    return from_records(
-        {
-            **row,
-            "scales": list(row["scales"]),
-            "sources": list(row["sources"]),
-            "mixed_recipe": bool(row["mixed_recipe"]),
-        }
-        for row in frame[COLUMNS].to_dict("records")
-    )
+    return pd.DataFrame(rows, columns=COLUMNS)
