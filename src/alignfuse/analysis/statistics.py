@@ -295,10 +295,6 @@ def paired_differences(
             if seeds.empty and not lost:
                 continue
             unmatched = ref_runs.index.symmetric_difference(by_method[method].index)
-            every = (
-                condition[condition["method"] == reference],
-                condition[condition["method"] == method],
-            )
             described = {
                 **labels,
                 "reference": reference,
@@ -307,8 +303,8 @@ def paired_differences(
                 "family": comparison.family,
                 "comparison": ", ".join(comparison.sources),
                 "mixed_recipe": comparison.mixed_recipe,
-                "reference_recipe": recipe_of(every[0]),
-                "method_recipe": recipe_of(every[1]),
+                "reference_recipe": recipe_of(condition[condition["method"] == reference]),
+                "method_recipe": recipe_of(condition[condition["method"] == method]),
                 "unmatched_seeds": len(unmatched),
                 "diverged_seeds": lost,
             }
