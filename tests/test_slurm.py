@@ -213,11 +213,15 @@ def cancel_a_training_job_mid_run(cluster, workdir: Path, run: subprocess.Popen)
 
 
 def slurm_study() -> dict:
-    """The smoke study cut to its aligned backbone, two methods and no alignment sub-grids."""
+    """The smoke study cut to its aligned backbone, two methods (cross-attention's rate tuned:
+    one tuning job) and no alignment sub-grids; its claim, of two recipes, says so."""
     config = load_preset("smoke")
     config["backbones"] = {"aligned": config["backbones"]["aligned"]}
     config["methods"] = {m: config["methods"][m] for m in ("concat", "xattn_txt2img")}
     config["grids"] = {}
+    config["tuning"]["methods"] = {"xattn_txt2img": {"lr": [0.001, 0.003]}}
+    config["claims"] = [{**config["claims"][0], "mixed_recipe": True}]
+    config["comparisons"] = []
     config["pid"]["conditions"] = {"backbones": ["aligned"], "methods": ["concat"]}
     return config
 
