@@ -34,37 +34,34 @@ def synthetic() -> dict:
 SHIPPED = ["config.yaml", *(f"workflow/presets/{p.name}" for p in sorted(PRESETS.glob("*.yaml")))]
 
 
-def as_a_user_would(config: dict, workdir: Path) -> dict:
-    """A shipped config with what only its user can provide, as its comments ask: the example
-    folder (made in ``workdir``, the working directory), and for Flickr30k and COCO the sha256 of
-    Karpathy's captions and Flickr30k's images from the maintainers' form."""
+def as_a_user_would(config: dict, where: Path) -> dict:
+    """A shipped config with what only its user can provide, as its comments ask, made under
+    ``where``: the example folder, and for Flickr30k and COCO the sha256 of Karpathy's captions
+    and Flickr30k's images from the maintainers' form."""
     kind = config["dataset"]["kind"]
     if kind == "folder":
         from alignfuse.data.example_folder import make_example_folder
 
-        make_example_folder(workdir / "data/folder_example", 200, 1)
+        folder = config["dataset"]["folder"]
+        make_example_folder(where / "data/folder_example", 200, 1)
+        folder["images"], folder["captions"] = (
+            str(where / folder[k]) for k in ("images", "captions")
+        )
     if kind in ("flickr30k", "coco"):
         config["dataset"][kind]["captions"]["sha256"] = "a" * 64
     if kind == "flickr30k":
-        images = workdir / config["dataset"]["flickr30k"]["images"]
+        images = where / config["dataset"]["flickr30k"]["images"]
         images.parent.mkdir(parents=True, exist_ok=True)
         images.write_bytes(b"")
+        config["dataset"]["flickr30k"]["images"] = str(images)
     return config
 
 
-@pytest.fixture(scope="module")
-def user_workdir(tmp_path_factory) -> Path:
-    """One working directory for the planning tests, so that size checks of the same heads at
-    the same widths are answered from its cache, as in a user's project."""
-    return tmp_path_factory.mktemp("user")
-
-
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_config_plans(name, user_workdir, monkeypatch):
+def test_every_shipped_config_plans(name, tmp_path):
     """Schema and every semantic check (comparisons declared, recipes matched, sizes reachable)
     pass as the workflow runs them, and the study has conditions to train."""
-    monkeypatch.chdir(user_workdir)
-    config = validate_config(as_a_user_would(load(name), user_workdir), SCHEMA)
+    config = validate_config(as_a_user_would(load(name), tmp_path), SCHEMA)
     trained = [(c.backbone, c.alignment, c.method, c.n) for c in grid.conditions(config)]
     assert trained
     for comparison in declare(grid.comparison_spec(config), trained):
