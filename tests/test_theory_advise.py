@@ -13,7 +13,14 @@ from alignfuse.errors import AlignfuseError
 from alignfuse.fusion import HEAD_FAMILIES
 from alignfuse.parquet import read_embeddings, write_embeddings, write_frame
 from alignfuse.rotation import haar_frame
-from alignfuse.theory.advise import CONCAT, CROSS_ATTENTION, OUTSIDE, TOO_CLOSE, advise
+from alignfuse.theory.advise import (
+    CONCAT,
+    CROSS_ATTENTION,
+    OUTSIDE,
+    TOO_CLOSE,
+    advice_text,
+    advise,
+)
 
 N, D = 400, 32
 RESAMPLES = 400
@@ -95,6 +102,7 @@ def write_study(
                         "reference": "concat",
                         "method": method,
                         "family": HEAD_FAMILIES[head],
+                        "mixed_recipe": method.endswith("_tuned"),
                         "test_se": test_se,
                     }
                 )
@@ -390,3 +398,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path, study):
     write_frame(pd.DataFrame({"x": [1]}), tmp_path / "not_features.parquet")
     with pytest.raises(AlignfuseError, match="no fixed-size 'emb' column"):
         advise(image, tmp_path / "not_features.parquet", n=100)
+
+
+def test_a_comparison_declared_across_two_recipes_is_read_and_says_so(tmp_path):
+    """A study that declared concat against tuned cross-attention (mixed_recipe): advise reads it
+    beside the shared comparison, one more interval to clear, and names it."""
+    methods = {
+        "concat": ("concat", around(0.10), True),
+        "xattn_txt2img": ("xattn_txt2img", around(0.16), True),
+        "xattn_txt2img_tuned": ("xattn_txt2img", around(0.15), True),
+    }
+    metrics = {"cosine_gap": 0.7, "mutual_knn": 0.6, "cka": 0.8}
+    study = write_study(tmp_path / "s", {"a@raw": (metrics, methods)})
+    advice = advise(*pair(tmp_path, "a", rotate=False), n=2000, results=study)
+    gaps = {g["method"]: g["mixed_recipe"] for g in advice["predicted_gap"]}
+    assert gaps == {"xattn_txt2img": False, "xattn_txt2img_tuned": True}
+    assert "concat − xattn_txt2img_tuned (mixed recipe)" in advice_text(advice)

@@ -89,7 +89,7 @@ def study_tables(results: Path) -> dict[str, pd.DataFrame]:
         ("fits", {"n_min", "n_max", "identifiable", "e_inf", "b", "c", "heldout_from"}),
         ("samples", {"reference", "curve"}),
         ("alignment", {"images"}),
-        ("paired", {"test_se", "family"}),
+        ("paired", {"test_se", "family", "mixed_recipe"}),
     ):
         lacking = sorted(columns - set(out[name].columns))
         if lacking:
@@ -278,6 +278,7 @@ def advise(
         & (paired["family"] == ATTENTION)
     ]
     compared = sorted(set(declared["method"]) & set(here["method"]))
+    mixed = set(declared.loc[declared["mixed_recipe"].astype(bool), "method"])
     if reference not in set(here["method"]) or not compared:
         return advice | {
             "recommendation": TOO_CLOSE,
@@ -317,10 +318,11 @@ def advise(
             n,
             float(errors[reference] + errors[method]) if extrapolated else 0.0,
         )
+        | {"mixed_recipe": method in mixed}
         for method in compared
     ]
     shown = "; ".join(
-        f"{reference} − {g['method']} = {g['gap_pts']:.2f} points {interval_text(g)}" for g in gaps
+        f"{difference(reference, g)} = {g['gap_pts']:.2f} points {interval_text(g)}" for g in gaps
     )
     read = (
         f"extrapolated to n = {n:,} beyond the largest fitted scale {n_high:,.0f} (each interval "
@@ -335,6 +337,12 @@ def advise(
         "drivers": f"{placed}; its fitted curves {read} give {shown} (a recommendation needs "
         f"every declared {reference} − {ATTENTION}-family interval on the same side of zero)",
     }
+
+
+def difference(reference: str, gap: dict) -> str:
+    """reference − method, saying when the study declared it across two recipes."""
+    text = f"{reference} − {gap['method']}"
+    return f"{text} (mixed recipe)" if gap.get("mixed_recipe") else text
 
 
 def interval_text(gap: dict) -> str:
@@ -369,7 +377,7 @@ def advice_text(advice: dict) -> str:
     how = "extrapolated" if advice.get("extrapolated") else "predicted"
     for gap in advice.get("predicted_gap", []):
         lines.append(
-            f"  {how} {advice['reference']} − {gap['method']} at n = {advice['n']}: "
+            f"  {how} {difference(advice['reference'], gap)} at n = {advice['n']}: "
             f"{gap['gap_pts']:.2f} points {interval_text(gap)}"
         )
     metrics = advice["alignment"]
