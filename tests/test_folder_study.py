@@ -6,23 +6,30 @@ study cut to one backbone of tiny plug-in encoders, two heads and two scales: ev
 tables, PID, theory, figures, summary). The folder datasets share one module fixture.
 """
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_runner import snakemake, tiny_encoder_study, write_config
+from workflow_runner import planned_jobs, snakemake, tiny_encoder_study, write_config
 
 from alignfuse.data.example_folder import make_example_folder
 from alignfuse.figures import FIGURES
+from alignfuse.figures.gap import plot
 
 pytestmark = pytest.mark.slow
 
 N_IMAGES = 200
 
 
+# A fusion head of the study's own (tests/plugin_head.py), as docs/extending.md adds one.
+PLUGIN_HEAD = {"head": "python", "model": "plugin_head:TokenAttentionHead", "tokens": 4, "dim": 8}
+
+
 def folder_study(name: str, images: Path, captions: Path, alignment_path: bool) -> dict:
     """The folder_example preset on tiny plug-in encoders, one backbone, two heads; with
-    ``alignment_path`` also a contrastive and a rotated feature set at the larger scale."""
+    ``alignment_path`` also a contrastive and a rotated feature set at the larger scale, and a
+    plug-in head beside the two, decomposed with concat."""
     config = tiny_encoder_study(name)
     config["dataset"]["name"] = name
     config["dataset"]["folder"] |= {"images": str(images), "captions": str(captions)}
@@ -32,6 +39,8 @@ def folder_study(name: str, images: Path, captions: Path, alignment_path: bool) 
             "methods": ["concat"],
             "scales": [256],
         }
+        config["methods"]["resampler"] = PLUGIN_HEAD
+        config["pid"]["conditions"]["methods"] = ["concat", "resampler"]
     return config
 
 
@@ -105,7 +114,41 @@ def test_folder_study_trains_measures_alignment_and_decomposes(folder_runs, name
     assert len(main) == len(config["methods"]) * len(config["scales"]) * len(config["seeds"])
     metrics = read(workdir, f"{study}/alignment/{name}.parquet")
     assert set(metrics["alignment"]) == alignments
-    assert set(read(workdir, f"{study}/tables/pid.parquet")["method"]) == {"concat"}
+    assert set(read(workdir, f"{study}/tables/pid.parquet")["method"]) == set(
+        config["pid"]["conditions"]["methods"]
+    )
+
+
+def test_a_plugin_head_trains_and_is_compared_drawn_and_decomposed_by_its_family(folder_runs):
+    """tests/plugin_head.py, named in the config only: it trains on every seed and scale, the
+    plan compares it with concat (same recipe), the gap figure draws it as an attention head,
+    and PID decomposes it."""
+    workdir, _ = folder_runs
+    study = "results/one_caption"
+    runs = read(workdir, f"{study}/tables/runs.parquet")
+    mine = runs[runs["method"] == "resampler"]
+    assert set(mine["head"]) == {PLUGIN_HEAD["model"]} and (mine["status"] == "ok").all()
+    assert len(mine) == 2 * 2 and mine["test_accuracy"].between(0, 1).all()  # scales x seeds
+    paired = read(workdir, f"{study}/tables/paired.parquet")
+    row = paired[(paired["method"] == "resampler") & (paired["metric"] == "test_accuracy")]
+    assert set(row["reference"]) == {"concat"} and set(row["family"]) == {"attention"}
+    lines = {line.get_label() for ax in plot(paired, "one_caption").axes for line in ax.lines}
+    assert {"concat − resampler", "concat − xattn_txt2img"} <= lines
+    pid = read(workdir, f"{study}/tables/pid.parquet")
+    assert (pid.loc[pid["method"] == "resampler", "n_seeds"] == 2).all()
+
+
+def test_editing_a_plugin_head_reruns_only_its_jobs(folder_runs, tmp_path, monkeypatch):
+    """The plug-in's source is hashed: an edited copy earlier on the Python path plans its
+    training and PID jobs again and what reads every run, nothing else."""
+    workdir, _ = folder_runs
+    source = Path(__file__).with_name("plugin_head.py").read_text()
+    (tmp_path / "plugin_head.py").write_text(source + "\n# edited\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]]))
+    jobs = planned_jobs(workdir, "--configfile", str(workdir / "one_caption.yaml"))
+    assert len(jobs["train"]) == 2 and all("/resampler/" in job for job in jobs["train"])
+    assert len(jobs["pid"]) == 1 and "/resampler/" in jobs["pid"][0]
+    assert "tune" not in jobs and "features" not in jobs
 
 
 def test_folder_study_with_one_caption_per_image_fits_theory_draws_and_answers(folder_runs):

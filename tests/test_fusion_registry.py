@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from alignfuse.codehash import code_hash
-from alignfuse.fusion import FUSION_METHODS, head_class, method_module
+from alignfuse.fusion import (
+    FAMILIES,
+    FUSION_METHODS,
+    HEAD_FAMILIES,
+    PLUGIN,
+    head_class,
+    method_module,
+)
 from alignfuse.fusion.build import build_head
 from alignfuse.fusion.sizing import hyper_parameters
 
@@ -57,7 +64,13 @@ def methods_of(preset: str) -> dict:
 
 
 def test_every_registered_method_has_a_schema_entry_and_back():
-    assert schema_heads() == set(FUSION_METHODS)
+    assert schema_heads() == set(FUSION_METHODS) | {PLUGIN}
+
+
+def test_the_schemas_families_are_the_registrys():
+    entry = SCHEMA["$defs"]["python_method"]["properties"]["family"]
+    assert entry["enum"] == list(FAMILIES)
+    assert set(HEAD_FAMILIES.values()) <= set(FAMILIES)
 
 
 @pytest.mark.parametrize("name", FUSION_METHODS)

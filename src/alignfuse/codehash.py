@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+from alignfuse.plugins import source_hash
+
 PACKAGE = "alignfuse"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REGISTRIES = frozenset({"fusion", "figures"})
@@ -108,15 +110,8 @@ def code_hash(*modules: str) -> str:
 
 
 def plugin_hash(module: str) -> str:
-    """Short sha256 of a plug-in module's source (``library: python`` encoders), found on the
-    Python path without importing it, so that editing the plug-in reruns its feature jobs.
-    ``missing`` when it cannot be found here (its job then says why)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        return "missing"
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()[:16]
+    """Short sha256 of a plug-in module's source (``library: python`` encoders, ``head: python``
+    heads), found on the Python path or in the working directory without importing it, so that
+    editing the plug-in reruns its jobs. ``missing`` when it cannot be found here (its job then
+    says why)."""
+    return source_hash(module)

@@ -20,7 +20,7 @@ from alignfuse.analysis.comparisons import declare
 from alignfuse.data.datasets import SPLITS, available_pairs, check_synthetic
 from alignfuse.data.folder import split_captions as folder_split_captions
 from alignfuse.errors import AlignfuseError
-from alignfuse.fusion import FUSION_METHODS
+from alignfuse.fusion import FUSION_METHODS, METHOD_SETTINGS, PLUGIN
 from alignfuse.grid import (
     comparison_spec,
     conditions,
@@ -128,7 +128,8 @@ def name_heads(config: dict) -> None:
         if label not in FUSION_METHODS:
             raise AlignfuseError(
                 f"config key 'methods.{label}.head' is required: '{label}' is not a head of the "
-                f"registry, so name the head it trains (one of {', '.join(FUSION_METHODS)})"
+                f"registry, so name the head it trains (one of {', '.join(FUSION_METHODS)}), or "
+                f"{PLUGIN} with model: module:Class for a head of your own"
             )
         spec["head"] = label
 
@@ -222,9 +223,9 @@ def check_semantics(config: dict) -> None:
     check_methods(config["methods"])
     check_training(config)
     check_tuning(config)
-    check_claims(config)
     check_token_sources(config)
-    check_param_match(config)
+    check_heads(config)  # records plug-ins' families, which the comparisons read
+    check_claims(config)
 
 
 def check_local_archives(kind: str, archives: dict) -> None:
@@ -418,17 +419,18 @@ def check_tuning(config: dict) -> None:
             )
 
 
-# Where the outcome of a param_match check is kept, so the DAG is not slowed on every build.
+# Where the outcome of a head check is kept, so the DAG is not slowed on every build.
 SIZE_CHECKS = Path(".snakemake/alignfuse")
 
 
 def size_request(config: dict) -> dict | None:
-    """What a param_match check needs: the methods with a target and each backbone's widths
-    (known from the config or an existing feature file, else the encoder's spec to ask)."""
+    """What the head check needs: the methods with a param_match target and every plug-in head
+    (``head: python``), and each backbone's widths (known from the config or an existing feature
+    file, else the encoder's spec to ask)."""
     targets = {
-        label: {k: v for k, v in spec.items() if k != "training"}
+        label: {k: v for k, v in spec.items() if k not in ("training", "family")}
         for label, spec in config["methods"].items()
-        if "param_match" in spec
+        if "param_match" in spec or spec["head"] == PLUGIN
     }
     if not targets:
         return None
@@ -459,20 +461,28 @@ def cached_width(path: Path) -> int | None:
         return None
 
 
-def check_param_match(config: dict) -> None:
-    """Reject a param_match target that no width of its head can reach at a backbone's widths.
+def check_heads(config: dict) -> None:
+    """Reject a param_match target that no width of its head can reach at a backbone's widths,
+    and a plug-in head that cannot be imported, declares no family, or does not build, classify
+    and train as a seed ensemble at the study's widths; record each plug-in's family under
+    ``methods.<label>.family``.
 
-    Counting parameters builds heads with torch, which the DAG must not import, so the check runs
-    as ``alignfuse check-sizes`` in a subprocess, once per distinct request (cached under
-    .snakemake/alignfuse); plug-in encoders' widths are only known to their jobs, which check then.
+    Building heads imports torch, which the DAG must not, so the check runs as ``alignfuse
+    check-sizes`` in a subprocess, once per distinct request and plug-in source (cached under
+    .snakemake/alignfuse); where it runs, it prints each plug-in's parameter count. Plug-in
+    encoders' widths are only known to their jobs, which check then.
     """
     request = size_request(config)
     if request is None:
         return
-    from alignfuse.codehash import code_hash
+    from alignfuse.codehash import code_hash, plugin_hash
 
     text = json.dumps(request, sort_keys=True)
-    key = f"{text}{code_hash('config', 'fusion.build', 'features.encoders')}"
+    plugins = sorted(
+        spec["model"] for spec in request["methods"].values() if spec["head"] == PLUGIN
+    )
+    sources = ":".join(plugin_hash(model.partition(":")[0]) for model in plugins)
+    key = f"{text}{code_hash('config', 'fusion.build', 'features.encoders')}{sources}"
     cached = SIZE_CHECKS / f"sizes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if cached.is_file():
         outcome = json.loads(cached.read_text())
@@ -485,12 +495,24 @@ def check_param_match(config: dict) -> None:
         if done.returncode != 0:
             raise AlignfuseError(done.stderr.strip().splitlines()[-1] if done.stderr else text)
         outcome = json.loads(done.stdout)
+        for label, counts in outcome["parameters"].items():
+            shown = ", ".join(f"{count:,} on {backbone}" for backbone, count in counts.items())
+            print(
+                f"plug-in head methods.{label}: {shown or 'widths not known yet'}", file=sys.stderr
+            )
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".part")
         tmp.write_text(json.dumps(outcome))
         tmp.replace(cached)
     if outcome["error"]:
         raise AlignfuseError(outcome["error"])
+    for label, family in outcome["families"].items():
+        spec = config["methods"][label]
+        if spec.setdefault("family", family) != family:
+            raise AlignfuseError(
+                f"config key 'methods.{label}.family': '{spec['family']}', but its class "
+                f"{spec['model']} declares '{family}'; leave the key out (the class declares it)"
+            )
 
 
 def encoder_width(spec: dict, modality: str) -> int | None:
@@ -502,21 +524,70 @@ def encoder_width(spec: dict, modality: str) -> int | None:
 
 
 def check_sizes(request: dict) -> dict:
-    """Resolve every param_match target of ``request`` (see :func:`size_request`); the first
-    unreachable one is the error. Imports torch: run it through ``alignfuse check-sizes``."""
+    """Check every head of ``request`` (see :func:`size_request`): each plug-in's class and
+    family, then at each backbone's widths each param_match target resolved and each plug-in
+    built, run and counted; the first failure is the error. Imports torch: run it through
+    ``alignfuse check-sizes``."""
+    from alignfuse.fusion import head_reference, is_plugin
     from alignfuse.fusion.build import resolve_config
+    from alignfuse.fusion.plugin import check_plugin_class, check_plugin_head
 
-    checked, unknown = [], []
+    checked, unknown, families = [], [], {}
+    parameters = {label: {} for label, spec in request["methods"].items() if spec["head"] == PLUGIN}
+    try:
+        for label in parameters:
+            families[label] = check_plugin_class(label, request["methods"][label]["model"])
+    except AlignfuseError as exc:
+        return {"error": str(exc), "checked": checked, "families": {}, "parameters": {}}
     for backbone, widths in request["backbones"].items():
         dims = {m: w if isinstance(w, int) else encoder_width(w, m) for m, w in widths.items()}
         if None in dims.values():
             unknown.append(backbone)
             continue
         for label, spec in request["methods"].items():
-            hparams = {k: v for k, v in spec.items() if k != "head"}
+            reference = head_reference(spec)
+            hparams = {k: v for k, v in spec.items() if k not in METHOD_SETTINGS}
             try:
-                resolve_config(spec["head"], dims["image"], dims["text"], hparams, label)
+                config = resolve_config(reference, dims["image"], dims["text"], hparams, label)
+                if is_plugin(reference):
+                    parameters[label][backbone] = check_plugin_head(
+                        label, reference, config, dims["image"], dims["text"]
+                    )
+                    check_trains_as_ensemble(label, reference, config, dims["image"], dims["text"])
             except AlignfuseError as exc:
-                return {"error": f"{exc} (backbone '{backbone}')", "checked": checked}
+                return {
+                    "error": f"{exc} (backbone '{backbone}')",
+                    "checked": checked,
+                    "families": families,
+                    "parameters": parameters,
+                }
             checked.append([label, backbone])
-    return {"error": None, "checked": checked, "unknown": unknown}
+    return {
+        "error": None,
+        "checked": checked,
+        "unknown": unknown,
+        "families": families,
+        "parameters": parameters,
+    }
+
+
+def check_trains_as_ensemble(
+    label: str, reference: str, config: dict, d_image: int, d_text: int
+) -> None:
+    """One training step of a plug-in head as training jobs take it: two seeds' copies with
+    stacked parameters under torch.func.vmap, in training mode, and a backward pass."""
+    import torch
+
+    from alignfuse.train.ensemble import SeedEnsemble
+
+    try:
+        model = SeedEnsemble(reference, config, d_image, d_text, [0, 1], label=label)
+        model.train()
+        logits = model(torch.randn(2, 4, d_image), torch.randn(2, 4, d_text))
+        logits.sum().backward()
+    except Exception as err:
+        raise AlignfuseError(
+            f"config key 'methods.{label}': {reference} does not train as a seed ensemble "
+            f"(stacked parameters under torch.func.vmap: {type(err).__name__}: {err}); avoid "
+            "in-place changes of parameters or buffers and control flow on tensor values"
+        ) from err

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from alignfuse.fusion import METHOD_SETTINGS, head_family
+from alignfuse.fusion import HEAD_FAMILIES, METHOD_SETTINGS, head_reference
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def method_slice(config: dict, method: str) -> dict:
     spec = config["methods"][method]
     return {
         "method": method,
-        "head": spec["head"],
+        "head": head_reference(spec),
         "hparams": {k: v for k, v in spec.items() if k not in METHOD_SETTINGS},
         "training": job_training(method_training(config, method), method in tuned_methods(config)),
         "resample": config["pairs"]["resample"],
@@ -186,13 +186,19 @@ def comparison_spec(config: dict) -> dict:
         "comparisons": config.get("comparisons", []),
         "labels": {
             label: {
-                "head": spec["head"],
-                "family": head_family(spec["head"]),
+                "head": head_reference(spec),
+                "family": method_family(spec),
                 "recipe": recipe(config, label),
             }
             for label, spec in config["methods"].items()
         },
     }
+
+
+def method_family(spec: dict) -> str:
+    """A method's head family: the registry's, or the one a plug-in's class declares (which
+    the config check records under ``family``)."""
+    return spec.get("family") or HEAD_FAMILIES[spec["head"]]
 
 
 def tuning_grid(config: dict, method: str) -> dict | None:

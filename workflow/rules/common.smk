@@ -18,7 +18,7 @@ from alignfuse.config import validate_config
 from alignfuse.data.datasets import SPLITS
 from alignfuse.errors import AlignfuseError
 from alignfuse.figures import FIGURES as FIGURE_REGISTRY
-from alignfuse.fusion import FUSION_METHODS, method_module
+from alignfuse.fusion import FUSION_METHODS, head_reference, is_plugin, method_module
 
 try:
     validate_config(
@@ -145,15 +145,24 @@ def measured_feature_sets():
 
 
 def head_of(wildcards):
-    """The registry name of the head that a method label trains."""
-    return config["methods"][wildcards.method]["head"]
+    """What builds a method label's head: its registry name, or a plug-in's module:Class."""
+    return head_reference(config["methods"][wildcards.method])
+
+
+def head_code(stage, wildcards):
+    """Hash of a stage's code (``train.condition``, ``train.tuning``) and of the head's source,
+    with what names its class (so pointing a registry name at another class, or a plug-in's
+    ``model`` at another, reruns its methods): a registry head's module, or the plug-in's."""
+    reference = head_of(wildcards)
+    if is_plugin(reference):
+        source = plugin_hash(reference.partition(":")[0])
+        return f"{code_hash(stage)}:{source}:{reference}"
+    return f"{code_hash(stage, method_module(reference))}:{FUSION_METHODS[reference]}"
 
 
 def train_code(wildcards):
-    """Hash of the training code and of the head's module, with the head's registry entry (so
-    pointing a registry name at another class retrains its methods)."""
-    head = head_of(wildcards)
-    return f"{code_hash('train.condition', method_module(head))}:{FUSION_METHODS[head]}"
+    """Hash of the training code and of the head (see :func:`head_code`)."""
+    return head_code("train.condition", wildcards)
 
 
 def tuning_features(wildcards):
@@ -185,9 +194,8 @@ def tuned_arg(wildcards):
 
 
 def tune_code(wildcards):
-    """Hash of the tuning and training code and of the head's module (see :func:`train_code`)."""
-    head = head_of(wildcards)
-    return f"{code_hash('train.tuning', method_module(head))}:{FUSION_METHODS[head]}"
+    """Hash of the tuning and training code and of the head (see :func:`head_code`)."""
+    return head_code("train.tuning", wildcards)
 
 
 def run_files(suffix=""):

@@ -2,12 +2,17 @@
 
 Keeping the registry as strings lets the Snakefile list methods and hash their source without
 importing torch. Adding a method is adding a module and one line here; building a head from its
-config lives in :mod:`alignfuse.fusion.build`, which every training job runs.
+config lives in :mod:`alignfuse.fusion.build`, which every training job runs. A study's own head
+needs no line here: ``head: python`` with ``model: "module:Class"`` (docs/extending.md), and a
+head is then referred to by that "module:Class" wherever a registry name would be.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from alignfuse.errors import AlignfuseError
+from alignfuse.plugins import load
 
 FUSION_METHODS = {
     "concat": "alignfuse.fusion.concat:ConcatHead",
@@ -23,8 +28,11 @@ FUSION_METHODS = {
 }
 
 
+# The ``head`` of a method whose class is the study's own, named by its ``model``.
+PLUGIN = "python"
+
 # Keys of a study's method spec that are settings of the study, not arguments of the head.
-METHOD_SETTINGS = ("head", "training", "scaling")
+METHOD_SETTINGS = ("head", "model", "family", "training", "scaling")
 
 # How each head's modalities meet. Outputs and the theory group heads by family, never by name:
 # a comparison carries its method's family, and the gap figure, advise and the crossovers read it.
@@ -46,6 +54,16 @@ HEAD_FAMILIES = {
     "image_only": UNIMODAL,
     "text_only": UNIMODAL,
 }
+FAMILIES = (CONCATENATION, ATTENTION, WEIGHTED_SUM, BILINEAR, LATE, UNIMODAL)
+
+
+def head_reference(spec: dict) -> str:
+    """What builds a method's head: its registry name, or a plug-in's "module:Class"."""
+    return spec["model"] if spec["head"] == PLUGIN else spec["head"]
+
+
+def is_plugin(reference: str) -> bool:
+    return reference not in FUSION_METHODS and ":" in reference
 
 
 def method_module(name: str) -> str:
@@ -53,11 +71,23 @@ def method_module(name: str) -> str:
     return FUSION_METHODS[name].split(":")[0].removeprefix("alignfuse.")
 
 
-def head_family(name: str) -> str:
-    """The family of head ``name`` (see ``HEAD_FAMILIES``)."""
-    return HEAD_FAMILIES[name]
+def head_family(reference: str) -> str:
+    """The family of a head: the registry's for a built-in head (``HEAD_FAMILIES``), the class's
+    own ``family`` for a plug-in (importing it)."""
+    if reference in HEAD_FAMILIES:
+        return HEAD_FAMILIES[reference]
+    return head_class(reference).family  # a plug-in's, or the registry's error
 
 
-def head_class(name: str):
-    module, cls = FUSION_METHODS[name].split(":")
+def head_class(reference: str):
+    """The class of a registry name, or of a plug-in's "module:Class" (imported from the
+    Python path or the working directory)."""
+    if is_plugin(reference):
+        return load(reference, f"methods.<label>.model ({reference})")
+    if reference not in FUSION_METHODS:
+        raise AlignfuseError(
+            f"head '{reference}' is not in the fusion registry ({', '.join(FUSION_METHODS)}); "
+            "for a head of your own use head: python with model: module:Class"
+        )
+    module, cls = FUSION_METHODS[reference].split(":")
     return getattr(importlib.import_module(module), cls)

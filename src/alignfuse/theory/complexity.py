@@ -19,13 +19,13 @@ from alignfuse.fusion import (
     ATTENTION,
     BILINEAR,
     CONCATENATION,
-    FUSION_METHODS,
     LATE,
     METHOD_SETTINGS,
     UNIMODAL,
     WEIGHTED_SUM,
     head_class,
     head_family,
+    head_reference,
 )
 
 # families whose fusion is a linear projection of each modality (p_eff = d_v + d_t)
@@ -53,12 +53,19 @@ def _head_config(head: str, d_image: int, d_text: int, config: Mapping | None) -
     from alignfuse.fusion.build import resolve_config
     from alignfuse.fusion.sizing import hyper_parameters
 
-    if head not in FUSION_METHODS:
-        raise AlignfuseError(
-            f"head {head!r} is not in the fusion registry; use one of {', '.join(FUSION_METHODS)}"
-        )
     config = {k: v for k, v in (config or {}).items() if k not in METHOD_SETTINGS}
     return hyper_parameters(head_class(head), resolve_config(head, d_image, d_text, config))
+
+
+def _width(head: str, name: str, d_image: int, d_text: int, config: Mapping | None) -> int:
+    """The hyper-parameter ``name`` (``dim``, ``rank``) that a family's rule counts with."""
+    value = _head_config(head, d_image, d_text, config).get(name)
+    if value is None:
+        raise AlignfuseError(
+            f"head {head!r} of the family {head_family(head)!r} has no hyper-parameter {name!r}, "
+            "which its sample-complexity rule counts with; give its constructor that argument"
+        )
+    return int(value)
 
 
 def effective_dimension(
@@ -80,20 +87,16 @@ def effective_dimension(
         raise AlignfuseError(
             f"bilinear={bilinear!r} is not a score count; use one of {', '.join(BILINEAR_VARIANTS)}"
         )
-    if head not in FUSION_METHODS:
-        raise AlignfuseError(
-            f"head {head!r} is not in the fusion registry; use one of {', '.join(FUSION_METHODS)}"
-        )
     family = head_family(head)
     if family in LINEAR_FAMILIES:
         return d_v + d_t, "d_v + d_t (linear fusion projection)"
     if family == ATTENTION:
         if bilinear == "full":
             return d_v * d_t, "d_v·d_t (full-rank bilinear score)"
-        d_k = int(_head_config(head, d_v, d_t, config)["dim"])
+        d_k = _width(head, "dim", d_v, d_t, config)
         return (d_v + d_t) * d_k, f"(d_v + d_t)·d_k (factored bilinear score, d_k = {d_k})"
     if family == BILINEAR:
-        rank = int(_head_config(head, d_v, d_t, config)["rank"])
+        rank = _width(head, "rank", d_v, d_t, config)
         return (d_v + d_t) * rank, f"(d_v + d_t)·r (low-rank bilinear pooling, r = {rank})"
     raise AlignfuseError(
         f"head {head!r} is of the family {family!r}, which has no sample-complexity rule; add "
@@ -189,7 +192,7 @@ def _methods(methods) -> dict[str, tuple[str, dict]]:
         raise AlignfuseError(f"methods: {methods!r} is not a list of head names or name -> config")
     return {
         label: (
-            spec.pop("head", label),
+            head_reference({"head": label, **spec}),
             {k: v for k, v in spec.items() if k not in METHOD_SETTINGS},
         )
         for label, spec in specs.items()
@@ -218,7 +221,8 @@ def _method_rows(methods, d_image: int, d_text: int, bilinear) -> list[dict]:
     rows = []
     for label, (head, config) in _methods(methods).items():
         params = parameter_count(head, d_image, d_text, config)
-        own = variants if head_family(head) == ATTENTION else variants[:1]
+        factored = "dim" in _head_config(head, d_image, d_text, config)
+        own = variants if head_family(head) == ATTENTION and factored else variants[:1]
         for variant in own:
             p_eff, basis = effective_dimension(head, d_image, d_text, config, variant)
             method = f"{label} ({variant})" if len(own) > 1 else label
