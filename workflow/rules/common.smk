@@ -150,9 +150,10 @@ def head_of(wildcards):
 
 
 def head_code(stage, wildcards):
-    """Hash of a stage's code (``train.condition``, ``train.tuning``) and of the head's source,
-    with what names its class (so pointing a registry name at another class, or a plug-in's
-    ``model`` at another, reruns its methods): a registry head's module, or the plug-in's."""
+    """Hash of a stage's code (``train.condition``, ``train.tuning``) and of the head's source
+    (a registry head's module, or the plug-in's), with what names its class: pointing a
+    registry name or a plug-in's ``model`` at another class reruns its methods.
+    """
     reference = head_of(wildcards)
     if is_plugin(reference):
         source = plugin_hash(reference.partition(":")[0])
