@@ -211,9 +211,15 @@ def tuned_and_shared_runs():
     return pd.DataFrame(rows)
 
 
-def test_tuned_labels_are_drawn_against_tuned_concat_and_never_against_untuned_concat():
+def tuned_and_shared_gap(claims=(), comparisons=()):
+    """The gap figure of those runs' declared comparisons, the *_tuned labels tuned alike."""
     runs = tuned_and_shared_runs()
     recipes = {"concat_tuned": TUNED, "xattn_txt2img_tuned": TUNED}
+    found = declared(runs, claims=claims, comparisons=comparisons, recipes=recipes)
+    return plot(paired_differences(runs, found), "paper")
+
+
+def test_tuned_labels_are_drawn_against_tuned_concat_and_never_against_untuned_concat():
     claim = {
         "id": "tuned_gap",
         "statement": "tuned",
@@ -223,24 +229,19 @@ def test_tuned_labels_are_drawn_against_tuned_concat_and_never_against_untuned_c
         "scales": SCALES,
         "band": [4.1, 5.1],
     }
-    comparisons = declared(runs, claims=[claim], recipes=recipes)
-    table = paired_differences(runs, comparisons)
-    (ax,) = plot(table, "paper").axes
+    (ax,) = tuned_and_shared_gap(claims=[claim]).axes
     shown = sorted(line.get_label() for line in data_lines(ax))
     assert shown == ["concat − xattn_txt2img", "concat_tuned − xattn_txt2img_tuned"]
 
 
 def test_a_comparison_of_two_recipes_says_mixed_recipe_in_the_legend():
-    runs = tuned_and_shared_runs()
-    recipes = {"concat_tuned": TUNED, "xattn_txt2img_tuned": TUNED}
     entry = {
         "id": "mixed",
         "reference": "concat",
         "methods": ["xattn_txt2img_tuned"],
         "mixed_recipe": True,
     }
-    table = paired_differences(runs, declared(runs, comparisons=[entry], recipes=recipes))
-    fig = plot(table, "paper")
+    fig = tuned_and_shared_gap(comparisons=[entry])
     shown = sorted(line.get_label() for line in data_lines(fig.axes[0]))
     assert shown == ["concat − xattn_txt2img", "concat − xattn_txt2img_tuned (mixed recipe)"]
     assert "concat − xattn_txt2img_tuned (mixed recipe)" in [
